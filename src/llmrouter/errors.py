@@ -1,0 +1,79 @@
+"""Typed errors. Every message says what was wrong and what to do next."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmrouter.record import RouteRecord
+
+
+class LLMRouterError(Exception):
+    """Base class of every error llmrouter raises on purpose."""
+
+
+class ConfigurationError(LLMRouterError, ValueError):
+    """A router or model spec was built with invalid settings.
+
+    The message names the offending field and how to fix it.
+    """
+
+
+class UnknownTaskError(LLMRouterError, ValueError):
+    """A request asked for a task that no route serves and there is no default."""
+
+    def __init__(self, task: str | None, known: list[str]) -> None:
+        self.task = task
+        self.known = known
+        what = f"unknown task {task!r}" if task is not None else "no task given and none detected"
+        super().__init__(
+            f"{what}: known tasks are {sorted(known)}. Pass task=<one of them> "
+            "(keyword, .bind(task=...) or config['metadata']['task']), or give the "
+            "router a default=<model name>."
+        )
+
+
+class NoEligibleModelError(LLMRouterError, RuntimeError):
+    """No candidate model can take this request (e.g. none supports bound tools)."""
+
+    def __init__(self, message: str, excluded: dict[str, str] | None = None) -> None:
+        self.excluded = dict(excluded or {})
+        detail = "".join(f"\n  - {name}: {why}" for name, why in self.excluded.items())
+        super().__init__(message + detail)
+
+
+class AllModelsFailedError(LLMRouterError, RuntimeError):
+    """Every candidate failed. ``record`` keeps every attempt and its error."""
+
+    def __init__(self, record: RouteRecord, last_error: BaseException | None = None) -> None:
+        self.record = record
+        self.last_error = last_error
+        lines = "".join(
+            f"\n  - {a.model}: {a.error_type}: {a.error}" for a in record.attempts if not a.ok
+        )
+        super().__init__(
+            f"all {len(record.attempts)} attempt(s) failed for router {record.router!r}:{lines}"
+            "\nCheck the models' endpoints/credentials, or add a fallback model to the router."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.record, self.last_error))
+
+
+class StreamInterruptedError(LLMRouterError, RuntimeError):
+    """A stream failed after chunks had already been sent to the caller.
+
+    The chunks already yielded cannot be taken back, so the router does not switch
+    model silently. ``record`` holds the attempts so far.
+    """
+
+    def __init__(self, record: RouteRecord, cause: BaseException) -> None:
+        self.record = record
+        super().__init__(
+            f"model {record.model!r} failed mid-stream after sending output "
+            f"({type(cause).__name__}: {cause}). Retry the request, or use invoke() "
+            "to get automatic fallback."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.record, RuntimeError(str(self))))

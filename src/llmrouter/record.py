@@ -1,0 +1,82 @@
+"""The route record: what a router decided, and what happened when it ran."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+from pydantic import BaseModel, Field
+
+ROUTE_EVENT = "llmrouter.route"
+"""Name of the LangChain custom event that carries the route record."""
+
+
+class Attempt(BaseModel):
+    """One try of one candidate model."""
+
+    model: str
+    """Name of the `ModelSpec` that was tried."""
+    ok: bool
+    latency_s: float
+    """Wall time of this attempt, in seconds."""
+    error_type: str | None = None
+    error: str | None = None
+
+
+class Usage(BaseModel):
+    """Token usage reported by the answering model (`usage_metadata`)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+
+class RouteRecord(BaseModel):
+    """Everything a router decided for one request.
+
+    Attached to every response as ``response_metadata["route"]`` (as a plain dict,
+    so it serialises and shows in traces) and emitted as the custom event
+    ``"llmrouter.route"``.
+
+    Example:
+        >>> from llmrouter import route_of
+        >>> record = route_of(message)  # doctest: +SKIP
+        >>> record.model, record.reason, record.latency_s  # doctest: +SKIP
+    """
+
+    request_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    router: str
+    """Name of the router (its class name unless ``name=`` was given)."""
+    router_type: str
+    task: str | None = None
+    task_source: str | None = None
+    """How the task was decided: ``explicit``, ``config``, ``classifier:<kind>``, ``none``."""
+    model: str | None = None
+    """Name of the model that answered (``None`` when all failed)."""
+    reason: str = ""
+    candidates: list[str] = Field(default_factory=list)
+    attempts: list[Attempt] = Field(default_factory=list)
+    latency_s: float = 0.0
+    streamed: bool = False
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    """Actual cost from reported usage and the model's prices (``None`` if unknown)."""
+    extra: dict[str, Any] = Field(default_factory=dict)
+    """Router-specific details (classifier confidence, thread stickiness, ...)."""
+    inner: dict[str, Any] | None = None
+    """The route record of a nested router that answered, if any."""
+
+
+def route_of(message: BaseMessage) -> RouteRecord:
+    """Return the `RouteRecord` attached to a router's response.
+
+    Raises:
+        KeyError: if the message did not come from an llmrouter router.
+    """
+    raw = message.response_metadata.get("route")
+    if raw is None:
+        raise KeyError(
+            "this message carries no route record: it did not come from an llmrouter router"
+        )
+    return RouteRecord.model_validate(raw)

@@ -1,0 +1,156 @@
+"""`ModelSpec`: one routable model and what the routers know about it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel, BaseLanguageModel, BaseLLM
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SkipValidation,
+    ValidationError,
+    field_validator,
+)
+
+from llmrouter.errors import ConfigurationError
+
+ModelFactory = Callable[[], BaseLanguageModel[Any]]
+
+
+class ModelSpec(BaseModel):
+    """One routable model: the LangChain model plus what a router needs to pick it.
+
+    ``model`` is any LangChain chat model or LLM, or a zero-argument factory that
+    builds one on first use (so a router can list models it may never load).
+
+    Example:
+        >>> from langchain_core.language_models import FakeListChatModel
+        >>> from llmrouter import ModelSpec
+        >>> spec = ModelSpec(name="fake", model=FakeListChatModel(responses=["hi"]),
+        ...                  tasks={"chat"}, input_cost=0.15, output_cost=0.6)
+        >>> spec.serves("chat"), spec.serves("code_generation")
+        (True, False)
+        >>> round(spec.cost(input_tokens=1000, output_tokens=500), 6)
+        0.00045
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True, extra="forbid")
+
+    name: str
+    """Unique name within a router; used in routes, records and metrics."""
+    model: SkipValidation[BaseLanguageModel[Any] | ModelFactory] = Field(repr=False)
+    """The LangChain model, or a zero-argument factory that builds it lazily."""
+    tasks: frozenset[str] = frozenset()
+    """Task names this model serves. Empty means a general model that serves any task."""
+    modality: str = "text"
+    """What the model produces or consumes, e.g. ``text``, ``image_generation``."""
+    input_cost: float = Field(default=0.0, ge=0)
+    """USD per million input tokens."""
+    output_cost: float = Field(default=0.0, ge=0)
+    """USD per million output tokens."""
+    cached_input_cost: float | None = Field(default=None, ge=0)
+    """USD per million cached input tokens (``None``: same as ``input_cost``)."""
+    context_window: int | None = Field(default=None, gt=0)
+    """Maximum prompt plus output tokens; ``None`` when unknown."""
+    quality: dict[str, float] = Field(default_factory=dict)
+    """Optional per-task quality scores in [0, 1]."""
+    tags: frozenset[str] = frozenset()
+
+    _resolved: BaseChatModel | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(_explain(exc, "ModelSpec")) from exc
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("name must be a non-empty string, e.g. name='local-gpt2'")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model_ok(cls, value: Any) -> Any:
+        if isinstance(value, BaseLanguageModel) or callable(value):
+            return value
+        raise ValueError(
+            f"model must be a LangChain chat model/LLM or a zero-argument factory, "
+            f"got {type(value).__name__}; build one with llmrouter.models.*"
+        )
+
+    @field_validator("quality")
+    @classmethod
+    def _quality_ok(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {task: q for task, q in value.items() if not 0.0 <= q <= 1.0}
+        if bad:
+            raise ValueError(f"quality scores must lie in [0, 1]; got {bad}")
+        return value
+
+    @field_validator("tasks", "tags", mode="before")
+    @classmethod
+    def _as_set(cls, value: Any) -> Any:
+        if isinstance(value, str):  # a lone string would otherwise become a set of letters
+            return frozenset({value})
+        return value
+
+    def serves(self, task: str | None) -> bool:
+        """True if this model serves ``task`` (a model with no tasks serves any)."""
+        return task is None or not self.tasks or task in self.tasks
+
+    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float:
+        """USD for the given token counts at this model's prices."""
+        cached_price = self.input_cost if self.cached_input_cost is None else self.cached_input_cost
+        fresh = max(input_tokens - cached_input_tokens, 0)
+        return (
+            fresh * self.input_cost
+            + cached_input_tokens * cached_price
+            + output_tokens * self.output_cost
+        ) / 1_000_000
+
+    @property
+    def chat_model(self) -> BaseChatModel:
+        """The model as a chat model, built on first use (thread-safe, once)."""
+        if self._resolved is None:
+            with self._lock:
+                if self._resolved is None:
+                    object.__setattr__(self, "_resolved", _as_chat_model(self.name, self.model))
+        assert self._resolved is not None
+        return self._resolved
+
+    @property
+    def supports_tools(self) -> bool:
+        """True if the underlying chat model implements ``bind_tools``."""
+        return type(self.chat_model).bind_tools is not BaseChatModel.bind_tools
+
+
+def _as_chat_model(name: str, model: BaseLanguageModel[Any] | ModelFactory) -> BaseChatModel:
+    built = model if isinstance(model, BaseLanguageModel) else model()
+    if isinstance(built, BaseChatModel):
+        return built
+    if isinstance(built, BaseLLM):
+        from llmrouter.models.llm_chat import LLMChatAdapter
+
+        return LLMChatAdapter(llm=built)
+    raise ConfigurationError(
+        f"ModelSpec {name!r}: the model factory returned {type(built).__name__}, "
+        "expected a LangChain BaseChatModel or BaseLLM"
+    )
+
+
+def _explain(exc: ValidationError, what: str) -> str:
+    """Turn a pydantic error into one readable message naming each field."""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(arguments)"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"  - {field}: {message}")
+    return f"invalid {what}:\n" + "\n".join(lines)
