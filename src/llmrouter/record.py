@@ -55,6 +55,8 @@ class RouteRecord(BaseModel):
     model: str | None = None
     """Name of the model that answered (``None`` when all failed)."""
     reason: str = ""
+    backend_model: str | None = None
+    """The answering backend's own model name, when it reported one."""
     candidates: list[str] = Field(default_factory=list)
     attempts: list[Attempt] = Field(default_factory=list)
     latency_s: float = 0.0

@@ -10,7 +10,7 @@ from langchain_core.language_models import BaseChatModel, BaseLLM
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from llmrouter._callbacks import child_config
+from llmrouter._callbacks import RunContext
 
 
 class LLMChatAdapter(BaseChatModel):
@@ -36,7 +36,7 @@ class LLMChatAdapter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        config = child_config(run_manager)
+        config = RunContext(run_manager, None).child_config()
         text = self.llm.invoke(messages, config=config, stop=stop, **kwargs)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
@@ -47,7 +47,7 @@ class LLMChatAdapter(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        config = child_config(run_manager)
+        config = RunContext(run_manager, None).child_config()
         text = await self.llm.ainvoke(messages, config=config, stop=stop, **kwargs)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
@@ -58,7 +58,7 @@ class LLMChatAdapter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        config = child_config(run_manager)
+        config = RunContext(run_manager, None).child_config()
         for text in self.llm.stream(messages, config=config, stop=stop, **kwargs):
             yield ChatGenerationChunk(message=AIMessageChunk(content=text))
 
@@ -69,6 +69,6 @@ class LLMChatAdapter(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        config = child_config(run_manager)
+        config = RunContext(run_manager, None).child_config()
         async for text in self.llm.astream(messages, config=config, stop=stop, **kwargs):
             yield ChatGenerationChunk(message=AIMessageChunk(content=text))
