@@ -75,7 +75,7 @@ def test_all_failed_raises_typed_error_and_still_emits_record() -> None:
 def test_route_record_is_a_custom_event() -> None:
     events = Events()
     InOrder(models=[spec("a")]).invoke("hi", config={"callbacks": [events]})
-    (name, data), = events.events
+    ((name, data),) = events.events
     assert name == ROUTE_EVENT and data["model"] == "a"
 
 
@@ -216,9 +216,9 @@ def test_bind_tools_uses_only_capable_models() -> None:
 def test_bind_tools_without_capable_models_is_a_typed_error() -> None:
     router = InOrder(models=[spec("plain")])
     with pytest.raises(NoEligibleModelError, match="plain: chat model has no bind_tools"):
-        router.bind_tools([{"type": "function", "function": {"name": "f", "parameters": {}}}]).invoke(
-            "x"
-        )
+        router.bind_tools(
+            [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+        ).invoke("x")
 
 
 @pytest.mark.parametrize(

@@ -89,7 +89,9 @@ class InOrder(BaseRouter):
     """Test router: tries the models in the order given."""
 
     def rank(self, request: RouteRequest) -> Ranking:
-        return Ranking(list(self.models), "in order", task=request.task, task_source=request.task_source)
+        return Ranking(
+            list(self.models), "in order", task=request.task, task_source=request.task_source
+        )
 
 
 def spec(name: str, **kwargs: Any) -> ModelSpec:

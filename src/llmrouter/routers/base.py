@@ -141,8 +141,8 @@ class BaseRouter(BaseChatModel, ABC):
     def _unique_names(self) -> BaseRouter:
         if not self.models:
             raise ValueError("models is empty: give the router at least one ModelSpec")
-        seen: set[str] = set()
-        dupes = sorted({s.name for s in self.models if s.name in seen or seen.add(s.name)})
+        names = [s.name for s in self.models]
+        dupes = sorted({name for name in names if names.count(name) > 1})
         if dupes:
             raise ValueError(f"duplicate model names {dupes}: give each ModelSpec a unique name")
         self._by_name = {s.name: s for s in self.models}
@@ -307,6 +307,28 @@ class BaseRouter(BaseChatModel, ABC):
 
     # --------------------------------------------------------------- execution
 
+    def invoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        config = ensure_config(config)
+        return super().invoke(input, config, stop=stop, **_thread_from(config, kwargs))
+
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        config = ensure_config(config)
+        return await super().ainvoke(input, config, stop=stop, **_thread_from(config, kwargs))
+
     def stream(
         self,
         input: LanguageModelInput,
@@ -316,7 +338,7 @@ class BaseRouter(BaseChatModel, ABC):
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
         config = with_parent(ensure_config(config), kwargs)
-        yield from super().stream(input, config, stop=stop, **kwargs)
+        yield from super().stream(input, config, stop=stop, **_thread_from(config, kwargs))
 
     async def astream(
         self,
@@ -327,6 +349,7 @@ class BaseRouter(BaseChatModel, ABC):
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         config = with_parent(ensure_config(config), kwargs)
+        kwargs = _thread_from(config, kwargs)
         async for chunk in super().astream(input, config, stop=stop, **kwargs):
             yield chunk
 
@@ -524,6 +547,14 @@ class BaseRouter(BaseChatModel, ABC):
         if stop or self.stop:
             params["ls_stop"] = stop or self.stop
         return params
+
+
+def _thread_from(config: RunnableConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Adopt ``config["configurable"]["thread_id"]`` (LangGraph's convention)."""
+    thread_id = (config.get("configurable") or {}).get("thread_id")
+    if thread_id is not None and "thread_id" not in kwargs:
+        kwargs["thread_id"] = thread_id
+    return kwargs
 
 
 class _Relay:

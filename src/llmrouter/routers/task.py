@@ -110,7 +110,8 @@ class ModelRouter(BaseRouter):
         return self._rank(request, found)
 
     def _rank(self, request: RouteRequest, found: Classification | None) -> Ranking:
-        task, source, extra = request.task, request.task_source, {}
+        task, source = request.task, request.task_source
+        extra: dict[str, Any] = {}
         if found is not None:
             task, source = found.task, f"classifier:{found.method}"
             extra["confidence"] = found.confidence
