@@ -185,3 +185,10 @@ def test_general_model_serves_any_routed_task() -> None:
     general = ModelSpec(name="g", model=FakeListChatModel(responses=["ok"]))
     router = ModelRouter(models=[general], routes={"anything": "g"})
     assert route_of(router.invoke("x", task="anything")).model == "g"
+
+
+def test_failing_classifier_falls_back_to_default_and_is_recorded() -> None:
+    broken = LLMClassifier(spec("labeller", fail_with=TimeoutError).model, ["code_generation"])
+    record = route_of(make_router(classifier=broken).invoke("write code"))
+    assert record.model == "local" and record.task_source == "classifier:error"
+    assert record.extra["classifier_error"] == "TimeoutError: boom"

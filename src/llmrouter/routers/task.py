@@ -31,6 +31,9 @@ class ModelRouter(BaseRouter):
     A conversation stays on the model it started with while its task stays the
     same: pass ``thread_id`` as a keyword or in ``config["configurable"]``.
 
+    A classifier that raises does not fail the request: it is treated as "no
+    task" and the error is kept in the record (``extra["classifier_error"]``).
+
     Example:
         >>> from langchain_core.language_models import FakeListChatModel
         >>> from llmrouter import ModelRouter, ModelSpec
@@ -98,23 +101,32 @@ class ModelRouter(BaseRouter):
     # ---------------------------------------------------------------- ranking
 
     def rank(self, request: RouteRequest) -> Ranking:
-        found = None
+        found: Classification | BaseException | None = None
         if request.task is None and self.classifier is not None:
-            found = self.classifier.classify(request.text)
+            try:
+                found = self.classifier.classify(request.text)
+            except Exception as exc:  # a broken classifier must not fail the request
+                found = exc
         return self._rank(request, found)
 
     async def arank(self, request: RouteRequest) -> Ranking:
-        found = None
+        found: Classification | BaseException | None = None
         if request.task is None and self.classifier is not None:
-            found = await self.classifier.aclassify(request.text)
+            try:
+                found = await self.classifier.aclassify(request.text)
+            except Exception as exc:
+                found = exc
         return self._rank(request, found)
 
-    def _rank(self, request: RouteRequest, found: Classification | None) -> Ranking:
+    def _rank(self, request: RouteRequest, found: Classification | BaseException | None) -> Ranking:
         task, source = request.task, request.task_source
         extra: dict[str, Any] = {}
-        if found is not None:
+        if isinstance(found, Classification):
             task, source = found.task, f"classifier:{found.method}"
             extra["confidence"] = found.confidence
+        elif isinstance(found, BaseException):
+            source = "classifier:error"
+            extra["classifier_error"] = f"{type(found).__name__}: {found}"
         elif request.task is None:
             source = "none" if self.classifier is None else "classifier:none"
         primary, reason = self._primary(task)
