@@ -60,6 +60,5 @@ def demo(
             f"{cost:.8f}",
         )
     console.print(table)
-    console.print(
-        f"total cost: ${total:.8f}  (tiny random models: the answers are noise, the routing is real)"
-    )
+    console.print(f"total cost: ${total:.8f}")
+    console.print("(tiny random models: the answers are noise; the routing is real)")
