@@ -40,10 +40,13 @@ class RunContext:
     def __init__(self, run_manager: RunManager | None, parent: StreamParent | None) -> None:
         self._run_manager = run_manager
         self._parent = parent
+        self._child: RunnableConfig | None = None
 
     @property
-    def active(self) -> bool:
-        return self._run_manager is not None or self._parent is not None
+    def listening(self) -> bool:
+        """True if any callback handler would see an event dispatched from this run."""
+        callbacks = self.child_config().get("callbacks")
+        return isinstance(callbacks, CallbackManager) and bool(callbacks.handlers)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -56,9 +59,15 @@ class RunContext:
     def child_config(self) -> RunnableConfig:
         """A config under which a model call becomes a child run of the router's run.
 
-        LLM run managers have no ``get_child`` (chat models are leaves upstream);
-        a router is not a leaf, so the child manager is built the same way.
+        Built once per request. LLM run managers have no ``get_child`` (chat
+        models are leaves upstream); a router is not a leaf, so the child
+        manager is built the same way.
         """
+        if self._child is None:
+            self._child = self._build_child()
+        return self._child
+
+    def _build_child(self) -> RunnableConfig:
         if self._run_manager is not None:
             rm = self._run_manager
             manager = CallbackManager(handlers=[], parent_run_id=rm.run_id)

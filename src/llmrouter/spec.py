@@ -119,12 +119,14 @@ class ModelSpec(BaseModel):
     @property
     def chat_model(self) -> BaseChatModel:
         """The model as a chat model, built on first use (thread-safe, once)."""
-        if self._resolved is None:
+        resolved = self._resolved
+        if resolved is None:
             with self._lock:
-                if self._resolved is None:
-                    object.__setattr__(self, "_resolved", _as_chat_model(self.name, self.model))
-        assert self._resolved is not None
-        return self._resolved
+                resolved = self._resolved
+                if resolved is None:
+                    resolved = _as_chat_model(self.name, self.model)
+                    object.__setattr__(self, "_resolved", resolved)
+        return resolved
 
     @property
     def supports_tools(self) -> bool:

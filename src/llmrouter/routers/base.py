@@ -26,6 +26,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.runnables.config import var_child_runnable_config
 from pydantic import ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
 from llmrouter._callbacks import PARENT_KEY, RunContext, with_parent
@@ -199,12 +200,14 @@ class BaseRouter(BaseChatModel, ABC):
         return bound
 
     def _runnable(self, spec: ModelSpec) -> Runnable[LanguageModelInput, BaseMessage]:
-        if self._tools is None:
+        tools = self._tools
+        if tools is None:
             return spec.chat_model
-        runnable = self._bound.get(spec.name)
+        bound = self._bound
+        runnable = bound.get(spec.name)
         if runnable is None:
-            runnable = spec.chat_model.bind_tools(self._tools.tools, **self._tools.kwargs)
-            self._bound[spec.name] = runnable
+            runnable = spec.chat_model.bind_tools(tools.tools, **tools.kwargs)
+            bound[spec.name] = runnable
         return runnable
 
     def _eligible(self, ranking: Ranking) -> list[ModelSpec]:
@@ -301,9 +304,10 @@ class BaseRouter(BaseChatModel, ABC):
     def _finished(self, request: RouteRequest, record: RouteRecord) -> None:
         """Hook called once per request after the last attempt (success or not)."""
 
-    def _metadata(self, upstream: dict[str, Any], record: RouteRecord) -> dict[str, Any]:
+    @staticmethod
+    def _metadata(upstream: dict[str, Any], route: dict[str, Any]) -> dict[str, Any]:
         kept = {k: v for k, v in upstream.items() if k not in _OWNED_KEYS}
-        return {**kept, "model_name": record.model, "route": record.model_dump()}
+        return {**kept, "model_name": route["model"], "route": route}
 
     # --------------------------------------------------------------- execution
 
@@ -315,7 +319,6 @@ class BaseRouter(BaseChatModel, ABC):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
-        config = ensure_config(config)
         return super().invoke(input, config, stop=stop, **_thread_from(config, kwargs))
 
     async def ainvoke(
@@ -326,7 +329,6 @@ class BaseRouter(BaseChatModel, ABC):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
-        config = ensure_config(config)
         return await super().ainvoke(input, config, stop=stop, **_thread_from(config, kwargs))
 
     def stream(
@@ -399,8 +401,8 @@ class BaseRouter(BaseChatModel, ABC):
                 continue
             usage = getattr(message, "usage_metadata", None)
             self._succeeded(record, spec, started, t0, usage, message.response_metadata)
-            self._emit(request, record, ctx)
-            message.response_metadata = self._metadata(message.response_metadata, record)
+            route = self._emit(request, record, ctx)
+            message.response_metadata = self._metadata(message.response_metadata, route)
             return ChatResult(generations=[ChatGeneration(message=message)])
         self._emit(request, record, ctx)
         raise AllModelsFailedError(record, error) from error
@@ -432,8 +434,8 @@ class BaseRouter(BaseChatModel, ABC):
                 continue
             usage = getattr(message, "usage_metadata", None)
             self._succeeded(record, spec, started, t0, usage, message.response_metadata)
-            await self._aemit(request, record, ctx)
-            message.response_metadata = self._metadata(message.response_metadata, record)
+            route = await self._aemit(request, record, ctx)
+            message.response_metadata = self._metadata(message.response_metadata, route)
             return ChatResult(generations=[ChatGeneration(message=message)])
         await self._aemit(request, record, ctx)
         raise AllModelsFailedError(record, error) from error
@@ -468,8 +470,8 @@ class BaseRouter(BaseChatModel, ABC):
                 error = exc
                 continue
             self._succeeded(record, spec, started, t0, relay.usage, relay.upstream)
-            self._emit(request, record, ctx)
-            yield relay.last(self._metadata(relay.upstream, record))
+            route = self._emit(request, record, ctx)
+            yield relay.last(self._metadata(relay.upstream, route))
             return
         self._emit(request, record, ctx)
         raise AllModelsFailedError(record, error) from error
@@ -504,25 +506,30 @@ class BaseRouter(BaseChatModel, ABC):
                 error = exc
                 continue
             self._succeeded(record, spec, started, t0, relay.usage, relay.upstream)
-            await self._aemit(request, record, ctx)
-            yield relay.last(self._metadata(relay.upstream, record))
+            route = await self._aemit(request, record, ctx)
+            yield relay.last(self._metadata(relay.upstream, route))
             return
         await self._aemit(request, record, ctx)
         raise AllModelsFailedError(record, error) from error
 
     # ------------------------------------------------------------------ events
 
-    def _emit(self, request: RouteRequest, record: RouteRecord, ctx: RunContext) -> None:
+    def _emit(self, request: RouteRequest, record: RouteRecord, ctx: RunContext) -> dict[str, Any]:
+        """Close the request: run the hook, dispatch the event; return the record as a dict."""
         self._finished(request, record)
-        if ctx.active:
-            dispatch_custom_event(ROUTE_EVENT, record.model_dump(), config=ctx.child_config())
+        data = record.model_dump()
+        if ctx.listening:  # dispatching to nobody still costs LangChain a callback setup
+            dispatch_custom_event(ROUTE_EVENT, data, config=ctx.child_config())
+        return data
 
-    async def _aemit(self, request: RouteRequest, record: RouteRecord, ctx: RunContext) -> None:
+    async def _aemit(
+        self, request: RouteRequest, record: RouteRecord, ctx: RunContext
+    ) -> dict[str, Any]:
         self._finished(request, record)
-        if ctx.active:
-            await adispatch_custom_event(
-                ROUTE_EVENT, record.model_dump(), config=ctx.child_config()
-            )
+        data = record.model_dump()
+        if ctx.listening:
+            await adispatch_custom_event(ROUTE_EVENT, data, config=ctx.child_config())
+        return data
 
     # ---------------------------------------------------------- identification
 
@@ -549,8 +556,13 @@ class BaseRouter(BaseChatModel, ABC):
         return params
 
 
-def _thread_from(config: RunnableConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Adopt ``config["configurable"]["thread_id"]`` (LangGraph's convention)."""
+def _thread_from(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Adopt ``config["configurable"]["thread_id"]`` (LangGraph's convention).
+
+    With no explicit config, the one inherited from an enclosing runnable counts.
+    """
+    if config is None:
+        config = var_child_runnable_config.get() or {}
     thread_id = (config.get("configurable") or {}).get("thread_id")
     if thread_id is not None and "thread_id" not in kwargs:
         kwargs["thread_id"] = thread_id

@@ -61,6 +61,7 @@ class ModelRouter(BaseRouter):
 
     _threads: OrderedDict[str, tuple[str | None, str]] = PrivateAttr(default_factory=OrderedDict)
     _threads_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _table_cache: dict[str | None, tuple[list[ModelSpec], str]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _routes_point_at_models(self) -> ModelRouter:
@@ -129,19 +130,28 @@ class ModelRouter(BaseRouter):
             extra["classifier_error"] = f"{type(found).__name__}: {found}"
         elif request.task is None:
             source = "none" if self.classifier is None else "classifier:none"
-        primary, reason = self._primary(task)
+        candidates, reason = self._table(task)
         sticky = self._sticky(request.thread_id, task)
-        if sticky is not None and sticky is not primary:
-            primary, reason = sticky, f"thread {request.thread_id!r} stays on {sticky.name!r}"
+        if sticky is not None and sticky is not candidates[0]:
+            reason = f"thread {request.thread_id!r} stays on {sticky.name!r}"
+            candidates = [sticky, *(s for s in candidates if s is not sticky)]
         if request.thread_id is not None:
             extra["thread_id"] = request.thread_id
-        fallbacks = [
-            s for s in self.models if task is not None and s is not primary and s.serves(task)
-        ]
-        candidates = [primary, *fallbacks]
-        if self.default is not None and self.spec(self.default) not in candidates:
-            candidates.append(self.spec(self.default))
         return Ranking(candidates, reason, task=task, task_source=source, extra=extra)
+
+    def _table(self, task: str | None) -> tuple[list[ModelSpec], str]:
+        """Candidates and reason for ``task``; they depend on the task alone, so cached."""
+        cache = self._table_cache
+        entry = cache.get(task)
+        if entry is None:
+            primary, reason = self._primary(task)
+            candidates = [primary]
+            if task is not None:
+                candidates += [s for s in self.models if s is not primary and s.serves(task)]
+            if self.default is not None and self.spec(self.default) not in candidates:
+                candidates.append(self.spec(self.default))
+            entry = cache[task] = (candidates, reason)
+        return list(entry[0]), entry[1]
 
     def _primary(self, task: str | None) -> tuple[ModelSpec, str]:
         if task is not None:
