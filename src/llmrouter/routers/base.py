@@ -27,6 +27,7 @@ from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
 from llmrouter._callbacks import PARENT_KEY, RunContext, with_parent
@@ -55,6 +56,8 @@ class RouteRequest:
     """Router keywords of this call other than task/thread (e.g. ``user``)."""
     metadata: dict[str, Any] = field(default_factory=dict)
     """The call's ``config["metadata"]``."""
+    tools: ToolBinding | None = None
+    """Tools bound with ``bind_tools``: only tool-capable candidates can answer."""
 
     @property
     def text(self) -> str:
@@ -76,10 +79,22 @@ class Ranking:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class _ToolBinding:
-    tools: Sequence[Any]
-    kwargs: dict[str, Any]
+#: Call keyword that carries a `ToolBinding` from ``bind_tools`` to the executor.
+TOOLS_KEY = "_llmrouter_tools"
+
+
+@dataclass(eq=False)
+class ToolBinding:
+    """Tools bound with ``router.bind_tools``; bound onto each candidate on first use."""
+
+    tools: list[Any]
+    options: dict[str, Any]
+    schemas: list[dict[str, Any]]
+    """The tools in OpenAI format, shown in traces as the ``tools`` parameter."""
+    bound: dict[str, Runnable[LanguageModelInput, BaseMessage]] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"ToolBinding({[s['function']['name'] for s in self.schemas]})"
 
 
 class BaseRouter(BaseChatModel, ABC):
@@ -116,8 +131,6 @@ class BaseRouter(BaseChatModel, ABC):
     route_keywords: ClassVar[frozenset[str]] = frozenset({"task", "thread_id"})
 
     _by_name: dict[str, ModelSpec] = PrivateAttr(default_factory=dict)
-    _tools: _ToolBinding | None = PrivateAttr(default=None)
-    _bound: dict[str, Runnable[LanguageModelInput, BaseMessage]] = PrivateAttr(default_factory=dict)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -186,32 +199,35 @@ class BaseRouter(BaseChatModel, ABC):
         tool_choice: str | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """A copy of this router whose candidates have ``tools`` bound.
+        """Bind ``tools`` to whichever candidate answers.
 
         Only candidates whose chat model implements ``bind_tools`` are considered;
-        if none does, calls raise `NoEligibleModelError`.
+        if none does, calls raise `NoEligibleModelError`. ``tool_choice`` and other
+        keywords go to each candidate's ``bind_tools``.
         """
         options = dict(kwargs)
         if tool_choice is not None:
             options["tool_choice"] = tool_choice
-        bound = self.model_copy()
-        bound._tools = _ToolBinding(tools=list(tools), kwargs=options)
-        bound._bound = {}
-        return bound
+        schemas = [convert_to_openai_tool(tool) for tool in tools]
+        call: dict[str, Any] = {TOOLS_KEY: ToolBinding(list(tools), options, schemas)}
+        if "ls_structured_output_format" in options:  # so the router's own trace shows it
+            call["ls_structured_output_format"] = options["ls_structured_output_format"]
+        return self.bind(**call)
 
-    def _runnable(self, spec: ModelSpec) -> Runnable[LanguageModelInput, BaseMessage]:
-        tools = self._tools
+    @staticmethod
+    def _runnable(
+        spec: ModelSpec, tools: ToolBinding | None
+    ) -> Runnable[LanguageModelInput, BaseMessage]:
         if tools is None:
             return spec.chat_model
-        bound = self._bound
-        runnable = bound.get(spec.name)
+        runnable = tools.bound.get(spec.name)
         if runnable is None:
-            runnable = spec.chat_model.bind_tools(tools.tools, **tools.kwargs)
-            bound[spec.name] = runnable
+            runnable = spec.chat_model.bind_tools(tools.tools, **tools.options)
+            tools.bound[spec.name] = runnable
         return runnable
 
-    def _eligible(self, ranking: Ranking) -> list[ModelSpec]:
-        if self._tools is None:
+    def _eligible(self, ranking: Ranking, tools: ToolBinding | None) -> list[ModelSpec]:
+        if tools is None:
             candidates = ranking.candidates
         else:
             candidates = [s for s in ranking.candidates if s.supports_tools]
@@ -231,6 +247,7 @@ class BaseRouter(BaseChatModel, ABC):
     ) -> tuple[RouteRequest, dict[str, Any]]:
         """Split router keywords from model keywords and read the task."""
         metadata = ctx.metadata
+        tools = kwargs.pop(TOOLS_KEY, None)
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in self.route_keywords}
         task, source = options.pop("task", None), "explicit"
         if task is None and metadata.get("task") is not None:
@@ -246,6 +263,7 @@ class BaseRouter(BaseChatModel, ABC):
             thread_id=str(thread_id) if thread_id is not None else None,
             options=options,
             metadata=metadata,
+            tools=tools,
         )
         return request, kwargs
 
@@ -372,6 +390,9 @@ class BaseRouter(BaseChatModel, ABC):
         self, stop: list[str] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         kwargs.pop(PARENT_KEY, None)
+        tools = kwargs.pop(TOOLS_KEY, None)
+        if isinstance(tools, ToolBinding):
+            kwargs["tools"] = tools.schemas
         return super()._get_invocation_params(stop=stop, **kwargs)
 
     def _generate(
@@ -389,10 +410,10 @@ class BaseRouter(BaseChatModel, ABC):
         record, t0 = self._start(request, ranking), time.perf_counter()
         stop = stop if stop is not None else self.stop
         error: BaseException | None = None
-        for spec in self._eligible(ranking):
+        for spec in self._eligible(ranking, request.tools):
             started = time.perf_counter()
             try:
-                message = self._runnable(spec).invoke(
+                message = self._runnable(spec, request.tools).invoke(
                     messages, config=ctx.child_config(), stop=stop, **kwargs
                 )
             except Exception as exc:  # any model error: fall back to the next candidate
@@ -422,10 +443,10 @@ class BaseRouter(BaseChatModel, ABC):
         record, t0 = self._start(request, ranking), time.perf_counter()
         stop = stop if stop is not None else self.stop
         error: BaseException | None = None
-        for spec in self._eligible(ranking):
+        for spec in self._eligible(ranking, request.tools):
             started = time.perf_counter()
             try:
-                message = await self._runnable(spec).ainvoke(
+                message = await self._runnable(spec, request.tools).ainvoke(
                     messages, config=ctx.child_config(), stop=stop, **kwargs
                 )
             except Exception as exc:
@@ -454,10 +475,10 @@ class BaseRouter(BaseChatModel, ABC):
         record.streamed = True
         stop = stop if stop is not None else self.stop
         error: BaseException | None = None
-        for spec in self._eligible(ranking):
+        for spec in self._eligible(ranking, request.tools):
             started, relay = time.perf_counter(), _Relay()
             try:
-                stream = self._runnable(spec).stream(
+                stream = self._runnable(spec, request.tools).stream(
                     messages, config=ctx.child_config(), stop=stop, **kwargs
                 )
                 for chunk in stream:
@@ -490,10 +511,10 @@ class BaseRouter(BaseChatModel, ABC):
         record.streamed = True
         stop = stop if stop is not None else self.stop
         error: BaseException | None = None
-        for spec in self._eligible(ranking):
+        for spec in self._eligible(ranking, request.tools):
             started, relay = time.perf_counter(), _Relay()
             try:
-                stream = self._runnable(spec).astream(
+                stream = self._runnable(spec, request.tools).astream(
                     messages, config=ctx.child_config(), stop=stop, **kwargs
                 )
                 async for chunk in stream:
@@ -542,8 +563,11 @@ class BaseRouter(BaseChatModel, ABC):
         return {"router": self.router_name, "models": [s.name for s in self.models]}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        model = kwargs.get("model")
         params = LangSmithParams(
-            ls_provider="llmrouter", ls_model_name=self.router_name, ls_model_type="chat"
+            ls_provider="llmrouter",
+            ls_model_name=model if isinstance(model, str) else self.router_name,
+            ls_model_type="chat",
         )
         temperature = kwargs.get("temperature", self.temperature)
         if isinstance(temperature, (int, float)):

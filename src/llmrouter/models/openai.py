@@ -1,0 +1,185 @@
+"""`openai_compatible`: any server speaking OpenAI's chat completions API.
+
+OpenAI itself, vLLM, TGI, llama.cpp server, Ollama, llm-katan, ... through
+`langchain_openai.ChatOpenAI`. Building the spec makes no network call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlparse
+
+from langchain_core.language_models import LanguageModelInput
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr, ValidationError
+
+from llmrouter.errors import ConfigurationError
+from llmrouter.models._common import make_spec, split_spec_kwargs
+from llmrouter.spec import ModelSpec
+
+try:  # openai>=3 ships on httpx2; older releases on httpx (the same API)
+    import httpx2 as _httpx
+except ImportError:  # pragma: no cover - depends on the installed openai
+    import httpx as _httpx  # type: ignore[no-redef]
+
+# Aliases of the keywords we set ourselves; they would silently fight ours.
+_OWN_KEYWORDS = {"model_name": "model", "openai_api_key": "api_key", "openai_api_base": "base_url"}
+
+
+def openai_compatible(
+    model: str,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    *,
+    name: str | None = None,
+    **kwargs: Any,
+) -> ModelSpec:
+    """A `ModelSpec` for a model behind an OpenAI-compatible chat completions API.
+
+    Args:
+        model: The model name the server expects (``"gpt-4o-mini"``, the vLLM
+            ``--served-model-name``, ...). Also the spec's default ``name``.
+        base_url: Server root including ``/v1``, e.g. ``"http://127.0.0.1:8000/v1"``.
+            Defaults to ``$OPENAI_BASE_URL`` (or ``$OPENAI_API_BASE``), then OpenAI's API.
+        api_key: The key. Defaults to ``$OPENAI_API_KEY``. Servers without auth
+            accept any value: pass ``api_key="EMPTY"``. Kept as a secret: it shows
+            in no ``repr``, log line or response metadata.
+        name: The spec's name within a router (default: ``model``).
+        **kwargs: `ModelSpec` fields (``tasks``, ``input_cost``, ``output_cost``,
+            ``context_window``, ``quality``, ``tags``, ``modality``,
+            ``cached_input_cost``) go to the spec; everything else (``timeout``,
+            ``max_tokens``, ``temperature``, ``max_retries``, ...) to ``ChatOpenAI``.
+
+    Raises:
+        ConfigurationError: no API key was given or found, or ``ChatOpenAI``
+            rejected a keyword.
+
+    Three things differ from a bare ``ChatOpenAI``: usage is reported when
+    streaming (``stream_usage=True``); servers other than OpenAI receive
+    ``max_tokens`` (which vLLM, TGI, llama.cpp, Ollama all read) instead of
+    ``max_completion_tokens``; and async calls work from any number of event
+    loops (e.g. repeated ``asyncio.run``).
+
+    Example:
+        >>> from llmrouter.models import openai_compatible
+        >>> spec = openai_compatible("qwen2.5-7b", "http://127.0.0.1:8000/v1",
+        ...                          api_key="EMPTY", tasks={"chat"}, max_tokens=256)
+        >>> spec.name, spec.chat_model.max_tokens
+        ('qwen2.5-7b', 256)
+    """
+    spec_kwargs, chat_kwargs = split_spec_kwargs(kwargs)
+    for alias, ours in _OWN_KEYWORDS.items():
+        if alias in chat_kwargs:
+            raise ConfigurationError(
+                f"openai_compatible({model!r}): pass {ours}= instead of {alias}="
+            )
+    key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+    if not key:
+        raise ConfigurationError(
+            f"openai_compatible({model!r}): no API key. Pass api_key=... or set "
+            "OPENAI_API_KEY; a local server without auth accepts api_key='EMPTY'."
+        )
+    # Cost accounting reads usage; servers that do not know `stream_options` ignore it.
+    chat_kwargs.setdefault("stream_usage", True)
+    if not {"http_async_client", "async_client", "openai_proxy"} & chat_kwargs.keys():
+        chat_kwargs["http_async_client"] = openai_async_http_client()
+    url = base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
+    chat_class = ChatOpenAI if _is_openai(url) else _ServerChatOpenAI
+    try:
+        chat = chat_class(model=model, base_url=url, api_key=SecretStr(key), **chat_kwargs)
+    except ValidationError as exc:
+        problems = "; ".join(  # messages only: input values may hold secrets
+            f"{'.'.join(map(str, err['loc'])) or '(arguments)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(
+            f"openai_compatible({model!r}): ChatOpenAI rejected the settings: {problems}"
+        ) from None
+    return make_spec(name or model, chat, spec_kwargs)
+
+
+class _ServerChatOpenAI(ChatOpenAI):
+    """``ChatOpenAI`` for servers other than OpenAI's.
+
+    ``ChatOpenAI`` renames ``max_tokens`` to ``max_completion_tokens``, which only
+    OpenAI and recent vLLM read; llama.cpp, Ollama, older TGI and llm-katan ignore
+    it and generate up to their own default.
+    """
+
+    def _get_request_payload(
+        self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)
+        if "max_completion_tokens" in payload and "max_tokens" not in payload:
+            payload["max_tokens"] = payload.pop("max_completion_tokens")
+        return payload
+
+
+def _is_openai(url: str | None) -> bool:
+    return url is None or (urlparse(url).hostname or "").endswith("api.openai.com")
+
+
+def openai_async_http_client() -> _httpx.AsyncClient:
+    """An async HTTP client for the openai SDK that works across event loops."""
+    import openai
+
+    return openai.DefaultAsyncHttpxClient(transport=_PerLoopTransport())
+
+
+class _PerLoopTransport(_httpx.AsyncBaseTransport):
+    """One connection pool per event loop.
+
+    A connection belongs to the loop that opened it, and langchain-openai shares
+    one async client per base URL process-wide: the second
+    ``asyncio.run(model.ainvoke(...))`` (or the next pytest-asyncio test) failed
+    with "Event loop is closed".
+    """
+
+    def __init__(self) -> None:
+        self._pools: dict[asyncio.AbstractEventLoop, _httpx.AsyncHTTPTransport] = {}
+
+    async def _pool(self) -> _httpx.AsyncHTTPTransport:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            for old in [old for old in list(self._pools) if old.is_closed()]:
+                self._pools.pop(old, None)
+            pool = self._pools[loop] = _httpx.AsyncHTTPTransport(
+                limits=_httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+            )
+            await close_with_loop(pool.aclose)
+        return pool
+
+    async def handle_async_request(self, request: _httpx.Request) -> _httpx.Response:
+        return await (await self._pool()).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.aclose()
+
+
+_closers: set[AsyncIterator[None]] = set()
+
+
+async def close_with_loop(aclose: Callable[[], Awaitable[Any]]) -> None:
+    """Run ``aclose`` when the running event loop shuts down.
+
+    ``asyncio.run`` and ``asyncio.Runner`` close every live async generator of
+    their loop on exit (``loop.shutdown_asyncgens``); a suspended generator's
+    ``finally`` is the one portable "loop is ending" hook asyncio offers.
+    """
+
+    async def closer() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            _closers.discard(gen)
+            await aclose()
+
+    gen = closer()
+    _closers.add(gen)  # a strong reference until the loop closes it
+    await gen.__anext__()
