@@ -64,6 +64,10 @@ class RouteRecord(BaseModel):
     usage: Usage | None = None
     cost_usd: float | None = None
     """Actual cost from reported usage and the model's prices (``None`` if unknown)."""
+    estimated_cost_usd: float | None = None
+    """The router's pre-call estimate for the model that answered, if it made one."""
+    estimates: dict[str, float] = Field(default_factory=dict)
+    """Pre-call cost estimates (USD) per candidate, if the router made them."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """Router-specific details (classifier confidence, thread stickiness, ...)."""
     inner: dict[str, Any] | None = None

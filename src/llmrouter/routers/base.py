@@ -77,6 +77,9 @@ class Ranking:
     task: str | None = None
     task_source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    """Router-specific details, copied into the record's ``extra``."""
+    estimated_cost: dict[str, float] = field(default_factory=dict)
+    """Pre-call cost estimate (USD) per candidate name, when the router made one."""
 
 
 #: Call keyword that carries a `ToolBinding` from ``bind_tools`` to the executor.
@@ -276,6 +279,7 @@ class BaseRouter(BaseChatModel, ABC):
             reason=ranking.reason,
             candidates=[s.name for s in ranking.candidates],
             extra=dict(ranking.extra),
+            estimates=dict(ranking.estimated_cost),
         )
 
     def _failed(
@@ -304,6 +308,7 @@ class BaseRouter(BaseChatModel, ABC):
         record.attempts.append(Attempt(model=spec.name, ok=True, latency_s=now - started))
         record.model = spec.name
         record.latency_s = now - t0
+        record.estimated_cost_usd = record.estimates.get(spec.name)
         if upstream.get("model_name") is not None:
             record.backend_model = str(upstream["model_name"])
         if isinstance(upstream.get("route"), dict):
@@ -320,7 +325,15 @@ class BaseRouter(BaseChatModel, ABC):
             )
 
     def _finished(self, request: RouteRequest, record: RouteRecord) -> None:
-        """Hook called once per request after the last attempt (success or not)."""
+        """Hook called once per request after the last attempt, success or not.
+
+        Subclasses persist what they must here (experiment records, spend); the
+        record of a failed request has ``model=None`` and every failed attempt.
+        """
+
+    async def _afinished(self, request: RouteRequest, record: RouteRecord) -> None:
+        """Async `_finished` (async paths); the default calls `_finished`."""
+        self._finished(request, record)
 
     @staticmethod
     def _metadata(upstream: dict[str, Any], route: dict[str, Any]) -> dict[str, Any]:
@@ -546,7 +559,7 @@ class BaseRouter(BaseChatModel, ABC):
     async def _aemit(
         self, request: RouteRequest, record: RouteRecord, ctx: RunContext
     ) -> dict[str, Any]:
-        self._finished(request, record)
+        await self._afinished(request, record)
         data = record.model_dump()
         if ctx.listening:
             await adispatch_custom_event(ROUTE_EVENT, data, config=ctx.child_config())
