@@ -50,7 +50,7 @@ def test_first_candidate_answers_with_route_record() -> None:
 
 def test_falls_back_and_records_the_error() -> None:
     a, b = spec("a", fail_with=ConnectionError), spec("b", reply="from b")
-    msg = InOrder(models=[a, b]).invoke("hello")
+    msg = InOrder(models=[a, b], max_retries=0).invoke("hello")
     assert msg.content == "from b"
     record = route_of(msg)
     assert [(x.model, x.ok, x.error_type) for x in record.attempts] == [
@@ -62,7 +62,9 @@ def test_falls_back_and_records_the_error() -> None:
 
 def test_all_failed_raises_typed_error_and_still_emits_record() -> None:
     events = Events()
-    router = InOrder(models=[spec("a", fail_with=ValueError), spec("b", fail_with=TimeoutError)])
+    router = InOrder(
+        models=[spec("a", fail_with=ValueError), spec("b", fail_with=TimeoutError)], max_retries=0
+    )
     with pytest.raises(AllModelsFailedError) as info:
         router.invoke("hello", config={"callbacks": [events]})
     record = info.value.record
@@ -148,7 +150,7 @@ def test_stream_falls_back_before_first_chunk() -> None:
 
 def test_stream_failure_after_output_is_a_typed_error() -> None:
     a = spec("a", reply="one two three", fail_after_chunks=2)
-    router = InOrder(models=[a, spec("b")])
+    router = InOrder(models=[a, spec("b")], stream_recovery="raise")
     got: list[str] = []
     with pytest.raises(StreamInterruptedError) as info:
         for chunk in router.stream("hi"):

@@ -109,7 +109,7 @@ def test_fallback_order_primary_then_declaring_then_default() -> None:
         spec("general", reply="G"),
         spec("d", reply="D", tasks={"chat"}),
     ]
-    router = ModelRouter(models=models, routes={"code_generation": "a"}, default="d")
+    router = ModelRouter(models=models, routes={"code_generation": "a"}, default="d", max_retries=0)
     msg = router.invoke("x", task="code_generation")
     assert [a.model for a in route_of(msg).attempts] == ["a", "b", "general"]
     assert msg.content == "G"

@@ -77,3 +77,22 @@ class StreamInterruptedError(LLMRouterError, RuntimeError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.record, RuntimeError(str(self))))
+
+
+class InvalidRequestError(LLMRouterError, ValueError):
+    """The request itself is unusable (empty, wrong type, undecodable bytes).
+
+    Raised before any model is tried: every model would reject it.
+    """
+
+
+class AttemptTimeoutError(LLMRouterError, TimeoutError):
+    """One attempt on one model took longer than its timeout (retryable)."""
+
+    def __init__(self, model: str, seconds: float, what: str = "answer") -> None:
+        self.model = model
+        self.seconds = seconds
+        super().__init__(
+            f"model {model!r} gave no {what} within {seconds:g} s; raise attempt_timeout "
+            "on its ModelSpec (or timeout= on the router) if it is just slow"
+        )

@@ -22,6 +22,10 @@ class Attempt(BaseModel):
     """Wall time of this attempt, in seconds."""
     error_type: str | None = None
     error: str | None = None
+    kind: str | None = None
+    """For failures: ``retryable``, ``context_length``, ``fatal`` or ``circuit_open``."""
+    partial: bool = False
+    """True when the model failed mid-stream, after sending part of the answer."""
 
 
 class Usage(BaseModel):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, BaseLanguageModel, BaseLLM
+from langchain_core.rate_limiters import BaseRateLimiter
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -18,6 +19,8 @@ from pydantic import (
 )
 
 from llmrouter.errors import ConfigurationError
+from llmrouter.resilience.limits import ConcurrencyLimit
+from llmrouter.resilience.retry import RetryPolicy
 
 ModelFactory = Callable[[], BaseLanguageModel[Any]]
 
@@ -60,9 +63,20 @@ class ModelSpec(BaseModel):
     quality: dict[str, float] = Field(default_factory=dict)
     """Optional per-task quality scores in [0, 1]."""
     tags: frozenset[str] = frozenset()
+    retry: RetryPolicy | None = None
+    """Retry policy for this model; ``None``: the router's policy."""
+    attempt_timeout: float | None = Field(default=None, gt=0)
+    """Seconds one attempt may take; ``None``: the router's ``timeout``."""
+    first_token_timeout: float | None = Field(default=None, gt=0)
+    """Seconds a stream may take to send its first chunk; ``None``: the router's."""
+    max_concurrency: int | None = Field(default=None, gt=0)
+    """Most calls in flight on this model at once, across every router sharing the spec."""
+    rate_limiter: BaseRateLimiter | None = None
+    """A LangChain rate limiter (e.g. ``InMemoryRateLimiter``) applied before each call."""
 
     _resolved: BaseChatModel | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _limit: ConcurrencyLimit | None = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -127,6 +141,20 @@ class ModelSpec(BaseModel):
                     resolved = _as_chat_model(self.name, self.model)
                     object.__setattr__(self, "_resolved", resolved)
         return resolved
+
+    @property
+    def limit(self) -> ConcurrencyLimit | None:
+        """The shared in-flight limit, when ``max_concurrency`` is set."""
+        if self.max_concurrency is None:
+            return None
+        limit = self._limit
+        if limit is None:
+            with self._lock:
+                limit = self._limit
+                if limit is None:
+                    limit = ConcurrencyLimit(self.max_concurrency)
+                    object.__setattr__(self, "_limit", limit)
+        return limit
 
     @property
     def supports_tools(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -23,10 +25,33 @@ class Recorder(BaseChatModel):
     fail_after_chunks: int | None = None
     usage: tuple[int, int] | None = None
     upstream_name: str | None = None
+    fail_times: int = 0
+    """Fail (with ``fail_with`` or ConnectionError) on the first N calls only."""
+    sleep: float = 0.0
+    """Seconds to wait before answering (or before the first chunk)."""
     calls: list[dict[str, Any]] = []
+    in_flight: int = 0
+    peak: int = 0
 
     def model_post_init(self, context: Any) -> None:
         self.calls = []
+        self._lock = threading.Lock()
+
+    def _begin(
+        self, stop: list[str] | None, kwargs: dict[str, Any], messages: list[BaseMessage]
+    ) -> None:
+        with self._lock:
+            self.calls.append({"stop": stop, **kwargs, "messages": messages})
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        try:
+            if self.sleep:
+                time.sleep(self.sleep)
+            if len(self.calls) <= self.fail_times:
+                raise (self.fail_with or ConnectionError)(f"transient failure {len(self.calls)}")
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     @property
     def _llm_type(self) -> str:
@@ -47,8 +72,8 @@ class Recorder(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        self.calls.append({"stop": stop, **kwargs, "messages": messages})
-        if self.fail_with is not None:
+        self._begin(stop, kwargs, messages)
+        if self.fail_with is not None and not self.fail_times:
             raise self.fail_with("boom")
         return ChatResult(generations=[ChatGeneration(message=self._message(AIMessage))])
 
@@ -59,8 +84,8 @@ class Recorder(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        self.calls.append({"stop": stop, **kwargs, "messages": messages})
-        if self.fail_with is not None and self.fail_after_chunks is None:
+        self._begin(stop, kwargs, messages)
+        if self.fail_with is not None and self.fail_after_chunks is None and not self.fail_times:
             raise self.fail_with("boom before first chunk")
         words = self.reply.split(" ")
         for i, word in enumerate(words):

@@ -58,21 +58,28 @@ def test_routes_between_local_and_remote_with_real_usage(
 def test_dead_endpoint_falls_back_to_the_local_model(local: ModelSpec, katan_factory: Any) -> None:
     failing = katan_factory(["--error-rate", "1.0"])
     router = ModelRouter(
-        models=[remote(failing, tasks={"chat"}, max_retries=0), local],
+        models=[remote(failing, tasks={"chat"}), local],
         routes={"chat": "katan"},
     )
     msg = router.invoke("hello", task="chat")
     record = route_of(msg)
     assert record.model == "local"
-    assert [(a.model, a.ok) for a in record.attempts] == [("katan", False), ("local", True)]
+    # a 500 is retryable: the default policy tries 3 times, then falls back
+    assert [(a.model, a.ok, a.kind) for a in record.attempts] == [
+        ("katan", False, "retryable"),
+        ("katan", False, "retryable"),
+        ("katan", False, "retryable"),
+        ("local", True, None),
+    ]
     assert "internal server error" in (record.attempts[0].error or "").lower()
 
 
 def test_all_endpoints_down_raise_with_every_attempt(katan_factory: Any) -> None:
     failing = katan_factory(["--error-rate", "1.0"])
     router = ModelRouter(
-        models=[remote(failing, name="a", max_retries=0), remote(failing, name="b", max_retries=0)],
+        models=[remote(failing, name="a"), remote(failing, name="b")],
         routes={"chat": "a"},
+        max_retries=0,
     )
     with pytest.raises(AllModelsFailedError) as info:
         router.invoke("hello", task="chat")

@@ -57,7 +57,9 @@ def openai_compatible(
         ConfigurationError: no API key was given or found, or ``ChatOpenAI``
             rejected a keyword.
 
-    Three things differ from a bare ``ChatOpenAI``: usage is reported when
+    Four things differ from a bare ``ChatOpenAI``: the SDK's own retries are off
+    (``max_retries=0``: the router's retry policy applies instead, so attempts are
+    not multiplied); usage is reported when
     streaming (``stream_usage=True``); servers other than OpenAI receive
     ``max_tokens`` (which vLLM, TGI, llama.cpp, Ollama all read) instead of
     ``max_completion_tokens``; and async calls work from any number of event
@@ -84,6 +86,9 @@ def openai_compatible(
         )
     # Cost accounting reads usage; servers that do not know `stream_options` ignore it.
     chat_kwargs.setdefault("stream_usage", True)
+    # The router retries (with backoff, Retry-After and a deadline) and falls back;
+    # the SDK's own retries would multiply attempts and delay fallback.
+    chat_kwargs.setdefault("max_retries", 0)
     if not {"http_async_client", "async_client", "openai_proxy"} & chat_kwargs.keys():
         chat_kwargs["http_async_client"] = openai_async_http_client()
     url = base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")

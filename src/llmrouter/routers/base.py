@@ -8,40 +8,39 @@ once, for every router.
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
-    adispatch_custom_event,
-    dispatch_custom_event,
 )
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
-from langchain_core.messages.ai import UsageMetadata, add_usage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from llmrouter._callbacks import PARENT_KEY, RunContext, with_parent
-from llmrouter.errors import (
-    AllModelsFailedError,
-    ConfigurationError,
-    NoEligibleModelError,
-    StreamInterruptedError,
-)
-from llmrouter.record import ROUTE_EVENT, Attempt, RouteRecord, Usage
+from llmrouter.errors import ConfigurationError, InvalidRequestError, NoEligibleModelError
+from llmrouter.record import RouteRecord
+from llmrouter.resilience.breaker import CircuitBreaker, MemoryBreakerBoard
+from llmrouter.resilience.retry import RetryPolicy
+from llmrouter.routers.execution import Execution
 from llmrouter.spec import ModelSpec, _explain
-
-#: Response metadata keys the router owns; a candidate's own values move into the record.
-_OWNED_KEYS = ("model_name", "route")
 
 
 @dataclass
@@ -122,10 +121,20 @@ class BaseRouter(BaseChatModel, ABC):
     """Default output token limit passed to the answering model."""
     stop: list[str] | None = None
     """Default stop sequences passed to the answering model."""
-    timeout: float | None = None
-    """Reserved for per-attempt deadlines (resilience policy); not enforced yet."""
-    max_retries: int = 0
-    """Reserved for the retry policy; the router currently falls back instead."""
+    timeout: float | None = Field(default=None, gt=0)
+    """Seconds one attempt on one model may take (a model's ``attempt_timeout`` wins)."""
+    first_token_timeout: float | None = Field(default=None, gt=0)
+    """Seconds a stream may take to its first chunk (a model's own setting wins)."""
+    max_retries: int = Field(default=2, ge=0)
+    """Retries per model on retryable errors, when ``retry`` is not given."""
+    retry: RetryPolicy | None = None
+    """Retry policy for models without their own (default: ``max_retries`` retries with
+    exponential backoff and jitter, within 30 s)."""
+    circuit_breaker: CircuitBreaker | None = Field(default_factory=CircuitBreaker)
+    """Skips models that keep failing; ``None`` turns breaking off."""
+    stream_recovery: Literal["continue", "raise"] = "continue"
+    """After a stream failed mid-answer: ``continue`` on the next model (it gets the
+    partial answer to complete), or ``raise`` `StreamInterruptedError`."""
     streaming: bool = False
     """If True, ``invoke`` streams from the answering model under the hood and
     returns the joined answer (the route record says ``streamed``)."""
@@ -187,6 +196,17 @@ class BaseRouter(BaseChatModel, ABC):
             raise ConfigurationError(
                 f"{type(self).__name__} has no model {name!r}; models are {sorted(self._by_name)}"
             ) from None
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The policy for models without their own."""
+        return self.retry or RetryPolicy.attempts(self.max_retries + 1)
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Circuit-breaker state per model: ``state``, ``recent_failures``,
+        ``open_for_s``, ``opens`` (all ``closed`` when breaking is off)."""
+        breaker = self.circuit_breaker or CircuitBreaker(board=MemoryBreakerBoard())
+        return breaker.health([s.name for s in self.models])
 
     @property
     def router_name(self) -> str:
@@ -270,60 +290,6 @@ class BaseRouter(BaseChatModel, ABC):
         )
         return request, kwargs
 
-    def _start(self, request: RouteRequest, ranking: Ranking) -> RouteRecord:
-        return RouteRecord(
-            router=self.router_name,
-            router_type=type(self).__name__,
-            task=ranking.task,
-            task_source=ranking.task_source,
-            reason=ranking.reason,
-            candidates=[s.name for s in ranking.candidates],
-            extra=dict(ranking.extra),
-            estimates=dict(ranking.estimated_cost),
-        )
-
-    def _failed(
-        self, record: RouteRecord, spec: ModelSpec, started: float, exc: BaseException
-    ) -> None:
-        record.attempts.append(
-            Attempt(
-                model=spec.name,
-                ok=False,
-                latency_s=time.perf_counter() - started,
-                error_type=type(exc).__name__,
-                error=str(exc)[:500],
-            )
-        )
-
-    def _succeeded(
-        self,
-        record: RouteRecord,
-        spec: ModelSpec,
-        started: float,
-        t0: float,
-        usage: UsageMetadata | None,
-        upstream: dict[str, Any],
-    ) -> None:
-        now = time.perf_counter()
-        record.attempts.append(Attempt(model=spec.name, ok=True, latency_s=now - started))
-        record.model = spec.name
-        record.latency_s = now - t0
-        record.estimated_cost_usd = record.estimates.get(spec.name)
-        if upstream.get("model_name") is not None:
-            record.backend_model = str(upstream["model_name"])
-        if isinstance(upstream.get("route"), dict):
-            record.inner = upstream["route"]
-        if usage is not None:
-            record.usage = Usage(
-                input_tokens=usage.get("input_tokens", 0),
-                output_tokens=usage.get("output_tokens", 0),
-                total_tokens=usage.get("total_tokens", 0),
-            )
-            cached = (usage.get("input_token_details") or {}).get("cache_read", 0) or 0
-            record.cost_usd = spec.cost(
-                record.usage.input_tokens, record.usage.output_tokens, cached
-            )
-
     def _finished(self, request: RouteRequest, record: RouteRecord) -> None:
         """Hook called once per request after the last attempt, success or not.
 
@@ -334,11 +300,6 @@ class BaseRouter(BaseChatModel, ABC):
     async def _afinished(self, request: RouteRequest, record: RouteRecord) -> None:
         """Async `_finished` (async paths); the default calls `_finished`."""
         self._finished(request, record)
-
-    @staticmethod
-    def _metadata(upstream: dict[str, Any], route: dict[str, Any]) -> dict[str, Any]:
-        kept = {k: v for k, v in upstream.items() if k not in _OWNED_KEYS}
-        return {**kept, "model_name": route["model"], "route": route}
 
     # --------------------------------------------------------------- execution
 
@@ -408,6 +369,17 @@ class BaseRouter(BaseChatModel, ABC):
             kwargs["tools"] = tools.schemas
         return super()._get_invocation_params(stop=stop, **kwargs)
 
+    def _prepare(
+        self,
+        messages: list[BaseMessage],
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        kwargs: dict[str, Any],
+    ) -> tuple[RouteRequest, RunContext, dict[str, Any]]:
+        _check_messages(messages)
+        ctx = RunContext(run_manager, kwargs.pop(PARENT_KEY, None))
+        request, kwargs = self._request(messages, ctx, kwargs)
+        return request, ctx, kwargs
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -417,29 +389,9 @@ class BaseRouter(BaseChatModel, ABC):
     ) -> ChatResult:
         if self.streaming:
             return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
-        ctx = RunContext(run_manager, kwargs.pop(PARENT_KEY, None))
-        request, kwargs = self._request(messages, ctx, kwargs)
-        ranking = self.rank(request)
-        record, t0 = self._start(request, ranking), time.perf_counter()
+        request, ctx, kwargs = self._prepare(messages, run_manager, kwargs)
         stop = stop if stop is not None else self.stop
-        error: BaseException | None = None
-        for spec in self._eligible(ranking, request.tools):
-            started = time.perf_counter()
-            try:
-                message = self._runnable(spec, request.tools).invoke(
-                    messages, config=ctx.child_config(), stop=stop, **kwargs
-                )
-            except Exception as exc:  # any model error: fall back to the next candidate
-                self._failed(record, spec, started, exc)
-                error = exc
-                continue
-            usage = getattr(message, "usage_metadata", None)
-            self._succeeded(record, spec, started, t0, usage, message.response_metadata)
-            route = self._emit(request, record, ctx)
-            message.response_metadata = self._metadata(message.response_metadata, route)
-            return ChatResult(generations=[ChatGeneration(message=message)])
-        self._emit(request, record, ctx)
-        raise AllModelsFailedError(record, error) from error
+        return Execution(self, request, self.rank(request), ctx, stop, kwargs).run()
 
     async def _agenerate(
         self,
@@ -450,29 +402,10 @@ class BaseRouter(BaseChatModel, ABC):
     ) -> ChatResult:
         if self.streaming:
             return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
-        ctx = RunContext(run_manager, kwargs.pop(PARENT_KEY, None))
-        request, kwargs = self._request(messages, ctx, kwargs)
-        ranking = await self.arank(request)
-        record, t0 = self._start(request, ranking), time.perf_counter()
+        request, ctx, kwargs = self._prepare(messages, run_manager, kwargs)
         stop = stop if stop is not None else self.stop
-        error: BaseException | None = None
-        for spec in self._eligible(ranking, request.tools):
-            started = time.perf_counter()
-            try:
-                message = await self._runnable(spec, request.tools).ainvoke(
-                    messages, config=ctx.child_config(), stop=stop, **kwargs
-                )
-            except Exception as exc:
-                self._failed(record, spec, started, exc)
-                error = exc
-                continue
-            usage = getattr(message, "usage_metadata", None)
-            self._succeeded(record, spec, started, t0, usage, message.response_metadata)
-            route = await self._aemit(request, record, ctx)
-            message.response_metadata = self._metadata(message.response_metadata, route)
-            return ChatResult(generations=[ChatGeneration(message=message)])
-        await self._aemit(request, record, ctx)
-        raise AllModelsFailedError(record, error) from error
+        ranking = await self.arank(request)
+        return await Execution(self, request, ranking, ctx, stop, kwargs).arun()
 
     def _stream(
         self,
@@ -481,34 +414,9 @@ class BaseRouter(BaseChatModel, ABC):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        ctx = RunContext(run_manager, kwargs.pop(PARENT_KEY, None))
-        request, kwargs = self._request(messages, ctx, kwargs)
-        ranking = self.rank(request)
-        record, t0 = self._start(request, ranking), time.perf_counter()
-        record.streamed = True
+        request, ctx, kwargs = self._prepare(messages, run_manager, kwargs)
         stop = stop if stop is not None else self.stop
-        error: BaseException | None = None
-        for spec in self._eligible(ranking, request.tools):
-            started, relay = time.perf_counter(), _Relay()
-            try:
-                stream = self._runnable(spec, request.tools).stream(
-                    messages, config=ctx.child_config(), stop=stop, **kwargs
-                )
-                for chunk in stream:
-                    yield relay.pass_on(chunk)
-            except Exception as exc:
-                self._failed(record, spec, started, exc)
-                if relay.sent:  # the caller already has part of this answer
-                    self._emit(request, record, ctx)
-                    raise StreamInterruptedError(record, exc) from exc
-                error = exc
-                continue
-            self._succeeded(record, spec, started, t0, relay.usage, relay.upstream)
-            route = self._emit(request, record, ctx)
-            yield relay.last(self._metadata(relay.upstream, route))
-            return
-        self._emit(request, record, ctx)
-        raise AllModelsFailedError(record, error) from error
+        yield from Execution(self, request, self.rank(request), ctx, stop, kwargs).stream()
 
     async def _astream(
         self,
@@ -517,53 +425,28 @@ class BaseRouter(BaseChatModel, ABC):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        ctx = RunContext(run_manager, kwargs.pop(PARENT_KEY, None))
-        request, kwargs = self._request(messages, ctx, kwargs)
-        ranking = await self.arank(request)
-        record, t0 = self._start(request, ranking), time.perf_counter()
-        record.streamed = True
+        request, ctx, kwargs = self._prepare(messages, run_manager, kwargs)
         stop = stop if stop is not None else self.stop
-        error: BaseException | None = None
-        for spec in self._eligible(ranking, request.tools):
-            started, relay = time.perf_counter(), _Relay()
+        ranking = await self.arank(request)
+        async for chunk in Execution(self, request, ranking, ctx, stop, kwargs).astream():
+            yield chunk
+
+    def _convert_input(self, model_input: LanguageModelInput) -> PromptValue:
+        if isinstance(model_input, (bytes, bytearray)):
             try:
-                stream = self._runnable(spec, request.tools).astream(
-                    messages, config=ctx.child_config(), stop=stop, **kwargs
-                )
-                async for chunk in stream:
-                    yield relay.pass_on(chunk)
-            except Exception as exc:
-                self._failed(record, spec, started, exc)
-                if relay.sent:
-                    await self._aemit(request, record, ctx)
-                    raise StreamInterruptedError(record, exc) from exc
-                error = exc
-                continue
-            self._succeeded(record, spec, started, t0, relay.usage, relay.upstream)
-            route = await self._aemit(request, record, ctx)
-            yield relay.last(self._metadata(relay.upstream, route))
-            return
-        await self._aemit(request, record, ctx)
-        raise AllModelsFailedError(record, error) from error
-
-    # ------------------------------------------------------------------ events
-
-    def _emit(self, request: RouteRequest, record: RouteRecord, ctx: RunContext) -> dict[str, Any]:
-        """Close the request: run the hook, dispatch the event; return the record as a dict."""
-        self._finished(request, record)
-        data = record.model_dump()
-        if ctx.listening:  # dispatching to nobody still costs LangChain a callback setup
-            dispatch_custom_event(ROUTE_EVENT, data, config=ctx.child_config())
-        return data
-
-    async def _aemit(
-        self, request: RouteRequest, record: RouteRecord, ctx: RunContext
-    ) -> dict[str, Any]:
-        await self._afinished(request, record)
-        data = record.model_dump()
-        if ctx.listening:
-            await adispatch_custom_event(ROUTE_EVENT, data, config=ctx.child_config())
-        return data
+                model_input = bytes(model_input).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidRequestError(
+                    f"the input is bytes that are not UTF-8 ({exc.reason} at byte {exc.start}); "
+                    "decode it yourself (e.g. data.decode('latin-1')) and pass a str"
+                ) from None
+        try:
+            return super()._convert_input(model_input)
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            raise InvalidRequestError(
+                f"cannot read a {type(model_input).__name__} as chat input ({exc}); pass a "
+                "str, a list of messages, or a PromptValue"
+            ) from exc
 
     # ---------------------------------------------------------- identification
 
@@ -606,43 +489,11 @@ def _thread_from(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[
     return kwargs
 
 
-class _Relay:
-    """Passes a candidate's stream through, keeping what the record needs.
-
-    Router-owned metadata keys are stripped from the chunks (merging them would
-    concatenate model names); the final chunk carries the router's values.
-    """
-
-    def __init__(self) -> None:
-        self.sent = False
-        self.usage: UsageMetadata | None = None
-        self.upstream: dict[str, Any] = {}
-        self._list_content = False
-
-    def pass_on(self, chunk: BaseMessage) -> ChatGenerationChunk:
-        message = (
-            chunk if isinstance(chunk, AIMessageChunk) else AIMessageChunk(content=chunk.content)
-        )
-        metadata = message.response_metadata
-        if any(key in metadata for key in _OWNED_KEYS):
-            self.upstream.update({k: metadata[k] for k in _OWNED_KEYS if k in metadata})
-            message = message.model_copy(
-                update={
-                    "response_metadata": {k: v for k, v in metadata.items() if k not in _OWNED_KEYS}
-                }
-            )
-        if message.usage_metadata:
-            self.usage = add_usage(self.usage, message.usage_metadata)
-        if message.chunk_position == "last":
-            message = message.model_copy(update={"chunk_position": None})
-        self._list_content = isinstance(message.content, list)
-        self.sent = True
-        return ChatGenerationChunk(message=message)
-
-    def last(self, response_metadata: dict[str, Any]) -> ChatGenerationChunk:
-        content: str | list[str | dict[str, Any]] = [] if self._list_content else ""
-        return ChatGenerationChunk(
-            message=AIMessageChunk(
-                content=content, response_metadata=response_metadata, chunk_position="last"
-            )
+def _check_messages(messages: list[BaseMessage]) -> None:
+    """Refuse requests every model would refuse, before trying any."""
+    if not messages:
+        raise InvalidRequestError("the request has no messages; pass at least one message")
+    if all(not m.content and not getattr(m, "tool_calls", None) for m in messages):
+        raise InvalidRequestError(
+            "every message of the request is empty; give the model something to answer"
         )
