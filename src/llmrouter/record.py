@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, Field
+
+_PROCESS_PREFIX = uuid.uuid4().hex[:16]
+_COUNTER = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    # unique across processes (random prefix) and cheap (no entropy per request)
+    return f"{_PROCESS_PREFIX}{next(_COUNTER):016x}"
+
 
 ROUTE_EVENT = "llmrouter.route"
 """Name of the LangChain custom event that carries the route record."""
@@ -49,7 +59,8 @@ class RouteRecord(BaseModel):
         >>> record.model, record.reason, record.latency_s  # doctest: +SKIP
     """
 
-    request_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = Field(default_factory=lambda: _new_request_id())
+    """Unique id of the request (a random per-process prefix plus a counter)."""
     router: str
     """Name of the router (its class name unless ``name=`` was given)."""
     router_type: str

@@ -49,6 +49,11 @@ class BreakerBoard(ABC):
     def reset(self) -> None:
         """Forget every state (all breakers closed)."""
 
+    def quiet(self, name: str) -> bool:
+        """True if ``name`` is surely closed with no recent failure (a cheap check
+        for the common case; boards that cannot tell cheaply say False)."""
+        return False
+
 
 class MemoryBreakerBoard(BreakerBoard):
     """In-process states behind one lock (the default board)."""
@@ -64,6 +69,10 @@ class MemoryBreakerBoard(BreakerBoard):
     def snapshot(self) -> dict[str, BreakerState]:
         with self._lock:
             return {k: BreakerState(**asdict(v)) for k, v in self._states.items()}
+
+    def quiet(self, name: str) -> bool:
+        state = self._states.get(name)  # a dict read needs no lock
+        return state is None or (state.state == "closed" and not state.failures)
 
     def reset(self) -> None:
         with self._lock:
@@ -159,6 +168,8 @@ class CircuitBreaker:
 
     def allow(self, name: str, *, now: float | None = None) -> bool:
         """May a request go to ``name`` now? (In half-open: only the one trial.)"""
+        if self.board.quiet(name):
+            return True
         at = time.time() if now is None else now
 
         def change(st: BreakerState) -> bool:
@@ -180,6 +191,8 @@ class CircuitBreaker:
 
     def record_success(self, name: str, *, now: float | None = None) -> None:
         """A request to ``name`` succeeded: a half-open breaker closes."""
+        if self.board.quiet(name):
+            return
 
         def change(st: BreakerState) -> bool:
             if st.state != "closed":

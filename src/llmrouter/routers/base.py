@@ -367,7 +367,8 @@ class BaseRouter(BaseChatModel, ABC):
         tools = kwargs.pop(TOOLS_KEY, None)
         if isinstance(tools, ToolBinding):
             kwargs["tools"] = tools.schemas
-        return super()._get_invocation_params(stop=stop, **kwargs)
+        # what BaseChatModel returns, without its deprecated dict() detour (hot path)
+        return {**self._identifying_params, "_type": self._llm_type, "stop": stop, **kwargs}
 
     def _prepare(
         self,

@@ -208,24 +208,34 @@ class Execution:
         """One model, with its retry policy, limits and deadline."""
         runnable = self.router._runnable(spec, self.request.tools)
         config, timeout = self.ctx.child_config(), self._timeout(spec)
+
+        def once() -> tuple[BaseMessage, float]:
+            began = time.perf_counter()
+            try:
+                with self._slot(spec):
+                    if spec.rate_limiter is not None:
+                        spec.rate_limiter.acquire(blocking=True)
+                    message = call_with_timeout(
+                        lambda: runnable.invoke(
+                            messages, config=config, stop=self.stop, **self.kwargs
+                        ),
+                        timeout,
+                        spec.name,
+                    )
+            except Exception as exc:
+                self._failed(spec, began, exc)
+                raise
+            return message, began
+
+        try:  # the first try skips tenacity: most calls succeed, and they should be cheap
+            return once()
+        except Exception as exc:
+            first: list[BaseException] = [exc]
         for attempt in self._policy(spec).retrying():
             with attempt:
-                began = time.perf_counter()
-                try:
-                    with self._slot(spec):
-                        if spec.rate_limiter is not None:
-                            spec.rate_limiter.acquire(blocking=True)
-                        message = call_with_timeout(
-                            lambda: runnable.invoke(
-                                messages, config=config, stop=self.stop, **self.kwargs
-                            ),
-                            timeout,
-                            spec.name,
-                        )
-                except Exception as exc:
-                    self._failed(spec, began, exc)
-                    raise
-                return message, began
+                if first:  # replay the first failure so the policy counts and waits for it
+                    raise first.pop()
+                return once()
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _ainvoke(
@@ -233,25 +243,39 @@ class Execution:
     ) -> tuple[BaseMessage, float]:
         runnable = self.router._runnable(spec, self.request.tools)
         config, timeout = self.ctx.child_config(), self._timeout(spec)
-        async for attempt in self._policy(spec).aretrying():
-            with attempt:
-                began = time.perf_counter()
-                try:
+
+        plain = spec.limit is None and spec.rate_limiter is None and timeout is None
+
+        async def once() -> tuple[BaseMessage, float]:
+            began = time.perf_counter()
+            try:
+                if plain:  # the common case, without wrappers
+                    message = await runnable.ainvoke(
+                        messages, config=config, stop=self.stop, **self.kwargs
+                    )
+                else:
                     limit = spec.limit
                     async with limit.aslot() if limit is not None else _anull():
                         if spec.rate_limiter is not None:
                             await spec.rate_limiter.aacquire(blocking=True)
-                        message = await acall_with_timeout(
-                            runnable.ainvoke(
-                                messages, config=config, stop=self.stop, **self.kwargs
-                            ),
-                            timeout,
-                            spec.name,
+                        call = runnable.ainvoke(
+                            messages, config=config, stop=self.stop, **self.kwargs
                         )
-                except Exception as exc:
-                    self._failed(spec, began, exc)
-                    raise
-                return message, began
+                        message = await acall_with_timeout(call, timeout, spec.name)
+            except Exception as exc:
+                self._failed(spec, began, exc)
+                raise
+            return message, began
+
+        try:
+            return await once()
+        except Exception as exc:
+            first: list[BaseException] = [exc]
+        async for attempt in self._policy(spec).aretrying():
+            with attempt:
+                if first:
+                    raise first.pop()
+                return await once()
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     def _answer(self, message: BaseMessage, route: dict[str, Any]) -> ChatResult:
