@@ -9,6 +9,8 @@ What it measures
 
     * ``direct model call``    the baseline: the right model, looked up in a dict;
     * ``ModelRouter``          llmrouter, task read from ``config["metadata"]``;
+    * ``CostAwareRouter``      llmrouter, cheapest model serving the task (counts tokens,
+                               estimates cost, excludes the others with reasons);
     * ``RunnableBranch``       LangChain: ``(condition, model)`` pairs plus a default;
     * ``RunnableLambda``       LangChain: one function that picks the model and calls it.
 
@@ -52,6 +54,7 @@ from rich.table import Table
 
 import llmrouter
 from llmrouter import ModelRouter, ModelSpec
+from llmrouter.routers.cost import CostAwareRouter
 
 PROMPT = "Write quicksort in Python"
 TASK_MODEL = {"code_generation": "coder", "summarize": "summarizer", "chat": "chat"}
@@ -117,6 +120,12 @@ def contenders() -> list[Contender]:
         default="chat",
     )
 
+    # Every model serves one task, so the cheapest eligible one is that task's model;
+    # the router still counts prompt tokens and estimates a cost for it.
+    cost_router = CostAwareRouter(
+        models=[ModelSpec(name=m, model=models[m], tasks={t}) for t, m in TASK_MODEL.items()],
+    )
+
     def is_(task: str) -> RunnableLambda[str, bool]:
         def cond(_: str, config: RunnableConfig) -> bool:
             return _task(config) == task
@@ -149,6 +158,7 @@ def contenders() -> list[Contender]:
             adirect,
         ),
         Contender.of("ModelRouter", "ours", router),
+        Contender.of("CostAwareRouter", "ours", cost_router),
         Contender.of("RunnableBranch", "langchain", branch),
         Contender.of("RunnableLambda", "langchain", RunnableLambda(pick, afunc=apick)),
     ]
