@@ -5,6 +5,7 @@ imported lazily, on first use of the model that needs it.
 """
 
 from llmrouter import models
+from llmrouter.budget import Budget, BudgetExceededError
 from llmrouter.errors import (
     AllModelsFailedError,
     ConfigurationError,
@@ -14,17 +15,32 @@ from llmrouter.errors import (
     UnknownTaskError,
 )
 from llmrouter.record import ROUTE_EVENT, Attempt, RouteRecord, route_of
-from llmrouter.routers import BaseRouter, ModelRouter, Ranking, RouteRequest
+from llmrouter.routers import (
+    ABRouter,
+    BaseRouter,
+    CostAwareRouter,
+    ModelRouter,
+    Ranking,
+    RouteRequest,
+)
 from llmrouter.spec import ModelSpec
+from llmrouter.store import ExperimentError, UnknownRequestError
+from llmrouter.usage import CostTracker, track_costs
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ROUTE_EVENT",
+    "ABRouter",
     "AllModelsFailedError",
     "Attempt",
     "BaseRouter",
+    "Budget",
+    "BudgetExceededError",
     "ConfigurationError",
+    "CostAwareRouter",
+    "CostTracker",
+    "ExperimentError",
     "LLMRouterError",
     "ModelRouter",
     "ModelSpec",
@@ -33,8 +49,10 @@ __all__ = [
     "RouteRecord",
     "RouteRequest",
     "StreamInterruptedError",
+    "UnknownRequestError",
     "UnknownTaskError",
     "__version__",
     "models",
     "route_of",
+    "track_costs",
 ]

@@ -1,6 +1,18 @@
 """Routers: each a LangChain chat model built on the executor in `base`."""
 
+from llmrouter.routers.ab import ABRouter, CanaryGuard, RampSchedule
 from llmrouter.routers.base import BaseRouter, Ranking, RouteRequest
+from llmrouter.routers.cost import Blend, CostAwareRouter
 from llmrouter.routers.task import ModelRouter
 
-__all__ = ["BaseRouter", "ModelRouter", "Ranking", "RouteRequest"]
+__all__ = [
+    "ABRouter",
+    "BaseRouter",
+    "Blend",
+    "CanaryGuard",
+    "CostAwareRouter",
+    "ModelRouter",
+    "RampSchedule",
+    "Ranking",
+    "RouteRequest",
+]

@@ -57,6 +57,10 @@ class RouteRequest:
     """The call's ``config["metadata"]``."""
     tools: ToolBinding | None = None
     """Tools bound with ``bind_tools``: only tool-capable candidates can answer."""
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    """The keywords passed on to the answering model (``max_tokens``, ``temperature``...)."""
+    answer: str | None = None
+    """Text of the answer, set before the finish hook runs (``None`` when all failed)."""
 
     @property
     def text(self) -> str:
@@ -141,6 +145,8 @@ class BaseRouter(BaseChatModel, ABC):
 
     #: Call keywords the router consumes itself (never passed to models).
     route_keywords: ClassVar[frozenset[str]] = frozenset({"task", "thread_id"})
+    #: Call keywords the router reads into ``request.options`` but still passes to models.
+    peek_keywords: ClassVar[frozenset[str]] = frozenset()
 
     _by_name: dict[str, ModelSpec] = PrivateAttr(default_factory=dict)
 
@@ -279,6 +285,7 @@ class BaseRouter(BaseChatModel, ABC):
         for key, default in (("temperature", self.temperature), ("max_tokens", self.max_tokens)):
             if default is not None:
                 kwargs.setdefault(key, default)
+        options.update({k: kwargs[k] for k in self.peek_keywords if kwargs.get(k) is not None})
         request = RouteRequest(
             messages=messages,
             task=task,
@@ -287,6 +294,7 @@ class BaseRouter(BaseChatModel, ABC):
             options=options,
             metadata=metadata,
             tools=tools,
+            model_kwargs=kwargs,
         )
         return request, kwargs
 

@@ -292,6 +292,7 @@ class Execution:
                 continue
             usage = getattr(message, "usage_metadata", None)
             self._succeeded(spec, began, usage, message.response_metadata)
+            self.request.answer = message.text
             return self._answer(message, self._close())
         self._close()
         raise self._all_failed() from self.error
@@ -306,6 +307,7 @@ class Execution:
                 continue
             usage = getattr(message, "usage_metadata", None)
             self._succeeded(spec, began, usage, message.response_metadata)
+            self.request.answer = message.text
             return self._answer(message, await self._aclose())
         await self._aclose()
         raise self._all_failed() from self.error
@@ -394,6 +396,7 @@ class Execution:
                         messages = self._interrupted(spec, began, exc, relay)
                         continue
                 self._succeeded(spec, began, relay.usage, relay.upstream)
+                self.request.answer = relay.text
                 closed = True
                 yield relay.last(self._metadata(relay.upstream, self._close()))
                 return
@@ -432,6 +435,7 @@ class Execution:
                         messages = self._interrupted(spec, began, exc, relay)
                         continue
                 self._succeeded(spec, began, relay.usage, relay.upstream)
+                self.request.answer = relay.text
                 closed = True
                 yield relay.last(self._metadata(relay.upstream, await self._aclose()))
                 return
