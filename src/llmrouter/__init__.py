@@ -6,6 +6,7 @@ imported lazily, on first use of the model that needs it.
 
 from llmrouter import models
 from llmrouter.budget import Budget, BudgetExceededError
+from llmrouter.content import ModalityError
 from llmrouter.errors import (
     AllModelsFailedError,
     ConfigurationError,
@@ -20,6 +21,7 @@ from llmrouter.routers import (
     BaseRouter,
     CostAwareRouter,
     ModelRouter,
+    MultiModalRouter,
     Ranking,
     RouteRequest,
 )
@@ -42,8 +44,10 @@ __all__ = [
     "CostTracker",
     "ExperimentError",
     "LLMRouterError",
+    "ModalityError",
     "ModelRouter",
     "ModelSpec",
+    "MultiModalRouter",
     "NoEligibleModelError",
     "Ranking",
     "RouteRecord",

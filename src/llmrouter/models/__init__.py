@@ -8,9 +8,12 @@ imported only when a factory is called, so ``import llmrouter`` stays light.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+
     from llmrouter.spec import ModelSpec
 
 
@@ -44,4 +47,77 @@ def huggingface_endpoint(endpoint_url_or_repo_id: str, **kwargs: Any) -> ModelSp
     return factory(endpoint_url_or_repo_id, **kwargs)
 
 
-__all__ = ["huggingface_endpoint", "huggingface_pipeline", "openai_compatible"]
+def image_to_text_pipeline(model_id_or_path: str, **kwargs: Any) -> ModelSpec:
+    """A local captioning / visual question answering model (modality ``image_to_text``).
+
+    See `llmrouter.models.vision.image_to_text_pipeline`.
+    """
+    from llmrouter.models.vision import image_to_text_pipeline as factory
+
+    return factory(model_id_or_path, **kwargs)
+
+
+def speech_to_text_pipeline(model_id_or_path: str, **kwargs: Any) -> ModelSpec:
+    """A local speech recognizer (modality ``speech_to_text``).
+
+    See `llmrouter.models.speech.speech_to_text_pipeline`.
+    """
+    from llmrouter.models.speech import speech_to_text_pipeline as factory
+
+    return factory(model_id_or_path, **kwargs)
+
+
+def text_to_image_pipeline(model_id_or_path: str, **kwargs: Any) -> ModelSpec:
+    """A local diffusers pipeline (modality ``image_generation``; extra ``image``).
+
+    See `llmrouter.models.diffusion.text_to_image_pipeline`.
+    """
+    from llmrouter.models.diffusion import text_to_image_pipeline as factory
+
+    return factory(model_id_or_path, **kwargs)
+
+
+def openai_images(model: str, base_url: str | None = None, **kwargs: Any) -> ModelSpec:
+    """An OpenAI-compatible images API. See `llmrouter.models.images.openai_images`."""
+    from llmrouter.models.images import openai_images as factory
+
+    return factory(model, base_url, **kwargs)
+
+
+def huggingface_inference(
+    endpoint_url_or_repo_id: str,
+    task: Literal["image_generation", "image_to_text", "speech_to_text"],
+    **kwargs: Any,
+) -> ModelSpec:
+    """A Hugging Face endpoint or provider for a media task.
+
+    See `llmrouter.models.multimodal.huggingface_inference`.
+    """
+    from llmrouter.models.multimodal import huggingface_inference as factory
+
+    return factory(endpoint_url_or_repo_id, task, **kwargs)
+
+
+def embeddings_model(
+    embeddings: Embeddings | Callable[[], Embeddings] | None = None, **kwargs: Any
+) -> ModelSpec:
+    """A LangChain `Embeddings` as a routable model (default: MiniLM).
+
+    See `llmrouter.models.multimodal.embeddings_model`.
+    """
+    from llmrouter.models.multimodal import embeddings_model as factory
+
+    return factory(embeddings, **kwargs)
+
+
+__all__ = [
+    "embeddings_model",
+    "huggingface_endpoint",
+    "huggingface_inference",
+    "huggingface_pipeline",
+    "image_to_text_pipeline",
+    "openai_compatible",
+    "openai_images",
+    "speech_to_text_pipeline",
+    "text_to_image_pipeline",
+]

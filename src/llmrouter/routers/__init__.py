@@ -3,6 +3,7 @@
 from llmrouter.routers.ab import ABRouter, CanaryGuard, RampSchedule
 from llmrouter.routers.base import BaseRouter, Ranking, RouteRequest
 from llmrouter.routers.cost import Blend, CostAwareRouter
+from llmrouter.routers.multimodal import MultiModalRouter
 from llmrouter.routers.task import ModelRouter
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "CanaryGuard",
     "CostAwareRouter",
     "ModelRouter",
+    "MultiModalRouter",
     "RampSchedule",
     "Ranking",
     "RouteRequest",
