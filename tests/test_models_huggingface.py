@@ -157,6 +157,28 @@ def test_plain_rendering_without_a_chat_template(tiny_model_dir: Path, tmp_path:
     )
 
 
+def test_count_prompt_tokens_equals_the_reported_input_tokens(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    plain_dir = tmp_path / "plain"
+    shutil.copytree(tiny_model_dir, plain_dir)
+    (plain_dir / "chat_template.jinja").unlink()
+    messages = [SystemMessage("Be brief."), HumanMessage("What is the capital of France?")]
+    for path in (str(tiny_model_dir), str(plain_dir)):  # chat template, plain rendering
+        chat = ChatHuggingFacePipeline(model_id=path, pipeline_kwargs={"max_new_tokens": 2})
+        before = chat.count_prompt_tokens(messages)
+        assert not chat.is_loaded  # the tokenizer alone was read
+        reply = chat.invoke(messages)
+        assert reply.usage_metadata is not None
+        assert before == reply.usage_metadata["input_tokens"]
+        assert chat.count_prompt_tokens(messages) == before  # now with the loaded pipeline
+
+    missing = ChatHuggingFacePipeline(model_id=str(tmp_path / "missing"))
+    for _ in range(2):  # the failure is remembered, and reported each time
+        with pytest.raises(OSError, match="cannot load the tokenizer of"):
+            missing.count_prompt_tokens(messages)
+
+
 def test_per_call_max_tokens(
     chat: ChatHuggingFacePipeline, tokenizer: Any, reference: Reference
 ) -> None:

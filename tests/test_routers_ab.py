@@ -517,6 +517,16 @@ def test_a_failing_shadow_never_fails_the_call(closing: list[ABRouter]) -> None:
     assert shadow.output is None and shadow.prompt is None  # record_outputs=False
 
 
+def test_the_shadow_gets_the_calls_own_stop_and_keywords(closing: list[ABRouter]) -> None:
+    ab = make(mode="shadow", stop=["##"])
+    closing.append(ab)
+    ab.invoke("hi", user="u1", stop=["END"], max_tokens=7)
+    assert ab.wait_shadows(timeout=5)
+    control, shadow = recorder(ab, "control").calls[-1], recorder(ab, "candidate").calls[-1]
+    assert control["stop"] == shadow["stop"] == ["END"]
+    assert control["max_tokens"] == shadow["max_tokens"] == 7
+
+
 def test_the_shadow_still_runs_when_the_control_fails(closing: list[ABRouter]) -> None:
     ab = make(mode="shadow")
     closing.append(ab)
@@ -586,9 +596,9 @@ async def test_a_slow_async_shadow_never_slows_the_control_path() -> None:
         await ab.ainvoke("hi", user=f"u{i}")
         latencies.append(time.perf_counter() - started)
     assert statistics.median(latencies) < 0.25
-    assert len(ab._tasks) == 6  # running in the background, references held
+    assert len(ab._shadows.tasks) == 6  # running in the background, references held
     assert await ab.await_shadows(timeout=5)
-    assert not ab._tasks and sum(r.shadow for r in ab.store.records("exp")) == 6
+    assert not ab._shadows.tasks and sum(r.shadow for r in ab.store.records("exp")) == 6
     await ab.aclose()
 
 

@@ -69,8 +69,9 @@ class StreamInterruptedError(LLMRouterError, RuntimeError):
 
     def __init__(self, record: RouteRecord, cause: BaseException) -> None:
         self.record = record
+        failed = next((a.model for a in reversed(record.attempts) if a.partial), record.model)
         super().__init__(
-            f"model {record.model!r} failed mid-stream after sending output "
+            f"model {failed!r} failed mid-stream after sending output "
             f"({type(cause).__name__}: {cause}). Retry the request, or use invoke() "
             "to get automatic fallback."
         )

@@ -141,6 +141,7 @@ class TokenCounter:
 
     def __init__(self, tokenizers: Mapping[str, TokenizerLike] | None = None) -> None:
         self.tokenizers = dict(tokenizers or {})
+        self._warned: set[str] = set()
 
     def count(
         self,
@@ -160,7 +161,10 @@ class TokenCounter:
                 if tokens is not None:
                     return TokenCount(tokens, "tokenizer")
         except Exception as exc:  # a broken tokenizer must not fail the request
-            logger.warning("token counting for %r fell back to the estimate: %s", spec.name, exc)
+            # counting runs on every request: say it loudly once per model
+            level = logging.DEBUG if spec.name in self._warned else logging.WARNING
+            self._warned.add(spec.name)
+            logger.log(level, "token counting for %r fell back to the estimate: %s", spec.name, exc)
         return TokenCount(_estimate(messages, tools), "estimate")
 
     def _count_with(
@@ -191,18 +195,8 @@ class TokenCounter:
         chat = spec.chat_model
         if not isinstance(chat, module.ChatHuggingFacePipeline):
             return None
-        # The adapter's own tokenizer once loaded; else just the tokenizer files.
-        tokenizer = (
-            chat.hf_pipeline.pipeline.tokenizer
-            if chat.is_loaded
-            else _load_tokenizer(chat.model_id)
-        )
-        if tokenizer is None:
-            return None
-        view = _TokenizerView(tokenizer)
-        # The adapter's rendering, so the count equals the usage it will report.
-        prompt = module.ChatHuggingFacePipeline._render(list(messages), cast(Any, view))
-        return _hf_len(tokenizer, prompt, special=not view.templated)
+        # counted as the adapter counts its usage; only the tokenizer loads, not the model
+        return int(chat.count_prompt_tokens(messages))
 
 
 _TOKENIZERS: dict[str, Any] = {}
@@ -229,17 +223,6 @@ def _load_tokenizer(source: str) -> Any:
         tokenizer = None
     with _TOKENIZERS_LOCK:
         return _TOKENIZERS.setdefault(source, tokenizer)
-
-
-@dataclass(frozen=True)
-class _TokenizerView:
-    """What ``ChatHuggingFacePipeline._render`` reads of its shared pipeline."""
-
-    tokenizer: Any
-
-    @property
-    def templated(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
 
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}

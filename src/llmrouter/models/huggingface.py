@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Hashable, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Hashable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,14 +158,13 @@ class _SharedPipeline:
         eos = self.pipeline.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self.eos_ids = frozenset(i for i in eos_ids if i is not None)
-        self.templated = bool(getattr(self.tokenizer, "chat_template", None))
+        self.templated = _templated(self.tokenizer)
         self.calls = 0
         self.batcher = _MicroBatcher(self._run_group)
         self._run_lock = threading.Lock()  # one generation at a time on this model
 
     def count_tokens(self, text: str, *, prompt: bool = False) -> int:
-        special = prompt and not self.templated  # a chat template writes its own specials
-        return len(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+        return _count_tokens(self.tokenizer, text, prompt=prompt)
 
     def generate(
         self, prompts: list[str], kwargs: dict[str, Any], **extra: Any
@@ -199,6 +198,18 @@ class _SharedPipeline:
             return
         for request, result in zip(group, results, strict=True):
             request.future.set_result(result)
+
+
+def _count_tokens(tokenizer: Any, text: str, *, prompt: bool = False) -> int:
+    """Tokens of ``text``; a prompt gets the tokenizer's specials unless a chat template
+    wrote its own."""
+    special = prompt and not _templated(tokenizer)
+    # verbose=False: a prompt longer than the model's window is a count like any other
+    return len(tokenizer(text, add_special_tokens=special, verbose=False)["input_ids"])
+
+
+def _templated(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
 
 
 _CACHE: dict[Hashable, tuple[str, _SharedPipeline]] = {}
@@ -268,6 +279,38 @@ def _shared_pipeline(
             _CACHE[key] = (model_id, shared)
             _LOAD_LOCKS.pop(key, None)
     return shared
+
+
+_TOKENIZERS: dict[Hashable, Any] = {}
+"""Tokenizers read on their own (counting before the model loads), or why they could not be."""
+
+
+def _tokenizer_alone(model_id: str, model_kwargs: dict[str, Any]) -> Any:
+    """The tokenizer ``from_model_id`` loads for ``model_id``, without the weights.
+
+    Read once per process; a failure is remembered and reported again without
+    retrying (counting runs on every request).
+
+    Raises:
+        OSError: the tokenizer cannot be loaded.
+    """
+    key = (model_id, _freeze(model_kwargs))
+    with _CACHE_LOCK:
+        found = _TOKENIZERS.get(key)
+    if found is None:
+        try:
+            from transformers import AutoTokenizer
+
+            found = AutoTokenizer.from_pretrained(model_id, **model_kwargs)
+        except Exception as exc:
+            found = exc
+        with _CACHE_LOCK:
+            found = _TOKENIZERS.setdefault(key, found)
+    if isinstance(found, Exception):
+        raise OSError(
+            f"cannot load the tokenizer of {model_id!r} ({type(found).__name__}: {found})"
+        ) from found
+    return found
 
 
 def _device_args(device: int | str | None) -> tuple[int | None, str | None]:
@@ -384,8 +427,35 @@ class ChatHuggingFacePipeline(BaseChatModel):
             settings["stop_sequence"] = list(stop)  # transformers stops early on these
         return settings
 
+    def count_prompt_tokens(self, messages: Sequence[BaseMessage]) -> int:
+        """The input tokens a generation on ``messages`` reports, counted without generating.
+
+        The prompt is rendered and counted exactly as generation does it (the
+        model's chat template, or ``role: content`` lines without one). Before
+        the model is loaded only its tokenizer is read, once per process.
+
+        Raises:
+            OSError: the tokenizer cannot be loaded (not retried in this process).
+
+        Example:
+            >>> import tempfile
+            >>> from langchain_core.messages import HumanMessage
+            >>> from llmrouter.tiny import build_tiny_chat_model
+            >>> from llmrouter.models.huggingface import ChatHuggingFacePipeline
+            >>> path = str(build_tiny_chat_model(tempfile.mkdtemp()))
+            >>> chat = ChatHuggingFacePipeline(model_id=path)
+            >>> tokens = chat.count_prompt_tokens([HumanMessage("hello")])
+            >>> tokens > 0, chat.is_loaded
+            (True, False)
+        """
+        if self._shared is not None:
+            tokenizer = self._shared.tokenizer
+        else:
+            tokenizer = _tokenizer_alone(self.model_id, self.model_kwargs)
+        return _count_tokens(tokenizer, self._render(list(messages), tokenizer), prompt=True)
+
     @staticmethod
-    def _render(messages: list[BaseMessage], shared: _SharedPipeline) -> str:
+    def _render(messages: list[BaseMessage], tokenizer: Any) -> str:
         turns = [
             {
                 "role": m.role if isinstance(m, ChatMessage) else _ROLES.get(m.type, m.type),
@@ -393,8 +463,8 @@ class ChatHuggingFacePipeline(BaseChatModel):
             }
             for m in messages
         ]
-        if shared.templated:
-            prompt = shared.tokenizer.apply_chat_template(
+        if _templated(tokenizer):
+            prompt = tokenizer.apply_chat_template(
                 turns, tokenize=False, add_generation_prompt=True
             )
             return str(prompt)
@@ -422,7 +492,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         shared = self._load()
-        prompt = self._render(messages, shared)
+        prompt = self._render(messages, shared.tokenizer)
         settings = self._settings(stop, kwargs)
         request = _Request(prompt, settings, _freeze(settings))
         result = shared.batcher.submit(request, self.batch_wait_ms / 1000, self.max_batch_size)
@@ -444,7 +514,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
         from transformers import TextIteratorStreamer
 
         shared = self._load()
-        prompt = self._render(messages, shared)
+        prompt = self._render(messages, shared.tokenizer)
         settings = self._settings(stop, kwargs)
         streamer = TextIteratorStreamer(
             shared.tokenizer, skip_prompt=True, skip_special_tokens=True

@@ -28,6 +28,8 @@ class BreakerState:
     """``closed``, ``open`` or ``half_open``."""
     failures: list[float] = field(default_factory=list)
     """Times of recent failures, within the window."""
+    successes: list[float] = field(default_factory=list)
+    """Times of recent successes, kept only while there are recent failures (capped)."""
     opened_at: float | None = None
     trial_started: float | None = None
     opens: int = 0
@@ -129,14 +131,21 @@ class SQLiteBreakerBoard(BreakerBoard):
         self._connect().execute("DELETE FROM breakers")
 
 
+_MAX_SUCCESSES = 1000
+"""Successes remembered per model: enough to tell any ratio down to 0.5%."""
+
 DEFAULT_BOARD: BreakerBoard = MemoryBreakerBoard()
 """The process-wide board every `CircuitBreaker` uses unless given another."""
 
 
 @dataclass(frozen=True)
 class CircuitBreaker:
-    """Open after ``failure_threshold`` failures within ``window`` seconds; stay
+    """Open after ``failure_threshold`` failures within ``window`` seconds, if they
+    are at least ``min_failure_ratio`` of the requests answered in that time; stay
     open ``cooldown`` seconds; then let one trial request through (half-open).
+
+    The ratio keeps a busy but merely degraded model in service: at 100 requests a
+    second, 0.2% of failures would otherwise open the breaker every 30 s.
 
     Only failures that say something about the model count (connection errors,
     timeouts, 429/5xx, 401/403/404), not a request's own fault (400, context
@@ -158,12 +167,19 @@ class CircuitBreaker:
     failure_threshold: int = 5
     window: float = 30.0
     cooldown: float = 15.0
+    min_failure_ratio: float = 0.5
     board: BreakerBoard = field(default=DEFAULT_BOARD, compare=False)
 
     def __post_init__(self) -> None:
-        if self.failure_threshold < 1 or self.window <= 0 or self.cooldown <= 0:
+        if (
+            self.failure_threshold < 1
+            or self.window <= 0
+            or self.cooldown <= 0
+            or not 0 < self.min_failure_ratio <= 1
+        ):
             raise ValueError(
-                "CircuitBreaker needs failure_threshold >= 1, window > 0 and cooldown > 0"
+                "CircuitBreaker needs failure_threshold >= 1, window > 0, cooldown > 0 "
+                "and 0 < min_failure_ratio <= 1"
             )
 
     def allow(self, name: str, *, now: float | None = None) -> bool:
@@ -193,10 +209,15 @@ class CircuitBreaker:
         """A request to ``name`` succeeded: a half-open breaker closes."""
         if self.board.quiet(name):
             return
+        at = time.time() if now is None else now
 
         def change(st: BreakerState) -> bool:
-            if st.state != "closed":
+            if st.state == "half_open":  # an open breaker waits out its cool-down
                 st.state, st.failures, st.opened_at, st.trial_started = "closed", [], None, None
+                st.successes = []
+            elif st.failures:  # only the ratio needs them: kept while failures are recent
+                st.successes = [t for t in st.successes[-_MAX_SUCCESSES:] if at - t < self.window]
+                st.successes.append(at)
             return True
 
         self.board.update(name, change)
@@ -211,8 +232,14 @@ class CircuitBreaker:
                 st.opens += 1
                 return True
             st.failures = [t for t in st.failures if at - t < self.window] + [at]
-            if st.state == "closed" and len(st.failures) >= self.failure_threshold:
-                st.state, st.opened_at, st.failures = "open", at, []
+            st.successes = [t for t in st.successes if at - t < self.window]
+            failed = len(st.failures)
+            if (
+                st.state == "closed"
+                and failed >= self.failure_threshold
+                and failed >= self.min_failure_ratio * (failed + len(st.successes))
+            ):
+                st.state, st.opened_at, st.failures, st.successes = "open", at, [], []
                 st.opens += 1
             return True
 

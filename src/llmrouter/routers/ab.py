@@ -1,43 +1,46 @@
 """`ABRouter`: weighted, sticky A/B experiments -- split, canary and shadow.
 
-Assignment is a pure function of ``(experiment, key)`` and the current shares,
-so every process and every restart puts a user in the same variant without
-stored state. Each request is persisted in an `ExperimentStore` when it
-finishes; `ABRouter.report` turns the records into statistics
-(`llmrouter.experiments`).
+Assignment is a pure function of ``(experiment, key)`` and the current shares
+(`llmrouter.routers.ab_assignment`), so every process and every restart puts a
+user in the same variant without stored state. Each request is persisted in an
+`ExperimentStore` when it finishes; `ABRouter.report` turns the records into
+statistics (`llmrouter.experiments`). Canary rollbacks live in
+`llmrouter.routers.ab_guard`, shadow runs in `llmrouter.routers.ab_shadow`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import datetime as dt
-import hashlib
 import logging
 import math
 import random
 import threading
-import time
-import uuid
 import warnings
 import weakref
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseLanguageModel
 from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from llmrouter._callbacks import PARENT_KEY
-from llmrouter.errors import AllModelsFailedError, ConfigurationError, StreamInterruptedError
+from llmrouter.errors import ConfigurationError
 from llmrouter.experiments import ExperimentReport, report_from_store
 from llmrouter.record import RouteRecord
-from llmrouter.resilience.timeouts import acall_with_timeout, call_with_timeout
-from llmrouter.routers.base import TOOLS_KEY, BaseRouter, Ranking, RouteRequest, ToolBinding
+from llmrouter.routers.ab_assignment import (
+    Lanes,
+    RampSchedule,
+    ScheduleCursor,
+    assignment_point,
+    layout,
+    normalised_weights,
+    ramped_shares,
+    variant_at,
+)
+from llmrouter.routers.ab_guard import CanaryGuard, CanaryWindows, standing_rollbacks
+from llmrouter.routers.ab_records import experiment_record, request_id_of
+from llmrouter.routers.ab_shadow import ShadowJob, ShadowRunner, ShadowTarget
+from llmrouter.routers.base import BaseRouter, Ranking, RouteRequest
 from llmrouter.spec import ModelSpec
 from llmrouter.store import (
     ExperimentError,
@@ -46,9 +49,10 @@ from llmrouter.store import (
     ExperimentStore,
     ExperimentStoreWarning,
     Feedback,
-    UnknownRequestError,
     open_store,
 )
+
+__all__ = ["ABRouter", "CanaryGuard", "Mode", "RampSchedule", "assignment_point", "layout"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,164 +60,6 @@ Mode = Literal["split", "canary", "shadow"]
 
 #: Stores that a router opened from ``store="sqlite:///..."`` (closed by `ABRouter.close`).
 _OWNED_STORES: weakref.WeakSet[ExperimentStore] = weakref.WeakSet()
-
-
-def assignment_point(experiment: str, key: str, salt: str = "") -> float:
-    """Where ``key`` falls in [0, 1) for ``experiment``: SHA-256, the same in every process."""
-    digest = hashlib.sha256(f"{experiment}\x1f{salt}\x1f{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def layout(
-    candidates: Sequence[str], shares: Mapping[str, float]
-) -> list[tuple[str, float, float]]:
-    """The interval ``[low, high)`` of [0, 1) each candidate owns; the control owns the rest.
-
-    Candidates are paired into ``ceil(n / 2)`` equal lanes in their fixed order:
-    the first of a pair grows from the lane's left edge, the second from its
-    right edge, and the control fills the middle. So changing a candidate's share
-    moves only the users between its old and new edge, and only between that
-    candidate and the control; users never move between two candidates. With one
-    or two candidates any shares are possible; with more, the shares of a pair
-    must fit in its lane.
-
-    Raises:
-        ValueError: if a pair's shares do not fit in their lane.
-    """
-    lanes = max(1, math.ceil(len(candidates) / 2))
-    width = 1.0 / lanes
-    out = []
-    for lane in range(lanes):
-        start, end = lane * width, (lane + 1) * width
-        pair = list(candidates[2 * lane : 2 * lane + 2])
-        used = sum(shares.get(name, 0.0) for name in pair)
-        if used > width + 1e-9:
-            raise ValueError(
-                f"candidates {pair} share a lane of {width:.1%} of the traffic (with "
-                f"{len(candidates)} candidates, pairs of candidates share lanes so that ramps "
-                f"never move users between candidates) but their shares add up to {used:.1%}; "
-                "lower them or run fewer candidates at once"
-            )
-        out.append((pair[0], start, start + shares.get(pair[0], 0.0)))
-        if len(pair) == 2:
-            out.append((pair[1], end - shares.get(pair[1], 0.0), end))
-    return out
-
-
-@dataclass(frozen=True)
-class CanaryGuard:
-    """Rolls a candidate back (share 0) when its recent requests look bad.
-
-    Over the last ``window`` requests assigned to the candidate, once there are
-    at least ``min_requests``: an error rate above ``max_error_rate``, or a p95
-    latency above ``max_p95_latency_s``, trips the guard.
-
-    Example:
-        >>> from llmrouter.routers.ab import CanaryGuard
-        >>> guard = CanaryGuard(max_error_rate=0.2, min_requests=5, window=10)
-        >>> guard.check([(True, 0.1)] * 3 + [(False, 0.1)] * 2)["reason"]
-        'error rate 40% > 20% over the last 5 requests'
-    """
-
-    max_error_rate: float | None = 0.1
-    """Highest tolerated error rate in the window (``None``: not checked)."""
-    max_p95_latency_s: float | None = None
-    """Highest tolerated p95 latency in seconds (``None``: not checked)."""
-    window: int = 50
-    """How many recent candidate requests the guard looks at."""
-    min_requests: int = 20
-    """Requests needed in the window before the guard may trip."""
-
-    def __post_init__(self) -> None:
-        if self.max_error_rate is None and self.max_p95_latency_s is None:
-            raise ConfigurationError(
-                "CanaryGuard checks nothing: give max_error_rate and/or max_p95_latency_s"
-            )
-        if self.max_error_rate is not None and not 0 <= self.max_error_rate < 1:
-            raise ConfigurationError(
-                f"CanaryGuard.max_error_rate must lie in [0, 1), got {self.max_error_rate}"
-            )
-        if self.max_p95_latency_s is not None and not self.max_p95_latency_s > 0:
-            raise ConfigurationError(
-                f"CanaryGuard.max_p95_latency_s must be > 0, got {self.max_p95_latency_s}"
-            )
-        if not 1 <= self.min_requests <= self.window:
-            raise ConfigurationError(
-                f"CanaryGuard needs 1 <= min_requests <= window, got min_requests="
-                f"{self.min_requests}, window={self.window}"
-            )
-
-    def check(self, outcomes: Sequence[tuple[bool, float]]) -> dict[str, Any] | None:
-        """``None`` if ``(ok, latency_s)`` outcomes pass; else why not, with measurements."""
-        n = len(outcomes)
-        if n < self.min_requests:
-            return None
-        error_rate = sum(1 for ok, _ in outcomes if not ok) / n
-        latencies = sorted(latency for _, latency in outcomes)
-        p95 = latencies[math.ceil(0.95 * n) - 1]  # nearest rank
-        measured = {"requests": n, "error_rate": error_rate, "p95_latency_s": p95}
-        if self.max_error_rate is not None and error_rate > self.max_error_rate:
-            why = f"error rate {error_rate:.0%} > {self.max_error_rate:.0%}"
-            return {"reason": f"{why} over the last {n} requests", **measured}
-        if self.max_p95_latency_s is not None and p95 > self.max_p95_latency_s:
-            why = f"p95 latency {p95:.3f}s > {self.max_p95_latency_s:.3f}s"
-            return {"reason": f"{why} over the last {n} requests", **measured}
-        return None
-
-
-class RampSchedule:
-    """Shares to apply at fixed times after ``start``, e.g. a canary that widens daily.
-
-    ``steps`` are ``(after, shares)`` pairs: ``after`` a `datetime.timedelta` or
-    seconds, ``shares`` as for `ABRouter.ramp`. ``start`` (a `datetime.datetime`
-    or Unix time) defaults to when the router is created; give it explicitly so
-    every process and every restart follows the same clock. A rollback stops
-    the schedule.
-
-    Example:
-        >>> from datetime import timedelta
-        >>> from llmrouter.routers.ab import RampSchedule
-        >>> schedule = RampSchedule([(timedelta(days=1), {"candidate": 0.25}),
-        ...                          (timedelta(days=2), {"candidate": 0.5})])
-        >>> [after for after, _ in schedule.steps]
-        [86400.0, 172800.0]
-    """
-
-    def __init__(
-        self,
-        steps: Sequence[tuple[dt.timedelta | float, Mapping[str, float]]],
-        *,
-        start: dt.datetime | float | None = None,
-    ) -> None:
-        parsed = []
-        for after, shares in steps:
-            seconds = after.total_seconds() if isinstance(after, dt.timedelta) else float(after)
-            if not seconds >= 0:
-                raise ConfigurationError(f"RampSchedule step times must be >= 0, got {after!r}")
-            parsed.append((seconds, dict(shares)))
-        if not parsed:
-            raise ConfigurationError("RampSchedule needs at least one (after, shares) step")
-        self.steps: list[tuple[float, dict[str, float]]] = sorted(parsed, key=lambda s: s[0])
-        """``(seconds after start, shares)``, in time order."""
-        self.start: float | None = start.timestamp() if isinstance(start, dt.datetime) else start
-        """Unix time of the start, or ``None`` for the router's creation time."""
-
-    def __repr__(self) -> str:
-        return f"RampSchedule({self.steps!r}, start={self.start!r})"
-
-
-@dataclass
-class _ShadowJob:
-    """A copy of one control request, to run on a candidate in the background."""
-
-    messages: list[BaseMessage]
-    kwargs: dict[str, Any]
-    stop: list[str] | None
-    tools: ToolBinding | None
-    parent_id: str
-    key: str | None
-    reference: str | None
-    variants: list[str] = field(default_factory=list)
 
 
 class ABRouter(BaseRouter):
@@ -307,16 +153,12 @@ class ABRouter(BaseRouter):
     route_keywords: ClassVar[frozenset[str]] = BaseRouter.route_keywords | {"user"}
 
     _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
-    _layout: list[tuple[str, float, float]] = PrivateAttr(default_factory=list)
-    _windows: dict[str, deque[tuple[bool, float]]] = PrivateAttr(default_factory=dict)
+    _lanes: Lanes = PrivateAttr(default_factory=list)
+    _windows: CanaryWindows = PrivateAttr(default_factory=CanaryWindows)
     _rolled_back: set[str] = PrivateAttr(default_factory=set)
     _store_errors: int = PrivateAttr(default=0)
-    _shadows_dropped: int = PrivateAttr(default=0)
-    _executor: concurrent.futures.ThreadPoolExecutor | None = PrivateAttr(default=None)
-    _futures: set[concurrent.futures.Future[None]] = PrivateAttr(default_factory=set)
-    _tasks: set[asyncio.Task[None]] = PrivateAttr(default_factory=set)
-    _schedule_t0: float = PrivateAttr(default=0.0)
-    _schedule_next: int = PrivateAttr(default=0)
+    _shadows: ShadowRunner = PrivateAttr()
+    _cursor: ScheduleCursor | None = PrivateAttr(default=None)
 
     # ------------------------------------------------------------ validation
 
@@ -383,7 +225,7 @@ class ABRouter(BaseRouter):
             self.control = names[0]
         elif self.control not in self.variants:
             raise ValueError(f"control {self.control!r} is not a variant; variants are {names}")
-        self.weights = _normalised(self.weights, names)
+        self.weights = normalised_weights(self.weights, names)
         if self.mode == "canary" and self.guard is None:
             self.guard = CanaryGuard()
         if self.mode == "shadow" and self.guard is not None:
@@ -391,16 +233,18 @@ class ABRouter(BaseRouter):
                 "a guard has no effect in shadow mode (candidates never answer users); "
                 "use mode='canary' to guard live traffic"
             )
-        self._layout = layout(self.candidates, self.weights)
+        self._lanes = layout(self.candidates, self.weights)
+        self._shadows = ShadowRunner(
+            self._persist, workers=self.shadow_workers, max_pending=self.max_pending_shadows
+        )
         if self.schedule is not None:
             shares = dict(self.weights)
             for i, (_, step) in enumerate(self.schedule.steps):
                 try:
-                    shares = _ramped(shares, step, self.control, self.candidates)
+                    shares = ramped_shares(shares, step, self.control, self.candidates)
                 except ConfigurationError as exc:
                     raise ValueError(f"schedule step {i}: {exc}") from None
-            start = self.schedule.start
-            self._schedule_t0 = time.time() if start is None else start
+            self._cursor = ScheduleCursor(self.schedule)
             self._advance_schedule(persist=False)  # steps already due at start: silently
         self._restore_rollbacks()
         return self
@@ -420,7 +264,7 @@ class ABRouter(BaseRouter):
     @property
     def shadows_dropped(self) -> int:
         """Shadow runs skipped because ``max_pending_shadows`` were already in flight."""
-        return self._shadows_dropped
+        return self._shadows.dropped
 
     @property
     def rolled_back(self) -> set[str]:
@@ -432,11 +276,8 @@ class ABRouter(BaseRouter):
         return self._variant_at(assignment_point(self.experiment, str(key)))
 
     def _variant_at(self, point: float) -> str:
-        for name, low, high in self._layout:
-            if low <= point < high:
-                return name
         assert self.control is not None
-        return self.control
+        return variant_at(self._lanes, point, self.control)
 
     def ramp(
         self, shares: Mapping[str, float] | None = None, /, **named: float
@@ -459,18 +300,20 @@ class ABRouter(BaseRouter):
                 "ramp() has no effect in shadow mode: the control answers everyone. Change "
                 "shadow_rate, or start a split/canary router on the same experiment"
             )
-        assert self.control is not None
         with self._lock:
-            new = _ramped(self.weights, changes, self.control, self.candidates)
-            self._apply_shares(new)
+            new = self._set_shares(changes)
             self._rolled_back -= {name for name, share in new.items() if share > 0}
         self._save_event(ExperimentEvent(self.experiment, "ramp", detail={"shares": new}))
         return dict(new)
 
-    def _apply_shares(self, shares: dict[str, float]) -> None:
-        """Install new shares (call with the lock held)."""
-        self._layout = layout(self.candidates, shares)
-        self.weights = shares
+    def _set_shares(self, changes: Mapping[str, float]) -> dict[str, float]:
+        """Apply share ``changes`` (see `ramped_shares`); returns the new shares."""
+        assert self.control is not None
+        with self._lock:
+            new = ramped_shares(self.weights, changes, self.control, self.candidates)
+            self._lanes = layout(self.candidates, new)
+            self.weights = new
+        return new
 
     def _restore_rollbacks(self) -> None:
         """Honour rollbacks stored by earlier routers of this experiment."""
@@ -481,15 +324,7 @@ class ABRouter(BaseRouter):
         except Exception as exc:
             self._store_failed(exc, "read the experiment's events")
             return
-        rolled: dict[str, ExperimentEvent] = {}
-        for event in events:
-            if event.kind == "rollback" and event.variant in self.candidates:
-                rolled[event.variant] = event
-            elif event.kind == "ramp":
-                for name, share in (event.detail.get("shares") or {}).items():
-                    if share > 0:
-                        rolled.pop(name, None)
-        for name, event in rolled.items():
+        for name, event in standing_rollbacks(events, self.candidates).items():
             if self.weights.get(name, 0.0) > 0:
                 self._rollback_locally(name)
                 message = (
@@ -501,34 +336,25 @@ class ABRouter(BaseRouter):
                 warnings.warn(message, ExperimentStoreWarning, stacklevel=3)
 
     def _rollback_locally(self, name: str) -> dict[str, float]:
-        assert self.control is not None
         with self._lock:
-            new = _ramped(self.weights, {name: 0.0}, self.control, self.candidates)
-            self._apply_shares(new)
+            new = self._set_shares({name: 0.0})
             self._rolled_back.add(name)
-            self._windows.pop(name, None)
-            if self.schedule is not None:
-                self._schedule_next = len(self.schedule.steps)  # a rollback stops the schedule
+            self._windows.forget(name)
+            if self._cursor is not None:
+                self._cursor.stop()  # a rollback stops the schedule
         return new
 
     def _schedule_due(self) -> bool:
-        schedule = self.schedule
-        return (
-            schedule is not None
-            and self._schedule_next < len(schedule.steps)
-            and time.time() >= self._schedule_t0 + schedule.steps[self._schedule_next][0]
-        )
+        return self._cursor is not None and self._cursor.due()
 
     def _advance_schedule(self, persist: bool = True) -> None:
-        schedule = self.schedule
-        assert schedule is not None and self.control is not None
+        cursor = self._cursor
+        assert cursor is not None
         events = []
         with self._lock:
-            while self._schedule_due():
-                index = self._schedule_next
-                new = _ramped(self.weights, schedule.steps[index][1], self.control, self.candidates)
-                self._apply_shares(new)
-                self._schedule_next += 1
+            while cursor.due():
+                index, step = cursor.advance()
+                new = self._set_shares(step)
                 detail = {"shares": new, "reason": f"schedule step {index}"}
                 events.append(ExperimentEvent(self.experiment, "ramp", detail=detail))
         if persist:
@@ -594,7 +420,16 @@ class ABRouter(BaseRouter):
     # ------------------------------------------------------ recording
 
     def _finished(self, request: RouteRequest, record: RouteRecord) -> None:
-        entry = self._entry(record)
+        self._book(record)
+        self._shadows.start(self._shadow_job(request, record))
+
+    async def _afinished(self, request: RouteRequest, record: RouteRecord) -> None:
+        await asyncio.to_thread(self._book, record)
+        self._shadows.astart(self._shadow_job(request, record))
+
+    def _book(self, record: RouteRecord) -> None:
+        """Store the request's record and feed the canary guard."""
+        entry = experiment_record(record, self.experiment, self.variants)
         if entry is None:
             return
         self._persist(entry, record)
@@ -602,49 +437,7 @@ class ABRouter(BaseRouter):
         if event is not None:
             self._save_event(event)
 
-    async def _afinished(self, request: RouteRequest, record: RouteRecord) -> None:
-        entry = self._entry(record)
-        if entry is None:
-            return
-        await asyncio.to_thread(self._persist, entry, record)
-        event = self._observe(entry)
-        if event is not None:
-            await asyncio.to_thread(self._save_event, event)
-
-    def _entry(self, record: RouteRecord) -> ExperimentRecord | None:
-        variant = record.extra.get("variant")
-        if variant not in self.variants:
-            return None
-        spec_name = self.variants[variant].name
-        # the variant failed if none of its tries (retries included) answered
-        tries = [a for a in record.attempts if a.model == spec_name]
-        error_type = error = None
-        if not tries and not record.extra.get("abandoned"):
-            error_type = "NotAttempted"
-            error = "the variant could not take this request (e.g. tools bound that it cannot call)"
-        elif tries and not any(a.ok for a in tries):
-            error_type, error = tries[-1].error_type or "Error", tries[-1].error
-        usage = record.usage
-        return ExperimentRecord(
-            request_id=record.request_id,
-            experiment=self.experiment,
-            variant=variant,
-            model=record.model,
-            key=record.extra.get("key"),
-            latency_s=(
-                record.latency_s
-                if record.model is not None
-                else sum(a.latency_s for a in record.attempts)
-            ),
-            input_tokens=usage.input_tokens if usage else None,
-            output_tokens=usage.output_tokens if usage else None,
-            total_tokens=usage.total_tokens if usage else None,
-            cost_usd=record.cost_usd,
-            error_type=error_type,
-            error=error,
-        )
-
-    def _persist(self, entry: ExperimentRecord, record: RouteRecord | None) -> None:
+    def _persist(self, entry: ExperimentRecord, record: RouteRecord | None = None) -> None:
         """Write ``entry``; a failure is reported loudly but never raised."""
         try:
             self.store.add_record(entry)
@@ -680,9 +473,7 @@ class ABRouter(BaseRouter):
         with self._lock:
             if entry.variant in self._rolled_back:
                 return None
-            window = self._windows.setdefault(entry.variant, deque(maxlen=guard.window))
-            window.append((entry.ok, entry.latency_s or 0.0))
-            verdict = guard.check(window)
+            verdict = self._windows.observe(guard, entry.variant, entry.ok, entry.latency_s or 0.0)
             if verdict is None:
                 return None
             shares = self._rollback_locally(entry.variant)
@@ -707,7 +498,7 @@ class ABRouter(BaseRouter):
             UnknownRequestError: the store has no such request in this experiment.
             ValueError: the score is not a finite number.
         """
-        request_id = self._request_id(target)
+        request_id = request_id_of(target, self.experiment)
         try:
             value = float(score)
         except (TypeError, ValueError):
@@ -719,34 +510,6 @@ class ABRouter(BaseRouter):
     async def arecord_feedback(self, target: BaseMessage | RouteRecord | str, score: float) -> None:
         """Async `record_feedback` (the store write runs in a worker thread)."""
         await asyncio.to_thread(self.record_feedback, target, score)
-
-    def _request_id(self, target: BaseMessage | RouteRecord | str) -> str:
-        if isinstance(target, str):
-            return target
-        if isinstance(target, BaseMessage):
-            raw = target.response_metadata.get("route")
-            if not isinstance(raw, dict):
-                raise UnknownRequestError(
-                    "(none)",
-                    self.experiment,
-                    hint="the message carries no route record: pass a message this router "
-                    "(or a router nesting it) returned, or a request id",
-                )
-            top: dict[str, Any] = raw
-        elif isinstance(target, RouteRecord):
-            top = target.model_dump()
-        else:
-            raise TypeError(
-                f"record_feedback takes a message, a RouteRecord or a request id, got "
-                f"{type(target).__name__}"
-            )
-        request_id = str(top["request_id"])
-        route: dict[str, Any] | None = top
-        while route is not None:  # this router may be nested inside another
-            if (route.get("extra") or {}).get("experiment") == self.experiment:
-                return str(route["request_id"])
-            route = route.get("inner")
-        return request_id  # not this experiment's: the store will say whose it is
 
     # ------------------------------------------------------------- report
 
@@ -772,266 +535,37 @@ class ABRouter(BaseRouter):
 
     # ------------------------------------------------------------- shadow
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        if self.mode != "shadow" or self.streaming:  # streaming: _stream starts the shadow
-            return super()._generate(messages, stop, run_manager, **kwargs)
-        try:
-            result = super()._generate(messages, stop, run_manager, **kwargs)
-        except (AllModelsFailedError, StreamInterruptedError) as exc:
-            self._start_shadows(self._job(messages, stop, kwargs, exc.record.model_dump(), None))
-            raise
-        message = result.generations[0].message
-        route = message.response_metadata.get("route") or {}
-        self._start_shadows(self._job(messages, stop, kwargs, route, message.text))
-        return result
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        if self.mode != "shadow" or self.streaming:
-            return await super()._agenerate(messages, stop, run_manager, **kwargs)
-        try:
-            result = await super()._agenerate(messages, stop, run_manager, **kwargs)
-        except (AllModelsFailedError, StreamInterruptedError) as exc:
-            self._astart_shadows(self._job(messages, stop, kwargs, exc.record.model_dump(), None))
-            raise
-        message = result.generations[0].message
-        route = message.response_metadata.get("route") or {}
-        self._astart_shadows(self._job(messages, stop, kwargs, route, message.text))
-        return result
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        if self.mode != "shadow":
-            yield from super()._stream(messages, stop, run_manager, **kwargs)
-            return
-        parts: list[str] = []
-        route: dict[str, Any] = {}
-        try:
-            for chunk in super()._stream(messages, stop, run_manager, **kwargs):
-                parts.append(chunk.message.text)
-                route = chunk.message.response_metadata.get("route") or route
-                yield chunk
-        except (AllModelsFailedError, StreamInterruptedError) as exc:
-            self._start_shadows(self._job(messages, stop, kwargs, exc.record.model_dump(), None))
-            raise
-        self._start_shadows(self._job(messages, stop, kwargs, route, "".join(parts)))
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        if self.mode != "shadow":
-            async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
-                yield chunk
-            return
-        parts: list[str] = []
-        route: dict[str, Any] = {}
-        try:
-            async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
-                parts.append(chunk.message.text)
-                route = chunk.message.response_metadata.get("route") or route
-                yield chunk
-        except (AllModelsFailedError, StreamInterruptedError) as exc:
-            self._astart_shadows(self._job(messages, stop, kwargs, exc.record.model_dump(), None))
-            raise
-        self._astart_shadows(self._job(messages, stop, kwargs, route, "".join(parts)))
-
-    def _job(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        kwargs: dict[str, Any],
-        route: dict[str, Any],
-        reference: str | None,
-    ) -> _ShadowJob | None:
+    def _shadow_job(self, request: RouteRequest, record: RouteRecord) -> ShadowJob | None:
         """The copy of this request for the shadow candidates (``None``: not mirrored)."""
-        extra = route.get("extra") or {}
-        names = [name for name in extra.get("shadow") or [] if name in self.variants]
-        if not names or "request_id" not in route:
-            return None
-        call = {
-            k: v
-            for k, v in kwargs.items()
-            if k not in self.route_keywords and k not in (PARENT_KEY, TOOLS_KEY)
-        }
-        for key, default in (("temperature", self.temperature), ("max_tokens", self.max_tokens)):
-            if default is not None:
-                call.setdefault(key, default)
-        tools = kwargs.get(TOOLS_KEY)
-        return _ShadowJob(
-            messages=list(messages),
-            kwargs=call,
-            stop=stop if stop is not None else self.stop,
-            tools=tools if isinstance(tools, ToolBinding) else None,
-            parent_id=str(route["request_id"]),
-            key=extra.get("key"),
-            reference=reference,
-            variants=names,
-        )
-
-    def _start_shadows(self, job: _ShadowJob | None) -> None:
-        """Queue the job on the shadow thread pool; never raises, never waits."""
-        if job is None:
-            return
-        try:
-            for name in job.variants:
-                with self._lock:
-                    if len(self._futures) >= self.max_pending_shadows:
-                        self._drop_shadow(name)
-                        continue
-                    if self._executor is None:
-                        self._executor = concurrent.futures.ThreadPoolExecutor(
-                            self.shadow_workers, thread_name_prefix="llmrouter-shadow"
-                        )
-                    future = self._executor.submit(self._run_shadow, name, job)
-                    self._futures.add(future)
-                future.add_done_callback(self._shadow_done)
-        except Exception:  # e.g. interpreter shutting down: the user's call must go on
-            logger.exception("ABRouter %r could not start a shadow run", self.experiment)
-
-    def _shadow_done(self, future: concurrent.futures.Future[None]) -> None:
-        with self._lock:
-            self._futures.discard(future)
-
-    def _astart_shadows(self, job: _ShadowJob | None) -> None:
-        """Start the job as tasks on the running loop (references held until done)."""
-        if job is None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-            for name in job.variants:
-                with self._lock:
-                    if len(self._tasks) >= self.max_pending_shadows:
-                        self._drop_shadow(name)
-                        continue
-                    task = loop.create_task(self._arun_shadow(name, job))
-                    self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-        except Exception:
-            logger.exception("ABRouter %r could not start a shadow run", self.experiment)
-
-    def _drop_shadow(self, name: str) -> None:
-        self._shadows_dropped += 1
-        logger.warning(
-            "ABRouter %r dropped a shadow run of %r: %d already pending (max_pending_shadows); "
-            "%d dropped so far",
-            self.experiment,
-            name,
-            self.max_pending_shadows,
-            self._shadows_dropped,
-        )
-
-    def _run_shadow(self, name: str, job: _ShadowJob) -> None:
-        spec, started = self.variants[name], time.perf_counter()
-        message: BaseMessage | None = None
-        error: BaseException | None = None
-        try:
-            runnable = self._shadow_runnable(spec, job)
-            message = call_with_timeout(
-                lambda: runnable.invoke(job.messages, stop=job.stop, **job.kwargs),
-                spec.attempt_timeout or self.timeout,
-                spec.name,
-            )
-        except Exception as exc:
-            error = exc
-        self._persist(self._shadow_entry(name, job, started, message, error), None)
-
-    async def _arun_shadow(self, name: str, job: _ShadowJob) -> None:
-        spec, started = self.variants[name], time.perf_counter()
-        message: BaseMessage | None = None
-        error: BaseException | None = None
-        try:
-            call = self._shadow_runnable(spec, job).ainvoke(
-                job.messages, stop=job.stop, **job.kwargs
-            )
-            message = await acall_with_timeout(
-                call, spec.attempt_timeout or self.timeout, spec.name
-            )
-        except asyncio.CancelledError as exc:  # e.g. the event loop is closing
-            self._persist(self._shadow_entry(name, job, started, None, exc), None)
-            raise
-        except Exception as exc:
-            error = exc
-        await asyncio.to_thread(
-            self._persist, self._shadow_entry(name, job, started, message, error), None
-        )
-
-    def _shadow_runnable(self, spec: ModelSpec, job: _ShadowJob) -> Any:
-        if job.tools is not None and not spec.supports_tools:
-            raise ExperimentError(f"{spec.name!r} cannot call the tools bound to the request")
-        return self._runnable(spec, job.tools)
-
-    def _shadow_entry(
-        self,
-        name: str,
-        job: _ShadowJob,
-        started: float,
-        message: BaseMessage | None,
-        error: BaseException | None,
-    ) -> ExperimentRecord:
-        spec, limit = self.variants[name], self.max_output_chars
-        usage = getattr(message, "usage_metadata", None) if message is not None else None
-        entry = ExperimentRecord(
-            request_id=uuid.uuid4().hex,
+        names = [name for name in record.extra.get("shadow") or [] if name in self.variants]
+        if not names or record.extra.get("abandoned"):
+            return None  # a stream the caller stopped reading has no answer to compare
+        outputs = self.max_output_chars if self.record_outputs else None
+        return ShadowJob(
             experiment=self.experiment,
-            variant=name,
-            model=spec.name if message is not None else None,
-            key=job.key,
-            shadow=True,
-            parent_id=job.parent_id,
-            latency_s=time.perf_counter() - started,
-            error_type=type(error).__name__ if error is not None else None,
-            error=str(error)[:500] if error is not None else None,
+            targets=[self._shadow_target(name) for name in names],
+            messages=list(request.messages),
+            kwargs=dict(request.model_kwargs),
+            stop=request.stop,
+            tools=request.tools,
+            parent_id=record.request_id,
+            key=record.extra.get("key"),
+            outputs=outputs,
+            prompt=request.text if outputs is not None else None,
+            reference=request.answer,
         )
-        if usage:
-            entry.input_tokens = usage.get("input_tokens", 0)
-            entry.output_tokens = usage.get("output_tokens", 0)
-            entry.total_tokens = usage.get("total_tokens", 0)
-            entry.cost_usd = spec.cost(entry.input_tokens, entry.output_tokens)
-        if self.record_outputs:
-            prompt = RouteRequest(messages=job.messages).text
-            entry.prompt = prompt[:limit]
-            entry.output = message.text[:limit] if message is not None else None
-            entry.reference_output = job.reference[:limit] if job.reference is not None else None
-        return entry
+
+    def _shadow_target(self, name: str) -> ShadowTarget:
+        spec = self.variants[name]
+        return ShadowTarget(name, spec, spec.attempt_timeout or self.timeout)
 
     def wait_shadows(self, timeout: float | None = None) -> bool:
         """Wait for the shadow runs of sync calls; True if none is left running."""
-        with self._lock:
-            futures = list(self._futures)
-        if not futures:
-            return True
-        _, pending = concurrent.futures.wait(futures, timeout=timeout)
-        return not pending
+        return self._shadows.wait(timeout)
 
     async def await_shadows(self, timeout: float | None = None) -> bool:
         """Wait for the shadow runs of async calls on this loop (and of sync calls)."""
-        loop = asyncio.get_running_loop()
-        tasks = [t for t in list(self._tasks) if t.get_loop() is loop]
-        pending: set[asyncio.Task[None]] = set()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout)
-        threads_done = await asyncio.to_thread(self.wait_shadows, timeout)
-        return not pending and threads_done
+        return await self._shadows.await_all(timeout)
 
     def close(self, timeout: float | None = None) -> None:
         """Wait for shadow runs (up to ``timeout``), stop their threads, close an owned store.
@@ -1039,12 +573,7 @@ class ABRouter(BaseRouter):
         A store the router opened from ``store="sqlite:///..."`` or ``":memory:"``
         is closed; a store instance passed in is left to its owner.
         """
-        done = self.wait_shadows(timeout)
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=done, cancel_futures=True)
-        if not done:
+        if not self._shadows.close(timeout):
             logger.warning(
                 "ABRouter %r closed with shadow runs still running; their records may be lost",
                 self.experiment,
@@ -1072,58 +601,3 @@ class ABRouter(BaseRouter):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {**super()._identifying_params, "experiment": self.experiment, "mode": self.mode}
-
-
-def _normalised(weights: Mapping[str, float], names: list[str]) -> dict[str, float]:
-    """Relative weights -> shares summing to 1, in variant order (missing: 0)."""
-    if not weights:
-        return {name: 1.0 / len(names) for name in names}
-    unknown = sorted(set(weights) - set(names))
-    if unknown:
-        raise ValueError(f"weights name unknown variant(s) {unknown}; variants are {names}")
-    for name, weight in weights.items():
-        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
-            raise ValueError(f"weights[{name!r}] must be a finite number >= 0, got {weight!r}")
-    total = float(sum(weights.values()))
-    if total <= 0:
-        raise ValueError(
-            f"weights must sum to a positive number, got {dict(weights)}; "
-            'e.g. weights={"control": 0.9, "candidate": 0.1}'
-        )
-    return {name: weights.get(name, 0.0) / total for name in names}
-
-
-def _ramped(
-    current: Mapping[str, float],
-    changes: Mapping[str, float],
-    control: str,
-    candidates: list[str],
-) -> dict[str, float]:
-    """Shares after setting ``changes`` (absolute shares); the control takes the rest."""
-    names = [control, *candidates]
-    unknown = sorted(set(changes) - set(names))
-    if unknown:
-        raise ConfigurationError(f"unknown variant(s) {unknown}; variants are {names}")
-    for name, share in changes.items():
-        if not (isinstance(share, (int, float)) and 0 <= share <= 1):
-            raise ConfigurationError(f"share of {name!r} must lie in [0, 1], got {share!r}")
-    new = {name: float(changes.get(name, current.get(name, 0.0))) for name in candidates}
-    rest = 1.0 - sum(new.values())
-    if control in changes:
-        if abs(rest - changes[control]) > 1e-9:
-            raise ConfigurationError(
-                f"shares must sum to 1: control {changes[control]} + candidates "
-                f"{sum(new.values())}; name only the candidates to let the control take the rest"
-            )
-    elif rest < -1e-9:
-        raise ConfigurationError(
-            f"candidate shares add up to {1 - rest:.3f} > 1; lower them (the control takes "
-            "what is left)"
-        )
-    own = float(changes[control]) if control in changes else max(0.0, rest)
-    shares = {control: round(own, 12), **{name: round(v, 12) for name, v in new.items()}}
-    try:
-        layout(candidates, shares)
-    except ValueError as exc:
-        raise ConfigurationError(str(exc)) from None
-    return {name: shares[name] for name in names}

@@ -61,6 +61,8 @@ class RouteRequest:
     """The keywords passed on to the answering model (``max_tokens``, ``temperature``...)."""
     answer: str | None = None
     """Text of the answer, set before the finish hook runs (``None`` when all failed)."""
+    stop: list[str] | None = None
+    """The stop sequences in force (the call's, else the router's)."""
 
     @property
     def text(self) -> str:
@@ -381,12 +383,14 @@ class BaseRouter(BaseChatModel, ABC):
     def _prepare(
         self,
         messages: list[BaseMessage],
+        stop: list[str] | None,
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
         kwargs: dict[str, Any],
     ) -> tuple[RouteRequest, RunContext, dict[str, Any]]:
         _check_messages(messages)
         ctx = RunContext(run_manager, kwargs.pop(PARENT_KEY, None))
         request, kwargs = self._request(messages, ctx, kwargs)
+        request.stop = self.stop if stop is None else stop
         return request, ctx, kwargs
 
     def _generate(
@@ -398,9 +402,8 @@ class BaseRouter(BaseChatModel, ABC):
     ) -> ChatResult:
         if self.streaming:
             return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
-        request, ctx, kwargs = self._prepare(messages, run_manager, kwargs)
-        stop = stop if stop is not None else self.stop
-        return Execution(self, request, self.rank(request), ctx, stop, kwargs).run()
+        request, ctx, kwargs = self._prepare(messages, stop, run_manager, kwargs)
+        return Execution(self, request, self.rank(request), ctx, kwargs).run()
 
     async def _agenerate(
         self,
@@ -411,10 +414,9 @@ class BaseRouter(BaseChatModel, ABC):
     ) -> ChatResult:
         if self.streaming:
             return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
-        request, ctx, kwargs = self._prepare(messages, run_manager, kwargs)
-        stop = stop if stop is not None else self.stop
+        request, ctx, kwargs = self._prepare(messages, stop, run_manager, kwargs)
         ranking = await self.arank(request)
-        return await Execution(self, request, ranking, ctx, stop, kwargs).arun()
+        return await Execution(self, request, ranking, ctx, kwargs).arun()
 
     def _stream(
         self,
@@ -423,9 +425,8 @@ class BaseRouter(BaseChatModel, ABC):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        request, ctx, kwargs = self._prepare(messages, run_manager, kwargs)
-        stop = stop if stop is not None else self.stop
-        yield from Execution(self, request, self.rank(request), ctx, stop, kwargs).stream()
+        request, ctx, kwargs = self._prepare(messages, stop, run_manager, kwargs)
+        yield from Execution(self, request, self.rank(request), ctx, kwargs).stream()
 
     async def _astream(
         self,
@@ -434,10 +435,9 @@ class BaseRouter(BaseChatModel, ABC):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        request, ctx, kwargs = self._prepare(messages, run_manager, kwargs)
-        stop = stop if stop is not None else self.stop
+        request, ctx, kwargs = self._prepare(messages, stop, run_manager, kwargs)
         ranking = await self.arank(request)
-        async for chunk in Execution(self, request, ranking, ctx, stop, kwargs).astream():
+        async for chunk in Execution(self, request, ranking, ctx, kwargs).astream():
             yield chunk
 
     def _convert_input(self, model_input: LanguageModelInput) -> PromptValue:
@@ -506,3 +506,13 @@ def _check_messages(messages: list[BaseMessage]) -> None:
         raise InvalidRequestError(
             "every message of the request is empty; give the model something to answer"
         )
+    for message in messages:
+        if isinstance(message.content, str):
+            try:
+                message.content.encode("utf-8")
+            except UnicodeEncodeError as exc:  # lone surrogates: no model can read them
+                raise InvalidRequestError(
+                    f"a {message.type} message holds text that is not valid Unicode "
+                    f"({exc.reason} at index {exc.start}); clean it, e.g. "
+                    "text.encode('utf-8', 'replace').decode()"
+                ) from None

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from llmrouter._callbacks import RunContext
 from llmrouter.budget import Budget, BudgetGuard, BudgetStatus, SpendLedger
 from llmrouter.errors import ConfigurationError, NoEligibleModelError
 from llmrouter.record import RouteRecord
@@ -138,6 +137,8 @@ class CostAwareRouter(BaseRouter):
     """Weight of the newest observation in the latency average."""
 
     route_keywords = BaseRouter.route_keywords | {"max_cost", "min_quality", "user"}
+    # max_tokens sizes the estimate but must still reach the model: read, not consumed
+    peek_keywords = frozenset({"max_tokens"})
 
     _state: _State = PrivateAttr()
 
@@ -201,15 +202,6 @@ class CostAwareRouter(BaseRouter):
             state.latency[model] = seconds if old is None else alpha * seconds + (1 - alpha) * old
 
     # ----------------------------------------------------------------- ranking
-
-    def _request(
-        self, messages: list[BaseMessage], ctx: RunContext, kwargs: dict[str, Any]
-    ) -> tuple[RouteRequest, dict[str, Any]]:
-        # max_tokens sizes the estimate but must still reach the model: read, not consume.
-        request, kwargs = super()._request(messages, ctx, kwargs)
-        if kwargs.get("max_tokens") is not None:
-            request.options["max_tokens"] = kwargs["max_tokens"]
-        return request, kwargs
 
     def rank(self, request: RouteRequest) -> Ranking:
         state = self._fast

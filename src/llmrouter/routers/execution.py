@@ -56,13 +56,12 @@ class Execution:
         request: RouteRequest,
         ranking: Ranking,
         ctx: RunContext,
-        stop: list[str] | None,
         kwargs: dict[str, Any],
     ) -> None:
         self.router = router
         self.request = request
         self.ctx = ctx
-        self.stop = stop
+        self.stop = request.stop
         self.kwargs = kwargs
         self.queue: deque[ModelSpec] = deque(router._eligible(ranking, request.tools))
         self.started = time.perf_counter()
