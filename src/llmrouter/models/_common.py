@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.language_models import BaseLanguageModel
+from langchain_core.language_models import BaseChatModel, BaseLanguageModel
 
 from llmrouter.spec import ModelFactory, ModelSpec
 
@@ -23,3 +23,38 @@ def make_spec(
 ) -> ModelSpec:
     """Build the `ModelSpec` a factory returns."""
     return ModelSpec(name=name, model=model, **spec_kwargs)
+
+
+def default_name(model_id_or_path: str) -> str:
+    """A spec name from a model id or path: its last component."""
+    return model_id_or_path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def local_pipeline_spec(
+    adapter_cls: type[BaseChatModel],
+    model_id_or_path: str,
+    *,
+    modality: str,
+    name: str | None,
+    device: int | str | None,
+    model_kwargs: dict[str, Any] | None,
+    kwargs: dict[str, Any],
+) -> ModelSpec:
+    """The `ModelSpec` of a local pipeline adapter (vision, speech, diffusion).
+
+    `ModelSpec` fields go to the spec, the adapter's own fields to the adapter,
+    and every other keyword (plus a ``pipeline_kwargs`` dict) is a call default.
+    """
+    spec_kwargs, rest = split_spec_kwargs(kwargs)
+    spec_kwargs.setdefault("modality", modality)
+    adapter_fields = set(adapter_cls.model_fields) - {"model_id", "pipeline_kwargs"}
+    adapter = {k: rest.pop(k) for k in list(rest) if k in adapter_fields}
+    call = {**(rest.pop("pipeline_kwargs", None) or {}), **rest}
+    model = adapter_cls(
+        model_id=model_id_or_path,
+        device=device,
+        model_kwargs=dict(model_kwargs or {}),
+        pipeline_kwargs=call,
+        **adapter,
+    )
+    return make_spec(name or default_name(model_id_or_path), model, spec_kwargs)

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from llmrouter.content import image_block
 from llmrouter.errors import ConfigurationError
-from llmrouter.models._common import make_spec, split_spec_kwargs
+from llmrouter.models._common import local_pipeline_spec
 from llmrouter.models.multimodal import (
     CHAT_ONLY_KEYWORDS,
     MediaChatModel,
@@ -164,20 +164,15 @@ def text_to_image_pipeline(
         >>> spec.name, spec.modality, spec.chat_model.seed
         ('sd-turbo', 'image_generation', 7)
     """
-    spec_kwargs, rest = split_spec_kwargs(kwargs)
-    spec_kwargs.setdefault("modality", "image_generation")
-    adapter_fields = set(ChatTextToImagePipeline.model_fields) - {"model_id", "pipeline_kwargs"}
-    adapter = {k: rest.pop(k) for k in list(rest) if k in adapter_fields}
-    call = {**(rest.pop("pipeline_kwargs", None) or {}), **rest}
-    model = ChatTextToImagePipeline(
-        model_id=model_id_or_path,
+    return local_pipeline_spec(
+        ChatTextToImagePipeline,
+        model_id_or_path,
+        modality="image_generation",
+        name=name,
         device=device,
-        model_kwargs=dict(model_kwargs or {}),
-        pipeline_kwargs=call,
-        **adapter,
+        model_kwargs=model_kwargs,
+        kwargs=kwargs,
     )
-    default = model_id_or_path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
-    return make_spec(name or default, model, spec_kwargs)
 
 
 # ------------------------------------------------------------------ tiny model

@@ -33,7 +33,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables.config import run_in_executor
 from pydantic import Field, PrivateAttr
 
-from llmrouter.models._common import make_spec, split_spec_kwargs
+from llmrouter.models._common import default_name, make_spec, split_spec_kwargs
 
 if TYPE_CHECKING:
     import torch
@@ -654,8 +654,7 @@ def huggingface_pipeline(
         pipeline_kwargs=generation,
         **adapter,
     )
-    default_name = model_id_or_path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
-    return make_spec(name or default_name, model, spec_kwargs)
+    return make_spec(name or default_name(model_id_or_path), model, spec_kwargs)
 
 
 def _context_window(model_id_or_path: str) -> int | None:

@@ -18,7 +18,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import Field
 
 from llmrouter.content import load_image
-from llmrouter.models._common import make_spec, split_spec_kwargs
+from llmrouter.models._common import local_pipeline_spec
 from llmrouter.models.multimodal import (
     CHAT_ONLY_KEYWORDS,
     MediaChatModel,
@@ -187,20 +187,15 @@ def image_to_text_pipeline(
         >>> spec.name, spec.modality, spec.chat_model.pipeline_kwargs
         ('blip-image-captioning-base', 'image_to_text', {'max_new_tokens': 20})
     """
-    spec_kwargs, rest = split_spec_kwargs(kwargs)
-    spec_kwargs.setdefault("modality", "image_to_text")
-    adapter_fields = set(ChatImageToTextPipeline.model_fields) - {"model_id", "pipeline_kwargs"}
-    adapter = {k: rest.pop(k) for k in list(rest) if k in adapter_fields}
-    call = {**(rest.pop("pipeline_kwargs", None) or {}), **rest}
-    model = ChatImageToTextPipeline(
-        model_id=model_id_or_path,
+    return local_pipeline_spec(
+        ChatImageToTextPipeline,
+        model_id_or_path,
+        modality="image_to_text",
+        name=name,
         device=device,
-        model_kwargs=dict(model_kwargs or {}),
-        pipeline_kwargs=call,
-        **adapter,
+        model_kwargs=model_kwargs,
+        kwargs=kwargs,
     )
-    default = model_id_or_path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
-    return make_spec(name or default, model, spec_kwargs)
 
 
 # ------------------------------------------------------------------ tiny model
