@@ -57,10 +57,12 @@ _PIPELINE_ONLY = ("return_full_text", "return_text", "return_tensors", "stop_seq
 
 @dataclass(frozen=True)
 class _Generation:
-    """One row of a pipeline call: the raw new text and whether the model emitted EOS."""
+    """One row of a pipeline call: the raw new text, whether the model emitted EOS,
+    and how many tokens it generated (EOS included, padding not)."""
 
     text: str
     ended: bool
+    generated: int | None = None
 
 
 class _Tracker:
@@ -88,6 +90,17 @@ class _Tracker:
             return True  # nothing generated at all
         new_tokens = self.sequences[row, self.sequences.shape[1] - self.steps :].tolist()
         return any(token in eos_ids for token in new_tokens)
+
+    def generated(self, row: int, eos_ids: frozenset[int]) -> int:
+        """Tokens row ``row`` really generated: up to its first EOS (a finished row
+        of a batch keeps being padded until the longest row is done)."""
+        if self.sequences is None:
+            return 0
+        new_tokens = self.sequences[row, self.sequences.shape[1] - self.steps :].tolist()
+        for index, token in enumerate(new_tokens):
+            if token in eos_ids:
+                return index + 1
+        return len(new_tokens)
 
 
 @dataclass(eq=False)
@@ -183,7 +196,11 @@ class _SharedPipeline:
             self.calls += 1
             outputs = self.pipeline(prompts, batch_size=len(prompts), **call)
         return [
-            _Generation(out[0]["generated_text"], tracker.ended(row, self.eos_ids))
+            _Generation(
+                out[0]["generated_text"],
+                tracker.ended(row, self.eos_ids),
+                tracker.generated(row, self.eos_ids),
+            )
             for row, out in enumerate(outputs)
         ]
 
@@ -471,10 +488,17 @@ class ChatHuggingFacePipeline(BaseChatModel):
         return "".join(f"{t['role']}: {t['content']}\n" for t in turns) + "assistant:"
 
     def _metadata(
-        self, shared: _SharedPipeline, prompt: str, text: str, finish: str
+        self,
+        shared: _SharedPipeline,
+        prompt: str,
+        text: str,
+        finish: str,
+        generated: int | None = None,
     ) -> tuple[UsageMetadata, dict[str, Any]]:
         input_tokens = shared.count_tokens(prompt, prompt=True)
-        output_tokens = shared.count_tokens(text)
+        # the tokens the model really generated (what compute costs); re-tokenizing
+        # the text is only the fallback, it can differ from what was generated
+        output_tokens = generated if generated is not None else shared.count_tokens(text)
         usage = UsageMetadata(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
@@ -498,7 +522,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
         result = shared.batcher.submit(request, self.batch_wait_ms / 1000, self.max_batch_size)
         text, cut = _cut_at_stop(result.text, stop)
         finish = "stop" if cut or result.ended else "length"
-        usage, metadata = self._metadata(shared, prompt, text, finish)
+        usage, metadata = self._metadata(shared, prompt, text, finish, result.generated)
         message = AIMessage(content=text, usage_metadata=usage, response_metadata=metadata)
         return ChatResult(
             generations=[ChatGeneration(message=message, generation_info={"finish_reason": finish})]
@@ -553,7 +577,10 @@ class ChatHuggingFacePipeline(BaseChatModel):
         if sent < len(text):
             yield _chunk(text[sent:])
         ended = cut or not outcome or outcome[0].ended
-        usage, metadata = self._metadata(shared, prompt, text, "stop" if ended else "length")
+        generated = outcome[0].generated if outcome else None
+        usage, metadata = self._metadata(
+            shared, prompt, text, "stop" if ended else "length", generated
+        )
         yield ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
