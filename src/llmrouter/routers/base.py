@@ -1,9 +1,9 @@
-"""The routing core: a chat model that ranks candidates, and the one executor.
+"""The routing core: a chat model that ranks candidates.
 
 A router implements only :meth:`BaseRouter.rank` (and optionally ``arank``).
-Everything else -- trying candidates in order, falling back, streaming,
-attaching and emitting the route record, tool binding, nesting -- happens here,
-once, for every router.
+Everything else happens once, for every router: request parsing, tool binding,
+nesting and LangChain plumbing here; trying candidates, retries, fallbacks,
+streaming recovery and the route record in `llmrouter.routers.execution`.
 """
 
 from __future__ import annotations
