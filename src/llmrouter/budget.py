@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmrouter.errors import ConfigurationError, LLMRouterError
-from llmrouter.spec import _explain
+from llmrouter.spec import explain_validation_error
 
 __all__ = [
     "Admission",
@@ -76,7 +76,7 @@ class Budget(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigurationError(_explain(exc, "Budget")) from exc
+            raise ConfigurationError(explain_validation_error(exc, "Budget")) from exc
 
     @property
     def windowed(self) -> bool:

@@ -82,7 +82,7 @@ class ModelSpec(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigurationError(_explain(exc, "ModelSpec")) from exc
+            raise ConfigurationError(explain_validation_error(exc, "ModelSpec")) from exc
 
     @field_validator("name")
     @classmethod
@@ -176,7 +176,7 @@ def _as_chat_model(name: str, model: BaseLanguageModel[Any] | ModelFactory) -> B
     )
 
 
-def _explain(exc: ValidationError, what: str) -> str:
+def explain_validation_error(exc: ValidationError, what: str) -> str:
     """Turn a pydantic error into one readable message naming each field."""
     lines = []
     for err in exc.errors():

@@ -103,7 +103,7 @@ def build_tiny_chat_model(
 
     target.mkdir(parents=True, exist_ok=True)
     (target / _MARKER).unlink(missing_ok=True)  # a crash below leaves no stale marker
-    tokenizer = _train_tokenizer(vocab_size)
+    tokenizer = train_tokenizer(vocab_size)
     ids = {token: _token_id(tokenizer, token) for token in (BOS, EOS, PAD)}
     config = GPT2Config(
         vocab_size=len(tokenizer),
@@ -128,7 +128,7 @@ def build_tiny_chat_model(
         eos_token_id=ids[EOS],
         pad_token_id=ids[PAD],
         # Lone UTF-8 fragments and control bytes would print as "\ufffd"/garbage.
-        suppress_tokens=[ids[BOS], ids[PAD], *_unprintable_ids(tokenizer)],
+        suppress_tokens=[ids[BOS], ids[PAD], *unprintable_ids(tokenizer)],
     )
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
@@ -154,7 +154,7 @@ def _token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
     return token_id
 
 
-def _unprintable_ids(tokenizer: PreTrainedTokenizerFast) -> list[int]:
+def unprintable_ids(tokenizer: PreTrainedTokenizerFast) -> list[int]:
     """Ids of tokens that decode to partial characters or control bytes."""
     bad = []
     for token_id in range(len(tokenizer)):
@@ -164,7 +164,7 @@ def _unprintable_ids(tokenizer: PreTrainedTokenizerFast) -> list[int]:
     return bad
 
 
-def _train_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
+def train_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on the built-in corpus; return a fast HF tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

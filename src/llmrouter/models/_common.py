@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, BaseLanguageModel
@@ -58,3 +59,14 @@ def local_pipeline_spec(
         **adapter,
     )
     return make_spec(name or default_name(model_id_or_path), model, spec_kwargs)
+
+
+def freeze(value: Any) -> Hashable:
+    """A hashable, order-independent form of nested settings (a cache key)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), freeze(v)) for k, v in value.items()))
+    if isinstance(value, set | frozenset):
+        return frozenset(freeze(v) for v in value)
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    return value if isinstance(value, Hashable) else repr(value)

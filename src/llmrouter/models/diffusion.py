@@ -21,8 +21,8 @@ from llmrouter.models.multimodal import (
     CHAT_ONLY_KEYWORDS,
     MediaChatModel,
     SharedModel,
-    _text_only,
     shared_model,
+    text_only,
     usage,
 )
 
@@ -113,7 +113,7 @@ class ChatTextToImagePipeline(MediaChatModel):
     def answer(self, message: HumanMessage, **kwargs: Any) -> AIMessage:
         import torch
 
-        prompt = _text_only(message, "image generation")
+        prompt = text_only(message, "image generation")
         settings, seed = self._settings(dict(kwargs))
         shared = self._load()
         pipe = shared.model
@@ -203,7 +203,7 @@ def build_tiny_text_to_image(path: str | Path, *, seed: int = 0) -> Path:
     )
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from llmrouter.tiny import _train_tokenizer
+    from llmrouter.tiny import train_tokenizer
 
     target = Path(path)
     marker = target / "llmrouter-tiny.json"
@@ -211,7 +211,7 @@ def build_tiny_text_to_image(path: str | Path, *, seed: int = 0) -> Path:
     if marker.is_file() and json.loads(marker.read_text()) == settings:
         return target
     target.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_tokenizer(256)
+    tokenizer = train_tokenizer(256)
     tokenizer.model_max_length = 16  # the pipeline pads every prompt to this length
     tokenizer.padding_side = "right"
     with torch.random.fork_rng(devices=[]):

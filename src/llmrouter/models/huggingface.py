@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables.config import run_in_executor
 from pydantic import Field, PrivateAttr
 
-from llmrouter.models._common import default_name, make_spec, split_spec_kwargs
+from llmrouter.models._common import default_name, freeze, make_spec, split_spec_kwargs
 
 if TYPE_CHECKING:
     import torch
@@ -258,20 +258,10 @@ def clear_pipelines() -> None:
         _CACHE.clear()
 
 
-def _freeze(value: Any) -> Hashable:
-    if isinstance(value, Mapping):
-        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
-    if isinstance(value, set | frozenset):
-        return frozenset(_freeze(v) for v in value)
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
-    return value if isinstance(value, Hashable) else repr(value)
-
-
 def _shared_pipeline(
     model_id: str, device: int | str | None, model_kwargs: dict[str, Any]
 ) -> _SharedPipeline:
-    key = (model_id, _freeze(device), _freeze(model_kwargs))
+    key = (model_id, freeze(device), freeze(model_kwargs))
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key][1]
@@ -311,7 +301,7 @@ def _tokenizer_alone(model_id: str, model_kwargs: dict[str, Any]) -> Any:
     Raises:
         OSError: the tokenizer cannot be loaded.
     """
-    key = (model_id, _freeze(model_kwargs))
+    key = (model_id, freeze(model_kwargs))
     with _CACHE_LOCK:
         found = _TOKENIZERS.get(key)
     if found is None:
@@ -518,7 +508,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
         shared = self._load()
         prompt = self._render(messages, shared.tokenizer)
         settings = self._settings(stop, kwargs)
-        request = _Request(prompt, settings, _freeze(settings))
+        request = _Request(prompt, settings, freeze(settings))
         result = shared.batcher.submit(request, self.batch_wait_ms / 1000, self.max_batch_size)
         text, cut = _cut_at_stop(result.text, stop)
         finish = "stop" if cut or result.ended else "length"

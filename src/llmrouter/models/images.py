@@ -15,7 +15,7 @@ from pydantic import Field, PrivateAttr, SecretStr
 from llmrouter.content import sniff_mime
 from llmrouter.errors import ConfigurationError
 from llmrouter.models._common import make_spec, split_spec_kwargs
-from llmrouter.models.multimodal import CHAT_ONLY_KEYWORDS, MediaChatModel, _text_only, usage
+from llmrouter.models.multimodal import CHAT_ONLY_KEYWORDS, MediaChatModel, text_only, usage
 from llmrouter.spec import ModelSpec
 
 __all__ = ["ChatOpenAIImages", "openai_images"]
@@ -87,7 +87,7 @@ class ChatOpenAIImages(MediaChatModel):
             import openai
 
             self._sync = openai.OpenAI(**self._client_kwargs())
-        prompt = _text_only(message, "image generation")
+        prompt = text_only(message, "image generation")
         response = self._sync.images.generate(
             model=self.model, prompt=prompt, **self.request_parameters(kwargs)
         )
@@ -102,7 +102,7 @@ class ChatOpenAIImages(MediaChatModel):
             self._async = openai.AsyncOpenAI(
                 **self._client_kwargs(), http_client=openai_async_http_client()
             )
-        prompt = _text_only(message, "image generation")
+        prompt = text_only(message, "image generation")
         response = await self._async.images.generate(
             model=self.model, prompt=prompt, **self.request_parameters(kwargs)
         )

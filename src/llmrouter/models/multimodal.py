@@ -41,8 +41,7 @@ from llmrouter.content import (
     last_human,
     read_block,
 )
-from llmrouter.models._common import make_spec, split_spec_kwargs
-from llmrouter.models.huggingface import _freeze
+from llmrouter.models._common import freeze, make_spec, split_spec_kwargs
 from llmrouter.spec import ModelSpec
 
 __all__ = [
@@ -85,7 +84,7 @@ def shared_model(
     kind: str, model_id: str, settings: Mapping[str, Any], load: Callable[[], Any]
 ) -> SharedModel:
     """The loaded model for (kind, model id, settings), calling ``load`` only the first time."""
-    key = (kind, model_id, _freeze(settings))
+    key = (kind, model_id, freeze(settings))
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
@@ -220,7 +219,7 @@ class MediaChatModel(BaseChatModel, ABC):
         )
 
 
-def _text_only(message: HumanMessage, what: str) -> str:
+def text_only(message: HumanMessage, what: str) -> str:
     text = message.text.strip()
     if not text:
         raise ModalityError(
@@ -284,11 +283,11 @@ class ChatEmbeddings(MediaChatModel):
         return type(self.embeddings).__name__
 
     def answer(self, message: HumanMessage, **kwargs: Any) -> AIMessage:
-        text = _text_only(message, "an embeddings model")
+        text = text_only(message, "an embeddings model")
         return self._message(text, self.embeddings.embed_query(text))
 
     async def aanswer(self, message: HumanMessage, **kwargs: Any) -> AIMessage:
-        text = _text_only(message, "an embeddings model")
+        text = text_only(message, "an embeddings model")
         return self._message(text, await self.embeddings.aembed_query(text))
 
     def _message(self, text: str, vector: list[float]) -> AIMessage:
@@ -422,7 +421,7 @@ class ChatHuggingFaceInference(MediaChatModel):
             **{k: v for k, v in kwargs.items() if k not in CHAT_ONLY_KEYWORDS},
         }
         if self.task == "image_generation":
-            prompt = _text_only(message, "image generation")
+            prompt = text_only(message, "image generation")
             image = client.text_to_image(prompt, **_split_extra(client.text_to_image, options))
             return AIMessage(content=[image_block(image)])
         if self.task == "image_to_text":  # the API takes no parameters

@@ -197,7 +197,7 @@ def build_tiny_speech_recognizer(path: str | Path, *, seed: int = 0) -> Path:
         WhisperTokenizer,
     )
 
-    from llmrouter.tiny import _train_tokenizer, _unprintable_ids
+    from llmrouter.tiny import train_tokenizer, unprintable_ids
 
     target = Path(path)
     marker = target / "llmrouter-tiny.json"
@@ -206,7 +206,7 @@ def build_tiny_speech_recognizer(path: str | Path, *, seed: int = 0) -> Path:
         return target
     bpe = target / "bpe"
     bpe.mkdir(parents=True, exist_ok=True)
-    _train_tokenizer(256).backend_tokenizer.model.save(str(bpe))  # vocab.json + merges.txt
+    train_tokenizer(256).backend_tokenizer.model.save(str(bpe))  # vocab.json + merges.txt
     # from_pretrained reads vocab.json/merges.txt in transformers 4 and 5 alike.
     tokenizer = WhisperTokenizer.from_pretrained(bpe)
     tokenizer.add_special_tokens({"additional_special_tokens": _SPECIALS})
@@ -240,7 +240,7 @@ def build_tiny_speech_recognizer(path: str | Path, *, seed: int = 0) -> Path:
     generation.no_timestamps_token_id = ids["<|notimestamps|>"]  # type: ignore[attr-defined]
     generation.max_new_tokens = 8
     generation.max_length = None
-    generation.suppress_tokens = sorted({*ids.values(), *_unprintable_ids(tokenizer)} - {end})
+    generation.suppress_tokens = sorted({*ids.values(), *unprintable_ids(tokenizer)} - {end})
     model.save_pretrained(target)
     processor = WhisperProcessor(feature_extractor=features, tokenizer=tokenizer)  # type: ignore[no-untyped-call]
     processor.save_pretrained(target)

@@ -40,7 +40,7 @@ from llmrouter.record import RouteRecord
 from llmrouter.resilience.breaker import CircuitBreaker, MemoryBreakerBoard
 from llmrouter.resilience.retry import RetryPolicy
 from llmrouter.routers.execution import Execution
-from llmrouter.spec import ModelSpec, _explain
+from llmrouter.spec import ModelSpec, explain_validation_error
 
 
 @dataclass
@@ -156,7 +156,7 @@ class BaseRouter(BaseChatModel, ABC):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigurationError(_explain(exc, type(self).__name__)) from exc
+            raise ConfigurationError(explain_validation_error(exc, type(self).__name__)) from exc
 
     @field_validator("models", mode="before")
     @classmethod
