@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -101,8 +101,7 @@ def build_tiny_chat_model(
     import torch
     from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
-    target.mkdir(parents=True, exist_ok=True)
-    (target / _MARKER).unlink(missing_ok=True)  # a crash below leaves no stale marker
+    start_build(target)
     tokenizer = train_tokenizer(vocab_size)
     ids = {token: _token_id(tokenizer, token) for token in (BOS, EOS, PAD)}
     config = GPT2Config(
@@ -132,20 +131,37 @@ def build_tiny_chat_model(
     )
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
-    (target / _MARKER).write_text(json.dumps(settings, sort_keys=True))
+    mark_built(target, settings)
     return target
 
 
 def _is_built(target: Path, settings: dict[str, int]) -> bool:
-    marker = target / _MARKER
-    if not marker.is_file() or not all((target / name).is_file() for name in _REQUIRED):
+    if not all((target / name).is_file() for name in _REQUIRED):
         return False
-    if not any(target.glob("model*.safetensors")):
+    return any(target.glob("model*.safetensors")) and built_with(target, settings)
+
+
+def built_with(target: Path, settings: dict[str, Any]) -> bool:
+    """True if ``target`` holds a tiny model built with exactly ``settings``
+    (a missing or unreadable marker means: build it again)."""
+    marker = target / _MARKER
+    if not marker.is_file():
         return False
     try:
         return bool(json.loads(marker.read_text()) == settings)
     except ValueError:
         return False
+
+
+def start_build(target: Path) -> None:
+    """Create ``target`` and drop any old marker, so a crash leaves no stale one."""
+    target.mkdir(parents=True, exist_ok=True)
+    (target / _MARKER).unlink(missing_ok=True)
+
+
+def mark_built(target: Path, settings: dict[str, Any]) -> None:
+    """Record that ``target`` is complete (see `built_with`)."""
+    (target / _MARKER).write_text(json.dumps(settings, sort_keys=True))
 
 
 def _token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:

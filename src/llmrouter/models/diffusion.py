@@ -7,7 +7,6 @@ a base64 PNG image block.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -203,14 +202,13 @@ def build_tiny_text_to_image(path: str | Path, *, seed: int = 0) -> Path:
     )
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from llmrouter.tiny import train_tokenizer
+    from llmrouter.tiny import built_with, mark_built, start_build, train_tokenizer
 
     target = Path(path)
-    marker = target / "llmrouter-tiny.json"
     settings = {"kind": "text-to-image", "seed": seed, "format": 1}
-    if marker.is_file() and json.loads(marker.read_text()) == settings:
+    if built_with(target, settings):
         return target
-    target.mkdir(parents=True, exist_ok=True)
+    start_build(target)
     tokenizer = train_tokenizer(256)
     tokenizer.model_max_length = 16  # the pipeline pads every prompt to this length
     tokenizer.padding_side = "right"
@@ -266,5 +264,5 @@ def build_tiny_text_to_image(path: str | Path, *, seed: int = 0) -> Path:
         requires_safety_checker=False,
     )
     pipe.save_pretrained(target)  # type: ignore[attr-defined]
-    marker.write_text(json.dumps(settings))
+    mark_built(target, settings)
     return target

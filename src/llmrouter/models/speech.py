@@ -7,7 +7,6 @@ so neither ffmpeg nor torchaudio is needed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -197,15 +196,15 @@ def build_tiny_speech_recognizer(path: str | Path, *, seed: int = 0) -> Path:
         WhisperTokenizer,
     )
 
-    from llmrouter.tiny import train_tokenizer, unprintable_ids
+    from llmrouter.tiny import built_with, mark_built, start_build, train_tokenizer, unprintable_ids
 
     target = Path(path)
-    marker = target / "llmrouter-tiny.json"
     settings = {"kind": "speech", "seed": seed, "format": 1}
-    if marker.is_file() and json.loads(marker.read_text()) == settings:
+    if built_with(target, settings):
         return target
+    start_build(target)
     bpe = target / "bpe"
-    bpe.mkdir(parents=True, exist_ok=True)
+    bpe.mkdir(exist_ok=True)
     train_tokenizer(256).backend_tokenizer.model.save(str(bpe))  # vocab.json + merges.txt
     # from_pretrained reads vocab.json/merges.txt in transformers 4 and 5 alike.
     tokenizer = WhisperTokenizer.from_pretrained(bpe)
@@ -244,5 +243,5 @@ def build_tiny_speech_recognizer(path: str | Path, *, seed: int = 0) -> Path:
     model.save_pretrained(target)
     processor = WhisperProcessor(feature_extractor=features, tokenizer=tokenizer)  # type: ignore[no-untyped-call]
     processor.save_pretrained(target)
-    marker.write_text(json.dumps(settings))
+    mark_built(target, settings)
     return target

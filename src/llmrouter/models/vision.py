@@ -10,7 +10,6 @@ the message's text as the prompt (empty for plain captioning).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -228,12 +227,13 @@ def build_tiny_captioner(path: str | Path, *, seed: int = 0, image_size: int = 3
     import transformers
     from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipProcessor
 
+    from llmrouter.tiny import built_with, mark_built, start_build
+
     target = Path(path)
-    marker = target / "llmrouter-tiny.json"
     settings = {"kind": "captioner", "seed": seed, "image_size": image_size, "format": 1}
-    if marker.is_file() and json.loads(marker.read_text()) == settings:
+    if built_with(target, settings):
         return target
-    target.mkdir(parents=True, exist_ok=True)
+    start_build(target)
     vocab = target / "vocab.txt"
     vocab.write_text("\n".join(_SPECIALS + _WORDS) + "\n")
     # from_pretrained reads vocab.txt in transformers 4 and 5 alike (their
@@ -281,5 +281,5 @@ def build_tiny_captioner(path: str | Path, *, seed: int = 0, image_size: int = 3
     model.save_pretrained(target)
     processor = BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)  # type: ignore[no-untyped-call]
     processor.save_pretrained(target)
-    marker.write_text(json.dumps(settings))
+    mark_built(target, settings)
     return target
