@@ -54,7 +54,7 @@ from rich.table import Table
 
 import llmrouter
 from llmrouter import ModelRouter, ModelSpec
-from llmrouter.routers.cost import CostAwareRouter
+from llmrouter import CostAwareRouter
 
 PROMPT = "Write quicksort in Python"
 TASK_MODEL = {"code_generation": "coder", "summarize": "summarizer", "chat": "chat"}

@@ -24,11 +24,11 @@ import random
 import tempfile
 from pathlib import Path
 
+from llmrouter import ABRouter, CanaryGuard
 from rich.console import Console
 
 from llmrouter import models, route_of
-from llmrouter.routers.ab import ABRouter, CanaryGuard
-from llmrouter.tiny import build_tiny_chat_model
+from llmrouter.testing import build_tiny_chat_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -24,14 +24,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from langchain_core.runnables import RunnableConfig
+from llmrouter import Budget
+from llmrouter import CostAwareRouter
+from llmrouter.cost import compute_prices, track_costs
 from rich.console import Console
 from rich.table import Table
 
 from llmrouter import models, route_of
-from llmrouter.budget import Budget
-from llmrouter.routers.cost import CostAwareRouter
-from llmrouter.tiny import build_tiny_chat_model
-from llmrouter.usage import compute_prices, track_costs
+from llmrouter.testing import build_tiny_chat_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

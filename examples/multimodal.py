@@ -18,13 +18,13 @@ import wave
 from pathlib import Path
 
 from langchain_core.messages import AIMessage, HumanMessage
+from llmrouter.multimodal import images_of
+from llmrouter.testing import build_tiny_text_to_image
+from llmrouter.testing import build_tiny_speech_recognizer
+from llmrouter.testing import build_tiny_captioner
 
 from llmrouter import ModalityError, MultiModalRouter, models, route_of
-from llmrouter.content import images_of
-from llmrouter.models.diffusion import build_tiny_text_to_image
-from llmrouter.models.speech import build_tiny_speech_recognizer
-from llmrouter.models.vision import build_tiny_captioner
-from llmrouter.tiny import build_tiny_chat_model
+from llmrouter.testing import build_tiny_chat_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

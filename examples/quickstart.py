@@ -18,7 +18,7 @@ from langchain_core.prompts import ChatPromptTemplate
 
 from llmrouter import ModelRouter, models, route_of
 from llmrouter.classify import KeywordClassifier
-from llmrouter.tiny import build_tiny_chat_model
+from llmrouter.testing import build_tiny_chat_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

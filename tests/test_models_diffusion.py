@@ -1,4 +1,4 @@
-"""llmrouter.models.diffusion over a tiny random Stable Diffusion through real diffusers."""
+"""llmrouter.models._diffusion over a tiny random Stable Diffusion through real diffusers."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from llmrouter import ConfigurationError, ModelSpec
-from llmrouter.content import ModalityError, images_of
-from llmrouter.models.diffusion import ChatTextToImagePipeline, text_to_image_pipeline
+from llmrouter.errors import ModalityError
+from llmrouter.models._diffusion import ChatTextToImagePipeline, text_to_image_pipeline
+from llmrouter.multimodal._content import images_of
 
 # Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
 

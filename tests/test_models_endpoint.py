@@ -198,7 +198,7 @@ def test_construction_makes_no_network_call(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_offline_mode_blocks_even_a_local_endpoint(katan_server: KatanServer) -> None:
-    # Pins the upstream limit documented in llmrouter.models.endpoint: when this
+    # Pins the upstream limit documented in llmrouter.models._endpoint: when this
     # starts failing, huggingface_hub lets local URLs through in offline mode.
     assert huggingface_hub.constants.HF_HUB_OFFLINE
     spec = huggingface_endpoint(katan_server.url, api_key=SECRET)

@@ -1,4 +1,4 @@
-"""Tests for llmrouter.models.huggingface against a real tiny transformers model."""
+"""Tests for llmrouter.models._huggingface against a real tiny transformers model."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llmrouter import ModelSpec
 from llmrouter.models import huggingface_pipeline
-from llmrouter.models.huggingface import ChatHuggingFacePipeline, loaded_pipelines
+from llmrouter.models._huggingface import ChatHuggingFacePipeline, loaded_pipelines
 from llmrouter.tiny import build_tiny_chat_model
 
 MAX_NEW = 12

@@ -1,4 +1,4 @@
-"""llmrouter.models.images: the OpenAI images API against a real local HTTP server."""
+"""llmrouter.models._images: the OpenAI images API against a real local HTTP server."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import pytest
 from _fixtures.tiny_multimodal import SERVER_KEY, MediaServer
 
 from llmrouter import ConfigurationError
-from llmrouter.content import ModalityError, images_of
-from llmrouter.models.images import ChatOpenAIImages, openai_images
+from llmrouter.errors import ModalityError
+from llmrouter.models._images import ChatOpenAIImages, openai_images
+from llmrouter.multimodal._content import images_of
 
 # Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
 

@@ -1,4 +1,4 @@
-"""llmrouter.models.multimodal: embeddings, Hugging Face inference, shared loading."""
+"""llmrouter.models._multimodal: embeddings, Hugging Face inference, shared loading."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from huggingface_hub.errors import OfflineModeIsEnabled
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.messages import AIMessage, SystemMessage
 
-from llmrouter.content import ModalityError, embedding_of, images_of
-from llmrouter.models.multimodal import (
+from llmrouter.errors import ModalityError
+from llmrouter.models._multimodal import (
     ChatEmbeddings,
     ChatHuggingFaceInference,
     clear_media_models,
@@ -23,6 +23,7 @@ from llmrouter.models.multimodal import (
     loaded_media_models,
     shared_model,
 )
+from llmrouter.multimodal._content import embedding_of, images_of
 
 # Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
 

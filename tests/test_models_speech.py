@@ -1,4 +1,4 @@
-"""llmrouter.models.speech over a tiny random Whisper through the real transformers pipeline."""
+"""llmrouter.models._speech over a tiny random Whisper through the real transformers pipeline."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from _fixtures.tiny_multimodal import wav_bytes
 from langchain_core.messages import HumanMessage
 
 from llmrouter import ModelSpec
-from llmrouter.content import ModalityError, media_block
-from llmrouter.models.speech import ChatSpeechToTextPipeline, speech_to_text_pipeline
+from llmrouter.errors import ModalityError
+from llmrouter.models._speech import ChatSpeechToTextPipeline, speech_to_text_pipeline
+from llmrouter.multimodal._content import media_block
 
 # Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
 

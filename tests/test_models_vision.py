@@ -1,4 +1,4 @@
-"""llmrouter.models.vision over a tiny random BLIP through the real transformers pipeline."""
+"""llmrouter.models._vision over a tiny random BLIP through the real transformers pipeline."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from langchain_core.messages import HumanMessage
 from PIL import Image
 
 from llmrouter import ModelSpec
-from llmrouter.content import ModalityError
-from llmrouter.models.multimodal import loaded_media_models
-from llmrouter.models.vision import ChatImageToTextPipeline, _describe, image_to_text_pipeline
+from llmrouter.errors import ModalityError
+from llmrouter.models._multimodal import loaded_media_models
+from llmrouter.models._vision import ChatImageToTextPipeline, _describe, image_to_text_pipeline
 
 # Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
 

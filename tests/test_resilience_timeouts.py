@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from llmrouter.errors import AttemptTimeoutError
-from llmrouter.resilience.timeouts import (
+from llmrouter.resilience._timeouts import (
     acall_with_timeout,
     afirst_item,
     call_with_timeout,

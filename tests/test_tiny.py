@@ -75,7 +75,7 @@ def test_incomplete_directory_is_rebuilt(tmp_path: Path) -> None:
     assert AutoTokenizer.from_pretrained(path).pad_token == "<pad>"
 
 
-@pytest.mark.parametrize("module", ["llmrouter.tiny", "llmrouter.models.huggingface"])
+@pytest.mark.parametrize("module", ["llmrouter.tiny", "llmrouter.models._huggingface"])
 def test_import_is_light(module: str) -> None:
     code = (
         f"import sys, {module}; "

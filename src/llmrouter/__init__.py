@@ -1,62 +1,163 @@
 """llmrouter: LangChain routing chains over local and remote models.
 
-Public names only; everything heavy (torch, transformers, provider SDKs) is
-imported lazily, on first use of the model that needs it.
+Every documented name is importable from here; the feature packages
+(`llmrouter.task`, `llmrouter.cost`, `llmrouter.ab`, `llmrouter.multimodal`,
+`llmrouter.resilience`, `llmrouter.models`, `llmrouter.testing`) hold the rest.
+Names load lazily, on first use, so ``import llmrouter`` stays light (no torch,
+no transformers, no provider SDK).
 """
 
-from llmrouter import models
-from llmrouter.budget import Budget, BudgetExceededError
-from llmrouter.content import ModalityError
-from llmrouter.errors import (
-    AllModelsFailedError,
-    ConfigurationError,
-    LLMRouterError,
-    NoEligibleModelError,
-    StreamInterruptedError,
-    UnknownTaskError,
-)
-from llmrouter.record import ROUTE_EVENT, Attempt, RouteRecord, route_of
-from llmrouter.routers import (
-    ABRouter,
-    BaseRouter,
-    CostAwareRouter,
-    ModelRouter,
-    MultiModalRouter,
-    Ranking,
-    RouteRequest,
-)
-from llmrouter.spec import ModelSpec
-from llmrouter.store import ExperimentError, UnknownRequestError
-from llmrouter.usage import CostTracker, track_costs
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the lazy table below resolves to, for type checkers and docs
+    from llmrouter import classify, models, resilience
+    from llmrouter.ab import ABRouter, CanaryGuard, ExperimentReport, RampSchedule, SQLiteStore
+    from llmrouter.core import BaseRouter, LatencyTracker, Ranking, RouteRequest
+    from llmrouter.cost import (
+        Blend,
+        Budget,
+        BudgetStatus,
+        CostAwareRouter,
+        CostTracker,
+        track_costs,
+    )
+    from llmrouter.errors import (
+        AllModelsFailedError,
+        AttemptTimeoutError,
+        BudgetExceededError,
+        ConfigurationError,
+        ExperimentError,
+        InvalidRequestError,
+        LLMRouterError,
+        ModalityError,
+        NoEligibleModelError,
+        StoreClosedError,
+        StreamInterruptedError,
+        UnknownRequestError,
+        UnknownTaskError,
+    )
+    from llmrouter.multimodal import MultiModalRouter
+    from llmrouter.record import ROUTE_EVENT, Attempt, RouteRecord, Usage, route_of
+    from llmrouter.resilience import CircuitBreaker, RetryPolicy
+    from llmrouter.spec import ModelSpec
+    from llmrouter.task import KeywordClassifier, LLMClassifier, ModelRouter, SemanticClassifier
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # routers and what they rank
+    "BaseRouter": "llmrouter.core",
+    "LatencyTracker": "llmrouter.core",
+    "Ranking": "llmrouter.core",
+    "RouteRequest": "llmrouter.core",
+    "ModelRouter": "llmrouter.task",
+    "CostAwareRouter": "llmrouter.cost",
+    "ABRouter": "llmrouter.ab",
+    "MultiModalRouter": "llmrouter.multimodal",
+    # models and records
+    "ModelSpec": "llmrouter.spec",
+    "ROUTE_EVENT": "llmrouter.record",
+    "Attempt": "llmrouter.record",
+    "RouteRecord": "llmrouter.record",
+    "Usage": "llmrouter.record",
+    "route_of": "llmrouter.record",
+    # task classifiers
+    "KeywordClassifier": "llmrouter.task",
+    "SemanticClassifier": "llmrouter.task",
+    "LLMClassifier": "llmrouter.task",
+    # cost
+    "Blend": "llmrouter.cost",
+    "Budget": "llmrouter.cost",
+    "BudgetStatus": "llmrouter.cost",
+    "CostTracker": "llmrouter.cost",
+    "track_costs": "llmrouter.cost",
+    # experiments
+    "CanaryGuard": "llmrouter.ab",
+    "ExperimentReport": "llmrouter.ab",
+    "RampSchedule": "llmrouter.ab",
+    "SQLiteStore": "llmrouter.ab",
+    # resilience
+    "CircuitBreaker": "llmrouter.resilience",
+    "RetryPolicy": "llmrouter.resilience",
+    # errors
+    "AllModelsFailedError": "llmrouter.errors",
+    "AttemptTimeoutError": "llmrouter.errors",
+    "BudgetExceededError": "llmrouter.errors",
+    "ConfigurationError": "llmrouter.errors",
+    "ExperimentError": "llmrouter.errors",
+    "InvalidRequestError": "llmrouter.errors",
+    "LLMRouterError": "llmrouter.errors",
+    "ModalityError": "llmrouter.errors",
+    "NoEligibleModelError": "llmrouter.errors",
+    "StoreClosedError": "llmrouter.errors",
+    "StreamInterruptedError": "llmrouter.errors",
+    "UnknownRequestError": "llmrouter.errors",
+    "UnknownTaskError": "llmrouter.errors",
+}
+_SUBMODULES = ("classify", "models", "resilience")
 
 __all__ = [
     "ROUTE_EVENT",
     "ABRouter",
     "AllModelsFailedError",
     "Attempt",
+    "AttemptTimeoutError",
     "BaseRouter",
+    "Blend",
     "Budget",
     "BudgetExceededError",
+    "BudgetStatus",
+    "CanaryGuard",
+    "CircuitBreaker",
     "ConfigurationError",
     "CostAwareRouter",
     "CostTracker",
     "ExperimentError",
+    "ExperimentReport",
+    "InvalidRequestError",
+    "KeywordClassifier",
+    "LLMClassifier",
     "LLMRouterError",
+    "LatencyTracker",
     "ModalityError",
     "ModelRouter",
     "ModelSpec",
     "MultiModalRouter",
     "NoEligibleModelError",
+    "RampSchedule",
     "Ranking",
+    "RetryPolicy",
     "RouteRecord",
     "RouteRequest",
+    "SQLiteStore",
+    "SemanticClassifier",
+    "StoreClosedError",
     "StreamInterruptedError",
     "UnknownRequestError",
     "UnknownTaskError",
+    "Usage",
     "__version__",
+    "classify",
     "models",
+    "resilience",
     "route_of",
     "track_costs",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"llmrouter.{name}")
+    else:
+        raise AttributeError(f"module 'llmrouter' has no attribute {name!r}")
+    globals()[name] = value  # resolved once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

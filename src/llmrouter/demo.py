@@ -14,11 +14,11 @@ from pathlib import Path
 
 from langchain_core.messages import AIMessage
 
-from llmrouter.classify import KeywordClassifier
 from llmrouter.models import huggingface_pipeline, openai_compatible
 from llmrouter.record import RouteRecord, route_of
-from llmrouter.routers.task import ModelRouter
 from llmrouter.spec import ModelSpec
+from llmrouter.task._classifiers import KeywordClassifier
+from llmrouter.task._router import ModelRouter
 from llmrouter.tiny import build_tiny_chat_model
 
 #: (prompt, explicit task or None): a mix of explicit, classified and default routes.

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from llmrouter.cost._budget import BudgetStatus
     from llmrouter.record import RouteRecord
 
 
@@ -97,3 +100,84 @@ class AttemptTimeoutError(LLMRouterError, TimeoutError):
             f"model {model!r} gave no {what} within {seconds:g} s; raise attempt_timeout "
             "on its ModelSpec (or timeout= on the router) if it is just slow"
         )
+
+
+class BudgetExceededError(LLMRouterError, RuntimeError):
+    """A request does not fit a budget; nothing was called and nothing was spent."""
+
+    def __init__(self, status: BudgetStatus, needed_usd: float, model: str | None) -> None:
+        self.status = status
+        self.needed_usd = needed_usd
+        self.model = model
+        budget = status.budget
+        if budget.windowed:
+            resets = datetime.fromtimestamp(status.window_end, tz=timezone.utc)
+            where = (
+                f"spent ${status.spent_usd:.6f} of {budget.describe(status.user)}, "
+                f"${max(status.remaining_usd, 0.0):.6f} left until {resets:%Y-%m-%d %H:%M} UTC"
+            )
+        else:
+            where = f"the limit is {budget.describe(status.user)}"
+        target = f" on {model!r}" if model else ""
+        super().__init__(
+            f"budget exceeded: this request needs an estimated ${needed_usd:.6f}{target}; "
+            f"{where}. Wait for the window to reset, raise Budget(usd=...), lower max_tokens, "
+            "or use on_exceeded='downgrade' with a cheaper (e.g. free local) model."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.status, self.needed_usd, self.model))
+
+
+class ModalityError(InvalidRequestError):
+    """The input's modality is unclear, unsupported, or has no route.
+
+    An `InvalidRequestError` (so a ``ValueError``): raised before any model is
+    tried, or by a model that needs what the message lacks (an image, a prompt).
+
+    ``found`` describes what the input carried (e.g. ``"text, 1 image, 1 audio"``)
+    and ``routes`` the routes that exist (empty when raised outside a router).
+    """
+
+    def __init__(self, message: str, *, found: str = "", routes: Sequence[str] = ()) -> None:
+        self.found = found
+        self.routes = list(routes)
+        super().__init__(message)
+
+
+class ExperimentError(LLMRouterError):
+    """Base class of the errors of experiments and their stores."""
+
+
+class UnknownRequestError(ExperimentError, LookupError):
+    """Feedback named a request the experiment store does not know."""
+
+    def __init__(
+        self,
+        request_id: str,
+        experiment: str | None = None,
+        found_in: str | None = None,
+        *,
+        hint: str | None = None,
+    ) -> None:
+        self.request_id = request_id
+        self.experiment = experiment
+        where = f" of experiment {experiment!r}" if experiment else ""
+        if hint is not None:
+            pass
+        elif found_in is not None:
+            hint = (
+                f"it belongs to experiment {found_in!r}; give the feedback to that "
+                "experiment's router"
+            )
+        else:
+            hint = (
+                "pass the message the router returned (or route_of(message).request_id); "
+                "if the record was never written, the store reported a write error when "
+                "the request finished"
+            )
+        super().__init__(f"no request {request_id!r} in the store{where}: {hint}")
+
+
+class StoreClosedError(ExperimentError, RuntimeError):
+    """The store was closed; open a new one to keep reading or writing."""

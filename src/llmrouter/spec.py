@@ -19,8 +19,8 @@ from pydantic import (
 )
 
 from llmrouter.errors import ConfigurationError
-from llmrouter.resilience.limits import ConcurrencyLimit
-from llmrouter.resilience.retry import RetryPolicy
+from llmrouter.resilience._limits import ConcurrencyLimit
+from llmrouter.resilience._retry import RetryPolicy
 
 ModelFactory = Callable[[], BaseLanguageModel[Any]]
 
@@ -167,7 +167,7 @@ def _as_chat_model(name: str, model: BaseLanguageModel[Any] | ModelFactory) -> B
     if isinstance(built, BaseChatModel):
         return built
     if isinstance(built, BaseLLM):
-        from llmrouter.models.llm_chat import LLMChatAdapter
+        from llmrouter.models._llm_chat import LLMChatAdapter
 
         return LLMChatAdapter(llm=built)
     raise ConfigurationError(

@@ -14,7 +14,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 
 from llmrouter import ModelSpec
-from llmrouter.routers.base import BaseRouter, Ranking, RouteRequest
+from llmrouter.core import BaseRouter, Ranking, RouteRequest
 
 
 class Recorder(BaseChatModel):

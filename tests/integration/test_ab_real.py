@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from llmrouter import ModelSpec, models, route_of
-from llmrouter.routers.ab import ABRouter, CanaryGuard
+from llmrouter.ab._router import ABRouter, CanaryGuard
 
 
 def remote(server: Any, name: str, **kwargs: Any) -> ModelSpec:

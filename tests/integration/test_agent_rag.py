@@ -14,7 +14,7 @@ from langchain_core.tools import tool
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from llmrouter import ModelRouter, models, route_of
-from llmrouter.classify import default_embeddings
+from llmrouter.task._classifiers import default_embeddings
 
 
 @tool(return_direct=True)

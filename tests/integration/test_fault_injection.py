@@ -48,9 +48,9 @@ from llmrouter import (
     models,
     route_of,
 )
+from llmrouter.core._execution import CONTINUE_PROMPT
 from llmrouter.errors import InvalidRequestError, StreamInterruptedError
 from llmrouter.resilience import CircuitBreaker, RetryPolicy
-from llmrouter.routers.execution import CONTINUE_PROMPT
 
 CHAT_PATH = "/v1/chat/completions"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from llmrouter import AllModelsFailedError, ModelRouter, ModelSpec, models, route_of
-from llmrouter.classify import SemanticClassifier, default_embeddings
+from llmrouter.task._classifiers import SemanticClassifier, default_embeddings
 
 
 def remote(server: Any, name: str = "katan", **kwargs: Any) -> ModelSpec:

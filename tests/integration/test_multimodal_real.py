@@ -21,13 +21,13 @@ from langchain_core.output_parsers import JsonOutputParser, StrOutputParser
 from PIL import Image
 
 from llmrouter import models, route_of
-from llmrouter.content import images_of
-from llmrouter.models.diffusion import text_to_image_pipeline
-from llmrouter.models.images import openai_images
-from llmrouter.models.multimodal import embeddings_model
-from llmrouter.models.speech import speech_to_text_pipeline
-from llmrouter.models.vision import image_to_text_pipeline
-from llmrouter.routers.multimodal import MultiModalRouter
+from llmrouter.models._diffusion import text_to_image_pipeline
+from llmrouter.models._images import openai_images
+from llmrouter.models._multimodal import embeddings_model
+from llmrouter.models._speech import speech_to_text_pipeline
+from llmrouter.models._vision import image_to_text_pipeline
+from llmrouter.multimodal._content import images_of
+from llmrouter.multimodal._router import MultiModalRouter
 
 # Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
 

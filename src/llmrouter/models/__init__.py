@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 def huggingface_pipeline(model_id_or_path: str, **kwargs: Any) -> ModelSpec:
     """A local transformers pipeline, loaded lazily on first use and shared.
 
-    See `llmrouter.models.huggingface.huggingface_pipeline`.
+    See `llmrouter.models._huggingface.huggingface_pipeline`.
     """
-    from llmrouter.models.huggingface import huggingface_pipeline as factory
+    from llmrouter.models._huggingface import huggingface_pipeline as factory
 
     return factory(model_id_or_path, **kwargs)
 
@@ -30,9 +30,9 @@ def huggingface_pipeline(model_id_or_path: str, **kwargs: Any) -> ModelSpec:
 def openai_compatible(model: str, base_url: str | None = None, **kwargs: Any) -> ModelSpec:
     """An OpenAI-compatible server (vLLM, TGI, llama.cpp, Ollama, OpenAI).
 
-    See `llmrouter.models.openai.openai_compatible`.
+    See `llmrouter.models._openai.openai_compatible`.
     """
-    from llmrouter.models.openai import openai_compatible as factory
+    from llmrouter.models._openai import openai_compatible as factory
 
     return factory(model, base_url, **kwargs)
 
@@ -40,9 +40,9 @@ def openai_compatible(model: str, base_url: str | None = None, **kwargs: Any) ->
 def huggingface_endpoint(endpoint_url_or_repo_id: str, **kwargs: Any) -> ModelSpec:
     """A Hugging Face inference endpoint or TGI server.
 
-    See `llmrouter.models.endpoint.huggingface_endpoint`.
+    See `llmrouter.models._endpoint.huggingface_endpoint`.
     """
-    from llmrouter.models.endpoint import huggingface_endpoint as factory
+    from llmrouter.models._endpoint import huggingface_endpoint as factory
 
     return factory(endpoint_url_or_repo_id, **kwargs)
 
@@ -50,9 +50,9 @@ def huggingface_endpoint(endpoint_url_or_repo_id: str, **kwargs: Any) -> ModelSp
 def image_to_text_pipeline(model_id_or_path: str, **kwargs: Any) -> ModelSpec:
     """A local captioning / visual question answering model (modality ``image_to_text``).
 
-    See `llmrouter.models.vision.image_to_text_pipeline`.
+    See `llmrouter.models._vision.image_to_text_pipeline`.
     """
-    from llmrouter.models.vision import image_to_text_pipeline as factory
+    from llmrouter.models._vision import image_to_text_pipeline as factory
 
     return factory(model_id_or_path, **kwargs)
 
@@ -60,9 +60,9 @@ def image_to_text_pipeline(model_id_or_path: str, **kwargs: Any) -> ModelSpec:
 def speech_to_text_pipeline(model_id_or_path: str, **kwargs: Any) -> ModelSpec:
     """A local speech recognizer (modality ``speech_to_text``).
 
-    See `llmrouter.models.speech.speech_to_text_pipeline`.
+    See `llmrouter.models._speech.speech_to_text_pipeline`.
     """
-    from llmrouter.models.speech import speech_to_text_pipeline as factory
+    from llmrouter.models._speech import speech_to_text_pipeline as factory
 
     return factory(model_id_or_path, **kwargs)
 
@@ -70,16 +70,16 @@ def speech_to_text_pipeline(model_id_or_path: str, **kwargs: Any) -> ModelSpec:
 def text_to_image_pipeline(model_id_or_path: str, **kwargs: Any) -> ModelSpec:
     """A local diffusers pipeline (modality ``image_generation``; extra ``image``).
 
-    See `llmrouter.models.diffusion.text_to_image_pipeline`.
+    See `llmrouter.models._diffusion.text_to_image_pipeline`.
     """
-    from llmrouter.models.diffusion import text_to_image_pipeline as factory
+    from llmrouter.models._diffusion import text_to_image_pipeline as factory
 
     return factory(model_id_or_path, **kwargs)
 
 
 def openai_images(model: str, base_url: str | None = None, **kwargs: Any) -> ModelSpec:
-    """An OpenAI-compatible images API. See `llmrouter.models.images.openai_images`."""
-    from llmrouter.models.images import openai_images as factory
+    """An OpenAI-compatible images API. See `llmrouter.models._images.openai_images`."""
+    from llmrouter.models._images import openai_images as factory
 
     return factory(model, base_url, **kwargs)
 
@@ -91,9 +91,9 @@ def huggingface_inference(
 ) -> ModelSpec:
     """A Hugging Face endpoint or provider for a media task.
 
-    See `llmrouter.models.multimodal.huggingface_inference`.
+    See `llmrouter.models._multimodal.huggingface_inference`.
     """
-    from llmrouter.models.multimodal import huggingface_inference as factory
+    from llmrouter.models._multimodal import huggingface_inference as factory
 
     return factory(endpoint_url_or_repo_id, task, **kwargs)
 
@@ -103,9 +103,9 @@ def embeddings_model(
 ) -> ModelSpec:
     """A LangChain `Embeddings` as a routable model (default: MiniLM).
 
-    See `llmrouter.models.multimodal.embeddings_model`.
+    See `llmrouter.models._multimodal.embeddings_model`.
     """
-    from llmrouter.models.multimodal import embeddings_model as factory
+    from llmrouter.models._multimodal import embeddings_model as factory
 
     return factory(embeddings, **kwargs)
 

@@ -1,10 +1,10 @@
 """Resilience: error classification, retries, timeouts, circuit breaking, limits.
 
-The executor (`llmrouter.routers.base`) applies these to every router; this
+The executor (`llmrouter.core._router`) applies these to every router; this
 package holds the policies. See docs/resilience.md for the failure model.
 """
 
-from llmrouter.resilience.breaker import (
+from llmrouter.resilience._breaker import (
     DEFAULT_BOARD,
     BreakerBoard,
     BreakerState,
@@ -12,9 +12,9 @@ from llmrouter.resilience.breaker import (
     MemoryBreakerBoard,
     SQLiteBreakerBoard,
 )
-from llmrouter.resilience.errors import ErrorInfo, ErrorKind, classify_error, retry_after
-from llmrouter.resilience.limits import ConcurrencyLimit
-from llmrouter.resilience.retry import RetryPolicy, stop_if_retry_after_exceeds, wait_retry_after
+from llmrouter.resilience._classify import ErrorInfo, ErrorKind, classify_error, retry_after
+from llmrouter.resilience._limits import ConcurrencyLimit
+from llmrouter.resilience._retry import RetryPolicy, stop_if_retry_after_exceeds, wait_retry_after
 
 __all__ = [
     "DEFAULT_BOARD",

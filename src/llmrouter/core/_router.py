@@ -1,0 +1,444 @@
+"""The routing core: a chat model that ranks candidates.
+
+A router implements only :meth:`BaseRouter.rank` (and optionally ``arank``).
+Everything else happens once, for every router: request parsing, tool binding,
+nesting and LangChain plumbing here; trying candidates, retries, fallbacks,
+streaming recovery and the route record in `llmrouter.core._execution`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, ClassVar, Literal
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.prompt_values import PromptValue
+from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import (
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from llmrouter.core._callbacks import PARENT_KEY, RunContext, with_parent
+from llmrouter.core._execution import Execution
+from llmrouter.core._types import TOOLS_KEY, Ranking, RouteRequest, ToolBinding
+from llmrouter.errors import ConfigurationError, InvalidRequestError, NoEligibleModelError
+from llmrouter.record import RouteRecord
+from llmrouter.resilience._breaker import CircuitBreaker, MemoryBreakerBoard
+from llmrouter.resilience._retry import RetryPolicy
+from llmrouter.spec import ModelSpec, explain_validation_error
+
+
+class BaseRouter(BaseChatModel, ABC):
+    """Base class of every router: a `BaseChatModel` that ranks candidate models.
+
+    Subclasses implement :meth:`rank`; the shared executor tries the ranked
+    candidates in order, falls back to the next on error, and attaches a
+    `RouteRecord` to the response (``response_metadata["route"]``) which is also
+    emitted as the custom event ``"llmrouter.route"``.
+
+    The router-level ``temperature``, ``max_tokens`` and ``stop`` are defaults
+    passed to whichever model answers; per-call values win.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    models: list[ModelSpec]
+    """Candidate models; names must be unique."""
+    temperature: float | None = None
+    """Default sampling temperature passed to the answering model."""
+    max_tokens: int | None = None
+    """Default output token limit passed to the answering model."""
+    stop: list[str] | None = None
+    """Default stop sequences passed to the answering model."""
+    timeout: float | None = Field(default=None, gt=0)
+    """Seconds one attempt on one model may take (a model's ``attempt_timeout`` wins)."""
+    first_token_timeout: float | None = Field(default=None, gt=0)
+    """Seconds a stream may take to its first chunk (a model's own setting wins)."""
+    max_retries: int = Field(default=2, ge=0)
+    """Retries per model on retryable errors, when ``retry`` is not given."""
+    retry: RetryPolicy | None = None
+    """Retry policy for models without their own (default: ``max_retries`` retries with
+    exponential backoff and jitter, within 30 s)."""
+    circuit_breaker: CircuitBreaker | None = Field(default_factory=CircuitBreaker)
+    """Skips models that keep failing; ``None`` turns breaking off."""
+    stream_recovery: Literal["continue", "raise"] = "continue"
+    """After a stream failed mid-answer: ``continue`` on the next model (it gets the
+    partial answer to complete), or ``raise`` `StreamInterruptedError`."""
+    streaming: bool = False
+    """If True, ``invoke`` streams from the answering model under the hood and
+    returns the joined answer (the route record says ``streamed``)."""
+
+    #: Call keywords the router consumes itself (never passed to models).
+    route_keywords: ClassVar[frozenset[str]] = frozenset({"task", "thread_id"})
+    #: Call keywords the router reads into ``request.options`` but still passes to models.
+    peek_keywords: ClassVar[frozenset[str]] = frozenset()
+
+    _by_name: dict[str, ModelSpec] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(explain_validation_error(exc, type(self).__name__)) from exc
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models_are_specs(cls, value: Any) -> Any:
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            raise ValueError("models must be a list of ModelSpec")
+        for i, item in enumerate(value):
+            if not isinstance(item, ModelSpec):
+                raise ValueError(
+                    f"models[{i}] is a {type(item).__name__}, not a ModelSpec; wrap it as "
+                    "ModelSpec(name=..., model=...) or build it with llmrouter.models.*"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> BaseRouter:
+        if not self.models:
+            raise ValueError("models is empty: give the router at least one ModelSpec")
+        names = [s.name for s in self.models]
+        dupes = sorted({name for name in names if names.count(name) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model names {dupes}: give each ModelSpec a unique name")
+        self._by_name = {s.name: s for s in self.models}
+        return self
+
+    # ------------------------------------------------------------------ ranking
+
+    @abstractmethod
+    def rank(self, request: RouteRequest) -> Ranking:
+        """Return the candidates for ``request``, best first, with the reason."""
+
+    async def arank(self, request: RouteRequest) -> Ranking:
+        """Async ranking; override when ranking does I/O (e.g. an LLM classifier)."""
+        return self.rank(request)
+
+    def spec(self, name: str) -> ModelSpec:
+        """The `ModelSpec` called ``name``.
+
+        Raises:
+            ConfigurationError: if the router has no such model.
+        """
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise ConfigurationError(
+                f"{type(self).__name__} has no model {name!r}; models are {sorted(self._by_name)}"
+            ) from None
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The policy for models without their own."""
+        return self.retry or RetryPolicy.attempts(self.max_retries + 1)
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Circuit-breaker state per model: ``state``, ``recent_failures``,
+        ``open_for_s``, ``opens`` (all ``closed`` when breaking is off)."""
+        breaker = self.circuit_breaker or CircuitBreaker(board=MemoryBreakerBoard())
+        return breaker.health([s.name for s in self.models])
+
+    @property
+    def router_name(self) -> str:
+        """The name used in route records (``name=`` or the class name)."""
+        return self.name or type(self).__name__
+
+    # ------------------------------------------------------------ tool binding
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Any],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind ``tools`` to whichever candidate answers.
+
+        Only candidates whose chat model implements ``bind_tools`` are considered;
+        if none does, calls raise `NoEligibleModelError`. ``tool_choice`` and other
+        keywords go to each candidate's ``bind_tools``.
+        """
+        options = dict(kwargs)
+        if tool_choice is not None:
+            options["tool_choice"] = tool_choice
+        schemas = [convert_to_openai_tool(tool) for tool in tools]
+        call: dict[str, Any] = {TOOLS_KEY: ToolBinding(list(tools), options, schemas)}
+        if "ls_structured_output_format" in options:  # so the router's own trace shows it
+            call["ls_structured_output_format"] = options["ls_structured_output_format"]
+        return self.bind(**call)
+
+    def _eligible(self, ranking: Ranking, tools: ToolBinding | None) -> list[ModelSpec]:
+        if tools is None:
+            candidates = ranking.candidates
+        else:
+            candidates = [s for s in ranking.candidates if s.supports_tools]
+            if not candidates:
+                raise NoEligibleModelError(
+                    f"{self.router_name}: tools are bound but no candidate supports tool calling",
+                    {s.name: "chat model has no bind_tools" for s in ranking.candidates},
+                )
+        if not candidates:
+            raise NoEligibleModelError(f"{self.router_name}: the router ranked no candidate")
+        return candidates
+
+    # ------------------------------------------------------- request plumbing
+
+    def _request(
+        self, messages: list[BaseMessage], ctx: RunContext, kwargs: dict[str, Any]
+    ) -> tuple[RouteRequest, dict[str, Any]]:
+        """Split router keywords from model keywords and read the task."""
+        metadata = ctx.metadata
+        tools = kwargs.pop(TOOLS_KEY, None)
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in self.route_keywords}
+        task, source = options.pop("task", None), "explicit"
+        if task is None and metadata.get("task") is not None:
+            task, source = str(metadata["task"]), "config"
+        thread_id = options.pop("thread_id", None) or metadata.get("thread_id")
+        for key, default in (("temperature", self.temperature), ("max_tokens", self.max_tokens)):
+            if default is not None:
+                kwargs.setdefault(key, default)
+        options.update({k: kwargs[k] for k in self.peek_keywords if kwargs.get(k) is not None})
+        request = RouteRequest(
+            messages=messages,
+            task=task,
+            task_source=source if task is not None else None,
+            thread_id=str(thread_id) if thread_id is not None else None,
+            options=options,
+            metadata=metadata,
+            tools=tools,
+            model_kwargs=kwargs,
+        )
+        return request, kwargs
+
+    def _finished(self, request: RouteRequest, record: RouteRecord) -> None:
+        """Hook called once per request after the last attempt, success or not.
+
+        Subclasses persist what they must here (experiment records, spend); the
+        record of a failed request has ``model=None`` and every failed attempt.
+        """
+
+    async def _afinished(self, request: RouteRequest, record: RouteRecord) -> None:
+        """Async `_finished` (async paths); the default calls `_finished`."""
+        self._finished(request, record)
+
+    # --------------------------------------------------------------- execution
+
+    def invoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        return super().invoke(input, config, stop=stop, **_thread_from(config, kwargs))
+
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        return await super().ainvoke(input, config, stop=stop, **_thread_from(config, kwargs))
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        config = with_parent(ensure_config(config), kwargs)
+        yield from super().stream(input, config, stop=stop, **_thread_from(config, kwargs))
+
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        config = with_parent(ensure_config(config), kwargs)
+        kwargs = _thread_from(config, kwargs)
+        async for chunk in super().astream(input, config, stop=stop, **kwargs):
+            yield chunk
+
+    def _should_stream(
+        self,
+        *,
+        async_api: bool,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> bool:
+        # invoke() keeps to the generate path, where the run manager is at hand;
+        # the answering model still streams to any streaming handler itself.
+        if run_manager is not None:
+            return False
+        return super()._should_stream(async_api=async_api, **kwargs)
+
+    def _get_invocation_params(
+        self, stop: list[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        kwargs.pop(PARENT_KEY, None)
+        tools = kwargs.pop(TOOLS_KEY, None)
+        if isinstance(tools, ToolBinding):
+            kwargs["tools"] = tools.schemas
+        # what BaseChatModel returns, without its deprecated dict() detour (hot path)
+        return {**self._identifying_params, "_type": self._llm_type, "stop": stop, **kwargs}
+
+    def _prepare(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        kwargs: dict[str, Any],
+    ) -> tuple[RouteRequest, RunContext, dict[str, Any]]:
+        _check_messages(messages)
+        ctx = RunContext(run_manager, kwargs.pop(PARENT_KEY, None))
+        request, kwargs = self._request(messages, ctx, kwargs)
+        request.stop = self.stop if stop is None else stop
+        return request, ctx, kwargs
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.streaming:
+            return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+        request, ctx, kwargs = self._prepare(messages, stop, run_manager, kwargs)
+        return Execution(self, request, self.rank(request), ctx, kwargs).run()
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.streaming:
+            return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
+        request, ctx, kwargs = self._prepare(messages, stop, run_manager, kwargs)
+        ranking = await self.arank(request)
+        return await Execution(self, request, ranking, ctx, kwargs).arun()
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        request, ctx, kwargs = self._prepare(messages, stop, run_manager, kwargs)
+        yield from Execution(self, request, self.rank(request), ctx, kwargs).stream()
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        request, ctx, kwargs = self._prepare(messages, stop, run_manager, kwargs)
+        ranking = await self.arank(request)
+        async for chunk in Execution(self, request, ranking, ctx, kwargs).astream():
+            yield chunk
+
+    def _convert_input(self, model_input: LanguageModelInput) -> PromptValue:
+        if isinstance(model_input, (bytes, bytearray)):
+            try:
+                model_input = bytes(model_input).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidRequestError(
+                    f"the input is bytes that are not UTF-8 ({exc.reason} at byte {exc.start}); "
+                    "decode it yourself (e.g. data.decode('latin-1')) and pass a str"
+                ) from None
+        try:
+            return super()._convert_input(model_input)
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            raise InvalidRequestError(
+                f"cannot read a {type(model_input).__name__} as chat input ({exc}); pass a "
+                "str, a list of messages, or a PromptValue"
+            ) from exc
+
+    # ---------------------------------------------------------- identification
+
+    @property
+    def _llm_type(self) -> str:
+        return f"llmrouter-{type(self).__name__}"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"router": self.router_name, "models": [s.name for s in self.models]}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        model = kwargs.get("model")
+        params = LangSmithParams(
+            ls_provider="llmrouter",
+            ls_model_name=model if isinstance(model, str) else self.router_name,
+            ls_model_type="chat",
+        )
+        temperature = kwargs.get("temperature", self.temperature)
+        if isinstance(temperature, (int, float)):
+            params["ls_temperature"] = float(temperature)
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
+        if isinstance(max_tokens, int):
+            params["ls_max_tokens"] = max_tokens
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
+        return params
+
+
+def _thread_from(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Adopt ``config["configurable"]["thread_id"]`` (LangGraph's convention).
+
+    With no explicit config, the one inherited from an enclosing runnable counts.
+    """
+    if config is None:
+        config = var_child_runnable_config.get() or {}
+    thread_id = (config.get("configurable") or {}).get("thread_id")
+    if thread_id is not None and "thread_id" not in kwargs:
+        kwargs["thread_id"] = thread_id
+    return kwargs
+
+
+def _check_messages(messages: list[BaseMessage]) -> None:
+    """Refuse requests every model would refuse, before trying any."""
+    if not messages:
+        raise InvalidRequestError("the request has no messages; pass at least one message")
+    if all(not m.content and not getattr(m, "tool_calls", None) for m in messages):
+        raise InvalidRequestError(
+            "every message of the request is empty; give the model something to answer"
+        )
+    for message in messages:
+        if isinstance(message.content, str):
+            try:
+                message.content.encode("utf-8")
+            except UnicodeEncodeError as exc:  # lone surrogates: no model can read them
+                raise InvalidRequestError(
+                    f"a {message.type} message holds text that is not valid Unicode "
+                    f"({exc.reason} at index {exc.start}); clean it, e.g. "
+                    "text.encode('utf-8', 'replace').decode()"
+                ) from None

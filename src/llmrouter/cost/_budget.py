@@ -1,0 +1,442 @@
+"""Spend limits: `Budget` (how much, over which window, what then) and the SQLite ledger.
+
+A windowed budget (``per="hour" | "day" | "month"``) is checked against spend
+persisted in SQLite, so a restart does not reset it and several processes can
+share one limit. Before a call, the router *reserves* its estimate in one
+``BEGIN IMMEDIATE`` transaction (check and reserve are atomic across threads and
+processes); after the call the reservation is *settled* to the actual cost, or
+*released* when every attempt failed. Concurrent calls therefore cannot spend
+more than the limit unless a call costs more than its estimate.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmrouter.errors import BudgetExceededError, ConfigurationError
+from llmrouter.spec import explain_validation_error
+
+__all__ = [
+    "Admission",
+    "Budget",
+    "BudgetExceededError",
+    "BudgetGuard",
+    "BudgetStatus",
+    "SpendLedger",
+    "default_spend_db",
+]
+
+Period = Literal["request", "hour", "day", "month"]
+
+
+class Budget(BaseModel):
+    """A spend limit in USD per request or per calendar window (UTC).
+
+    ``on_exceeded="refuse"`` raises `BudgetExceededError` when the model the
+    router would pick does not fit the remaining budget; ``"downgrade"`` keeps
+    only the models whose estimate fits (free models always fit), and raises
+    only when none does. ``key="user"`` gives every user (the ``user=`` call
+    keyword, or ``config["metadata"]["user"]``) a budget of their own.
+
+    Example:
+        >>> from llmrouter.cost._budget import Budget
+        >>> daily = Budget(usd=5.0, per="day", on_exceeded="downgrade")
+        >>> daily.describe()
+        '$5.00 per day'
+        >>> Budget(usd=0.5, per="hour", key="user").describe(user="alice")
+        "$0.50 per hour for user 'alice'"
+        >>> start, end = daily.window(now=86_400 * 3 + 5)
+        >>> (start, end)
+        (259200.0, 345600.0)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    usd: float = Field(ge=0)
+    """The limit, in US dollars."""
+    per: Period = "day"
+    """The window: each request alone, or a calendar hour, day or month in UTC."""
+    on_exceeded: Literal["refuse", "downgrade"] = "refuse"
+    """``refuse``: raise `BudgetExceededError`; ``downgrade``: use only models that fit."""
+    key: Literal["user"] | None = None
+    """``"user"``: a separate budget per user key; ``None``: one budget for all calls."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(explain_validation_error(exc, "Budget")) from exc
+
+    @property
+    def windowed(self) -> bool:
+        """True if spend accumulates over a time window (persisted in the ledger)."""
+        return self.per != "request"
+
+    def window(self, now: float | None = None) -> tuple[float, float]:
+        """The (start, end) unix times of the window holding ``now``.
+
+        A ``per="request"`` budget has no window: it returns ``(now, now)``.
+        """
+        now = time.time() if now is None else now
+        if self.per == "request":
+            return now, now
+        at = datetime.fromtimestamp(now, tz=timezone.utc)
+        if self.per == "hour":
+            start = at.replace(minute=0, second=0, microsecond=0)
+            return start.timestamp(), start.timestamp() + 3600.0
+        start = at.replace(hour=0, minute=0, second=0, microsecond=0)
+        if self.per == "day":
+            return start.timestamp(), start.timestamp() + 86400.0
+        start = start.replace(day=1)
+        end = (
+            start.replace(year=start.year + 1, month=1)
+            if start.month == 12
+            else (start.replace(month=start.month + 1))
+        )
+        return start.timestamp(), end.timestamp()
+
+    def describe(self, user: str | None = None) -> str:
+        """A short human description, e.g. ``"$5.00 per day for user 'alice'"``."""
+        text = f"${self.usd:.2f} per {self.per}"
+        if self.key == "user":
+            text += f" for user {user!r}" if user else " for calls without a user"
+        return text
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """Where one budget stands: spend so far in its current window."""
+
+    budget: Budget
+    user: str | None
+    spent_usd: float
+    """Settled spend plus open reservations in the window (0 for per-request budgets)."""
+    window_start: float
+    window_end: float
+
+    @property
+    def remaining_usd(self) -> float:
+        """What is left in the window (negative if a call cost more than its estimate)."""
+        return self.budget.usd - self.spent_usd
+
+
+def default_spend_db() -> Path:
+    """``$LLMROUTER_SPEND_DB``, else ``$XDG_CACHE_HOME/llmrouter/spend.db`` (``~/.cache``)."""
+    explicit = os.environ.get("LLMROUTER_SPEND_DB")
+    if explicit:
+        return Path(explicit).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "llmrouter" / "spend.db"
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spend (
+    id INTEGER PRIMARY KEY,
+    scope TEXT NOT NULL,
+    user TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL,
+    usd REAL NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('reserved', 'settled', 'released')),
+    model TEXT
+);
+CREATE INDEX IF NOT EXISTS spend_scope_at ON spend (scope, at);
+"""
+
+
+class SpendLedger:
+    """Spend per (scope, user) over time, in SQLite (WAL); safe across threads and processes.
+
+    ``path`` is a file (created with its folders), ``":memory:"`` for a
+    process-local ledger, or ``None`` for `default_spend_db`. A reserved amount
+    counts as spent until it is settled or released, so an abandoned call
+    (e.g. a process killed mid-request) is charged its estimate, never less.
+
+    Example:
+        >>> from llmrouter.cost._budget import SpendLedger
+        >>> ledger = SpendLedger(":memory:")
+        >>> with ledger.transaction() as txn:
+        ...     rid = txn.reserve("router", None, 0.02, at=1000.0)
+        >>> ledger.settle(rid, 0.015, model="small")
+        >>> ledger.spent("router", since=0.0, until=2000.0)
+        0.015
+    """
+
+    def __init__(self, path: str | Path | None = None, *, timeout: float = 30.0) -> None:
+        self.path = str(path) if path is not None else str(default_spend_db())
+        if self.path != ":memory:":
+            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self.path = str(Path(self.path).expanduser())
+        # One connection per ledger, guarded by a lock; BEGIN IMMEDIATE serialises
+        # writers across processes (busy waits up to ``timeout``).
+        self._conn = sqlite3.connect(
+            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+        self._lock = threading.Lock()
+        with self._lock:
+            if self.path != ":memory:":
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"SpendLedger({self.path!r})"
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Transaction]:
+        """An exclusive write transaction: read spend and reserve atomically."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Transaction(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def spent(
+        self,
+        scope: str,
+        since: float,
+        until: float,
+        user: str | None = None,
+        *,
+        any_user: bool = True,
+    ) -> float:
+        """Settled spend plus open reservations in ``[since, until)``."""
+        with self._lock:
+            return _Transaction(self._conn).spent(scope, since, until, user, any_user=any_user)
+
+    def settle(
+        self,
+        reservation: int | None,
+        usd: float,
+        *,
+        model: str | None = None,
+        scope: str = "",
+        user: str | None = None,
+        at: float | None = None,
+    ) -> None:
+        """Replace a reservation by the actual cost (or record spend with no reservation)."""
+        with self._lock:
+            if reservation is not None:
+                self._conn.execute(
+                    "UPDATE spend SET usd = ?, state = 'settled', model = ? WHERE id = ?",
+                    (usd, model, reservation),
+                )
+            elif usd > 0:
+                self._conn.execute(
+                    "INSERT INTO spend (scope, user, at, usd, state, model) "
+                    "VALUES (?, ?, ?, ?, 'settled', ?)",
+                    (scope, user or "", time.time() if at is None else at, usd, model),
+                )
+
+    def release(self, reservation: int) -> None:
+        """Drop a reservation: the call spent nothing (every attempt failed)."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE spend SET usd = 0, state = 'released' WHERE id = ? AND state = 'reserved'",
+                (reservation,),
+            )
+
+    def rows(self, scope: str | None = None) -> list[dict[str, Any]]:
+        """Every ledger row (for reports and tests), oldest first."""
+        query = "SELECT id, scope, user, at, usd, state, model FROM spend"
+        args: tuple[Any, ...] = ()
+        if scope is not None:
+            query, args = query + " WHERE scope = ?", (scope,)
+        with self._lock:
+            cursor = self._conn.execute(query + " ORDER BY id", args)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._conn.close()
+
+
+class _Transaction:
+    """Reads and reservations inside `SpendLedger.transaction`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def spent(
+        self,
+        scope: str,
+        since: float,
+        until: float,
+        user: str | None = None,
+        *,
+        any_user: bool = True,
+    ) -> float:
+        query = (
+            "SELECT COALESCE(SUM(usd), 0) FROM spend WHERE scope = ? AND at >= ? AND at < ? "
+            "AND state != 'released'"
+        )
+        args: tuple[Any, ...] = (scope, since, until)
+        if not any_user:
+            query, args = query + " AND user = ?", (*args, user or "")
+        return float(self._conn.execute(query, args).fetchone()[0])
+
+    def reserve(self, scope: str, user: str | None, usd: float, *, at: float) -> int:
+        cursor = self._conn.execute(
+            "INSERT INTO spend (scope, user, at, usd, state) VALUES (?, ?, ?, ?, 'reserved')",
+            (scope, user or "", at, usd),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+
+@dataclass
+class Admission:
+    """What the budgets allow for one request."""
+
+    allowed: list[str]
+    """Candidate names that fit every budget, in the order given."""
+    excluded: dict[str, str] = field(default_factory=dict)
+    """Candidates that do not fit, with the budget they exceed."""
+    reserved_usd: float = 0.0
+    """Amount reserved: the estimate of the dearest allowed candidate (any may answer)."""
+    reservation: int | None = None
+    """Ledger row of the reservation (``None`` when nothing windowed was reserved)."""
+    statuses: list[BudgetStatus] = field(default_factory=list)
+
+
+class BudgetGuard:
+    """Applies a router's budgets: admit (check and reserve), then settle or release.
+
+    Example:
+        >>> from llmrouter.cost._budget import Budget, BudgetGuard, SpendLedger
+        >>> guard = BudgetGuard([Budget(usd=0.05, per="day", on_exceeded="downgrade")],
+        ...                     SpendLedger(":memory:"), scope="demo")
+        >>> a = guard.admit([("big", 0.08), ("small", 0.01), ("local", 0.0)])
+        >>> a.allowed, a.reserved_usd
+        (['small', 'local'], 0.01)
+        >>> guard.settle(a.reservation, 0.008, model="small")
+        >>> round(guard.status()[0].spent_usd, 6)
+        0.008
+    """
+
+    def __init__(self, budgets: Sequence[Budget], ledger: SpendLedger | None, scope: str) -> None:
+        self.budgets = list(budgets)
+        self.scope = scope
+        if ledger is None and any(b.windowed for b in self.budgets):
+            raise ConfigurationError("a windowed budget needs a SpendLedger to persist spend")
+        self.ledger = ledger
+
+    @property
+    def windowed(self) -> bool:
+        """True if any budget is persisted over a window (admission does I/O)."""
+        return any(b.windowed for b in self.budgets)
+
+    def admit(
+        self,
+        candidates: Sequence[tuple[str, float]],
+        user: str | None = None,
+        now: float | None = None,
+    ) -> Admission:
+        """Keep the candidates (name, estimated USD) that fit; reserve for the dearest kept.
+
+        Raises:
+            BudgetExceededError: a ``refuse`` budget cannot take the first candidate,
+                or no candidate fits at all.
+        """
+        now = time.time() if now is None else now
+        if not self.windowed:
+            return self._decide(candidates, self._statuses(None, user, now), now, None, user)
+        assert self.ledger is not None
+        with self.ledger.transaction() as txn:
+            return self._decide(candidates, self._statuses(txn, user, now), now, txn, user)
+
+    def settle(
+        self,
+        reservation: int | None,
+        usd: float,
+        *,
+        model: str | None = None,
+        user: str | None = None,
+    ) -> None:
+        """Record the actual cost of an admitted request."""
+        if self.ledger is not None and self.windowed:
+            self.ledger.settle(reservation, usd, model=model, scope=self.scope, user=user)
+
+    def release(self, reservation: int | None) -> None:
+        """Free the reservation of a request that spent nothing."""
+        if self.ledger is not None and reservation is not None:
+            self.ledger.release(reservation)
+
+    def status(self, user: str | None = None, now: float | None = None) -> list[BudgetStatus]:
+        """Spend so far against each budget (for ``user`` where a budget is per user)."""
+        now = time.time() if now is None else now
+        if self.ledger is None:
+            return self._statuses(None, user, now)
+        with self.ledger.transaction() as txn:
+            return self._statuses(txn, user, now)
+
+    # ------------------------------------------------------------------ internals
+
+    def _statuses(
+        self, txn: _Transaction | None, user: str | None, now: float
+    ) -> list[BudgetStatus]:
+        statuses = []
+        for budget in self.budgets:
+            start, end = budget.window(now)
+            spent = 0.0
+            if budget.windowed and txn is not None:
+                spent = txn.spent(self.scope, start, end, user, any_user=budget.key != "user")
+            who = user if budget.key == "user" else None
+            statuses.append(BudgetStatus(budget, who, spent, start, end))
+        return statuses
+
+    def _decide(
+        self,
+        candidates: Sequence[tuple[str, float]],
+        statuses: list[BudgetStatus],
+        now: float,
+        txn: _Transaction | None,
+        user: str | None,
+    ) -> Admission:
+        admission = Admission(allowed=[], statuses=statuses)
+        if not candidates:
+            return admission
+        for index, (name, estimate) in enumerate(candidates):
+            over = _exceeded(statuses, estimate)
+            if not over:
+                admission.allowed.append(name)
+                continue
+            refusing = [s for s in over if s.budget.on_exceeded == "refuse"]
+            if index == 0 and refusing:
+                raise BudgetExceededError(refusing[0], estimate, name)
+            admission.excluded[name] = (
+                f"estimated ${estimate:.6f} exceeds the remaining "
+                f"${max(over[0].remaining_usd, 0.0):.6f} of {over[0].budget.describe(over[0].user)}"
+            )
+        if not admission.allowed:
+            name, estimate = min(candidates, key=lambda c: c[1])
+            raise BudgetExceededError(_exceeded(statuses, estimate)[0], estimate, name)
+        estimates = dict(candidates)
+        admission.reserved_usd = max(estimates[name] for name in admission.allowed)
+        if txn is not None and admission.reserved_usd > 0:
+            admission.reservation = txn.reserve(self.scope, user, admission.reserved_usd, at=now)
+        return admission
+
+
+def _exceeded(statuses: list[BudgetStatus], estimate: float) -> list[BudgetStatus]:
+    """The budgets that ``estimate`` does not fit (a free call fits every budget)."""
+    if estimate <= 0:
+        return []
+    return [
+        s for s in statuses if estimate > (s.remaining_usd if s.budget.windowed else s.budget.usd)
+    ]

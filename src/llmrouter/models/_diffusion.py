@@ -1,0 +1,268 @@
+"""Text to image with a local diffusers pipeline (extra ``llmrouter[image]``).
+
+Any pipeline ``diffusers.AutoPipelineForText2Image`` loads: Stable Diffusion
+1.x/2.x/XL, SD3, FLUX, PixArt, Kandinsky, ... The answer carries each image as
+a base64 PNG image block.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.messages import AIMessage, HumanMessage
+from pydantic import Field
+
+from llmrouter.errors import ConfigurationError
+from llmrouter.models._common import local_pipeline_spec
+from llmrouter.models._multimodal import (
+    CHAT_ONLY_KEYWORDS,
+    MediaChatModel,
+    SharedModel,
+    shared_model,
+    text_only,
+    usage,
+)
+from llmrouter.multimodal._content import image_block
+
+if TYPE_CHECKING:
+    from llmrouter.spec import ModelSpec
+
+__all__ = ["ChatTextToImagePipeline", "build_tiny_text_to_image", "text_to_image_pipeline"]
+
+
+class ChatTextToImagePipeline(MediaChatModel):
+    """A chat model over a local diffusers text-to-image pipeline.
+
+    The last human message's text is the prompt. The answer's content is one
+    ``{"type": "image", "base64": <PNG>, "mime_type": "image/png"}`` block per
+    image; ``response_metadata`` has ``images`` (count), ``size`` (``[w, h]``)
+    and ``seed``; ``usage_metadata.input_tokens`` counts the prompt with the
+    pipeline's tokenizer.
+
+    Per-call keywords: ``n`` (images), ``size`` (``"512x512"``), ``seed``, and
+    any pipeline argument (``num_inference_steps``, ``guidance_scale``,
+    ``negative_prompt``, ``height``, ``width``, ...).
+
+    Example:
+        >>> import tempfile
+        >>> from llmrouter.multimodal._content import images_of
+        >>> from llmrouter.models._diffusion import ChatTextToImagePipeline
+        >>> from llmrouter.models._diffusion import build_tiny_text_to_image
+        >>> path = str(build_tiny_text_to_image(tempfile.mkdtemp()))
+        >>> chat = ChatTextToImagePipeline(model_id=path, seed=0,
+        ...                                pipeline_kwargs={"num_inference_steps": 2})
+        >>> reply = chat.invoke("a watercolor fox")
+        >>> reply.content[0]["mime_type"], reply.response_metadata["size"]
+        ('image/png', [32, 32])
+        >>> images_of(reply)[0][:4]
+        b'\\x89PNG'
+    """
+
+    model_id: str
+    """Hub repo id or local directory of a diffusers pipeline."""
+    device: str | None = None
+    """``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; ``None`` leaves it where it loads."""
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keywords for ``from_pretrained`` (e.g. ``{"torch_dtype": torch.float16}``)."""
+    pipeline_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Call defaults, e.g. ``{"num_inference_steps": 25, "guidance_scale": 7.0}``."""
+    seed: int | None = None
+    """Seed of the generator for reproducible images; ``None``: random."""
+
+    @property
+    def modality(self) -> str:
+        return "image_generation"
+
+    @property
+    def model_label(self) -> str:
+        return self.model_id
+
+    def _load(self) -> SharedModel:
+        def load() -> Any:
+            try:
+                from diffusers import AutoPipelineForText2Image
+            except ImportError as exc:
+                raise ConfigurationError(
+                    f"text_to_image_pipeline needs diffusers ({exc}): "
+                    "pip install 'llmrouter[image]'"
+                ) from exc
+            pipe = AutoPipelineForText2Image.from_pretrained(  # type: ignore[no-untyped-call]
+                self.model_id, **self.model_kwargs
+            )
+            if self.device is not None:
+                pipe = pipe.to(self.device)
+            pipe.set_progress_bar_config(disable=True)
+            return pipe
+
+        settings = {"device": self.device, "model_kwargs": self.model_kwargs}
+        return shared_model("text-to-image", self.model_id, settings, load)
+
+    def _settings(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+        settings = {**self.pipeline_kwargs, **kwargs}
+        seed = settings.pop("seed", self.seed)
+        if "n" in settings:
+            settings["num_images_per_prompt"] = settings.pop("n")
+        size = settings.pop("size", None)
+        if size is not None:
+            width, _, height = str(size).partition("x")
+            settings["width"], settings["height"] = int(width), int(height or width)
+        return {k: v for k, v in settings.items() if k not in CHAT_ONLY_KEYWORDS}, seed
+
+    def answer(self, message: HumanMessage, **kwargs: Any) -> AIMessage:
+        import torch
+
+        prompt = text_only(message, "image generation")
+        settings, seed = self._settings(dict(kwargs))
+        shared = self._load()
+        pipe = shared.model
+        with shared.lock:
+            if seed is not None:
+                device = getattr(pipe, "device", "cpu")
+                settings["generator"] = torch.Generator(device=device).manual_seed(int(seed))
+            output = pipe(prompt, output_type="pil", **settings)
+        images = list(output.images)
+        metadata: dict[str, Any] = {
+            "images": len(images),
+            "size": list(images[0].size) if images else None,
+            "seed": seed,
+        }
+        flagged = getattr(output, "nsfw_content_detected", None)
+        if flagged:
+            metadata["nsfw_content_detected"] = list(flagged)
+        tokenizer = getattr(pipe, "tokenizer", None)
+        counted = None
+        if tokenizer is not None:
+            counted = usage(len(tokenizer(prompt, add_special_tokens=False)["input_ids"]), 0)
+        return AIMessage(
+            content=[image_block(image) for image in images],
+            usage_metadata=counted,
+            response_metadata=metadata,
+        )
+
+
+def text_to_image_pipeline(
+    model_id_or_path: str,
+    *,
+    name: str | None = None,
+    device: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> ModelSpec:
+    """A `ModelSpec` (modality ``image_generation``) for a local diffusers pipeline.
+
+    Needs the extra ``llmrouter[image]`` (diffusers). Loaded lazily on first use
+    and shared. `ModelSpec` fields go to the spec; ``seed`` and ``callbacks`` to
+    `ChatTextToImagePipeline`; any other keyword (``num_inference_steps``,
+    ``guidance_scale``, ``height``, ``width``, ...) is a call default.
+
+    Example:
+        >>> from llmrouter.models._diffusion import text_to_image_pipeline
+        >>> spec = text_to_image_pipeline("stabilityai/sd-turbo", num_inference_steps=1,
+        ...                               guidance_scale=0.0, seed=7)
+        >>> spec.name, spec.modality, spec.chat_model.seed
+        ('sd-turbo', 'image_generation', 7)
+    """
+    return local_pipeline_spec(
+        ChatTextToImagePipeline,
+        model_id_or_path,
+        modality="image_generation",
+        name=name,
+        device=device,
+        model_kwargs=model_kwargs,
+        kwargs=kwargs,
+    )
+
+
+# ------------------------------------------------------------------ tiny model
+
+
+def build_tiny_text_to_image(path: str | Path, *, seed: int = 0) -> Path:
+    """Write a tiny random Stable Diffusion pipeline to ``path`` (32x32 images).
+
+    A two-block UNet, a two-block VAE, a two-layer CLIP text encoder and a
+    byte-level BPE tokenizer, with a DDIM scheduler and no safety checker; built
+    offline in about a second. Images are noise; the text encoding, denoising
+    loop and VAE decoding are diffusers' real ones. Needs ``llmrouter[image]``.
+    Idempotent.
+
+    Example:
+        >>> import tempfile
+        >>> from llmrouter.models._diffusion import build_tiny_text_to_image
+        >>> path = build_tiny_text_to_image(tempfile.mkdtemp())
+        >>> (path / "model_index.json").is_file()
+        True
+    """
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from llmrouter.tiny import built_with, mark_built, start_build, train_tokenizer
+
+    target = Path(path)
+    settings = {"kind": "text-to-image", "seed": seed, "format": 1}
+    if built_with(target, settings):
+        return target
+    start_build(target)
+    tokenizer = train_tokenizer(256)
+    tokenizer.model_max_length = 16  # the pipeline pads every prompt to this length
+    tokenizer.padding_side = "right"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(  # type: ignore[no-untyped-call]
+            sample_size=16,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=16,
+            attention_head_dim=2,
+            norm_num_groups=4,
+        )
+        vae = AutoencoderKL(  # type: ignore[no-untyped-call]
+            sample_size=32,
+            block_out_channels=(8, 16),
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            latent_channels=4,
+            norm_num_groups=4,
+        )
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=16,
+                intermediate_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                max_position_embeddings=16,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+    scheduler = DDIMScheduler(  # type: ignore[no-untyped-call]
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(  # type: ignore[no-untyped-call]
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(target)  # type: ignore[attr-defined]
+    mark_built(target, settings)
+    return target

@@ -1,0 +1,492 @@
+"""What every multimodal backend shares, plus the generic ones: embeddings, HF inference.
+
+Each backend is a `BaseChatModel` whose input is the last human message (its
+text and standard image/audio blocks, see `llmrouter.multimodal._content`) and whose answer
+is an `AIMessage` with standard blocks: generated images as base64 PNG image
+blocks, captions and transcripts as text, embeddings as a JSON array.
+
+Local models load lazily on first use and are shared process-wide, one per
+(kind, model id, settings), like `llmrouter.models._huggingface`; one call at a
+time runs on each. Async calls run in worker threads (LangChain's executor),
+so the event loop keeps running.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal, TypeVar, cast
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.prompt_values import PromptValue
+from langchain_core.runnables.config import run_in_executor
+from pydantic import Field, PrivateAttr, SecretStr
+
+from llmrouter.errors import ModalityError
+from llmrouter.models._common import freeze, make_spec, split_spec_kwargs
+from llmrouter.multimodal._content import (
+    as_prompt_value,
+    image_block,
+    inspect_content,
+    last_human,
+    read_block,
+)
+from llmrouter.spec import ModelSpec
+
+__all__ = [
+    "ChatEmbeddings",
+    "ChatHuggingFaceInference",
+    "MediaChatModel",
+    "clear_media_models",
+    "embeddings_model",
+    "huggingface_inference",
+    "loaded_media_models",
+]
+
+T = TypeVar("T")
+
+#: Generic chat keywords that mean nothing to a media model; dropped, not errors,
+#: because a router passes its defaults (``temperature``, ...) to every route.
+CHAT_ONLY_KEYWORDS = frozenset({"temperature", "top_p", "stop", "max_tokens", "max_new_tokens"})
+
+
+# --------------------------------------------------------------------- shared loading
+
+
+@dataclass(eq=False)
+class SharedModel:
+    """One loaded model (pipeline), shared by every adapter with the same settings."""
+
+    name: str
+    """``kind:model_id``, as listed by `loaded_media_models`."""
+    model: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held while the model runs: one call at a time per loaded model."""
+
+
+_CACHE: dict[Hashable, SharedModel] = {}
+_CACHE_LOCK = threading.Lock()
+_LOAD_LOCKS: dict[Hashable, threading.Lock] = {}
+
+
+def shared_model(
+    kind: str, model_id: str, settings: Mapping[str, Any], load: Callable[[], Any]
+) -> SharedModel:
+    """The loaded model for (kind, model id, settings), calling ``load`` only the first time."""
+    key = (kind, model_id, freeze(settings))
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        load_lock = _LOAD_LOCKS.setdefault(key, threading.Lock())
+    with load_lock:  # per key: loading one model does not block loading another
+        with _CACHE_LOCK:
+            if key in _CACHE:
+                return _CACHE[key]
+        shared = SharedModel(f"{kind}:{model_id}", load())
+        with _CACHE_LOCK:
+            _CACHE[key] = shared
+            _LOAD_LOCKS.pop(key, None)
+    return shared
+
+
+def loaded_media_models() -> list[str]:
+    """``kind:model_id`` of every multimodal model loaded in this process.
+
+    Example:
+        >>> from llmrouter.models._multimodal import loaded_media_models
+        >>> isinstance(loaded_media_models(), list)
+        True
+    """
+    with _CACHE_LOCK:
+        return [shared.name for shared in _CACHE.values()]
+
+
+def clear_media_models() -> None:
+    """Forget every shared multimodal model (adapters holding one keep using it)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def device_kwargs(device: int | str | None) -> dict[str, Any]:
+    """``transformers.pipeline`` keywords for ``device`` (``"auto"`` becomes a device map)."""
+    if device is None:
+        return {}
+    if device == "auto":
+        return {"device_map": "auto"}
+    return {"device": device}
+
+
+# --------------------------------------------------------------------------- base
+
+
+def usage(input_tokens: int, output_tokens: int) -> UsageMetadata:
+    """Token usage as LangChain reports it."""
+    return UsageMetadata(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=input_tokens + output_tokens,
+    )
+
+
+class MediaChatModel(BaseChatModel, ABC):
+    """Base of the multimodal adapters: answer the last human message with standard blocks.
+
+    Subclasses implement `answer` (and `aanswer` when they have a native async
+    client; the default runs `answer` in a worker thread). ``invoke``,
+    ``ainvoke``, ``batch`` and ``stream`` (one chunk) all work, and take the
+    same inputs as `MultiModalRouter` (a PIL image, bytes, ``{"audio": path}``,
+    ... see `llmrouter.multimodal._content.as_prompt_value`).
+    """
+
+    def _convert_input(self, model_input: Any) -> PromptValue:
+        return as_prompt_value(model_input)
+
+    @property
+    @abstractmethod
+    def modality(self) -> str:
+        """The route this adapter serves, e.g. ``"image_generation"``."""
+
+    @property
+    @abstractmethod
+    def model_label(self) -> str:
+        """The backend's model name, reported as ``response_metadata["model_name"]``."""
+
+    @abstractmethod
+    def answer(self, message: HumanMessage, **kwargs: Any) -> AIMessage:
+        """Answer one human message (its text and media blocks)."""
+
+    async def aanswer(self, message: HumanMessage, **kwargs: Any) -> AIMessage:
+        """Async `answer`; by default `answer` in a worker thread."""
+        return await run_in_executor(None, partial(self.answer, message, **kwargs))
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return self._result(self.answer(self._human(messages), **kwargs))
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return self._result(await self.aanswer(self._human(messages), **kwargs))
+
+    def _human(self, messages: list[BaseMessage]) -> HumanMessage:
+        message = last_human(messages)
+        if message is None:
+            raise ModalityError(
+                f"{type(self).__name__} answers a human message; the input has none",
+                found=", ".join(m.type for m in messages) or "no messages",
+            )
+        return message
+
+    def _result(self, answer: AIMessage) -> ChatResult:
+        answer.response_metadata = {
+            "model_name": self.model_label,
+            "modality": self.modality,
+            **answer.response_metadata,
+        }
+        return ChatResult(generations=[ChatGeneration(message=answer)])
+
+    @property
+    def _llm_type(self) -> str:
+        return f"llmrouter-{self.modality}"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.model_label, "modality": self.modality}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        return LangSmithParams(
+            ls_provider="llmrouter", ls_model_name=self.model_label, ls_model_type="chat"
+        )
+
+
+def text_only(message: HumanMessage, what: str) -> str:
+    text = message.text.strip()
+    if not text:
+        raise ModalityError(
+            f"{what} needs a text prompt; the message carries "
+            f"{inspect_content(message).describe()}",
+            found=inspect_content(message).describe(),
+        )
+    return text
+
+
+def _one_media(message: HumanMessage, kind: Literal["image", "audio"]) -> list[dict[str, Any]]:
+    found = inspect_content(message)
+    blocks = found.images if kind == "image" else found.audio
+    if not blocks:
+        raise ModalityError(
+            f"this model needs {kind} input; the message carries {found.describe()}. "
+            f"Add a {kind} block, e.g. {{'type': '{kind}', 'base64': ..., 'mime_type': ...}}",
+            found=found.describe(),
+        )
+    return blocks
+
+
+# ---------------------------------------------------------------------- embeddings
+
+
+class ChatEmbeddings(MediaChatModel):
+    """A LangChain `Embeddings` as a chat model: the answer's content is the vector.
+
+    The content of the answer is the embedding of the last human message's text
+    as a JSON array (``JsonOutputParser`` or `llmrouter.multimodal._content.embedding_of`
+    turn it back into floats); ``response_metadata["dimensions"]`` is its length.
+    ``usage_metadata.input_tokens`` is counted with the model's tokenizer when it
+    exposes one (sentence-transformers models do), so a priced spec has a cost.
+
+    Example:
+        >>> from langchain_core.embeddings import DeterministicFakeEmbedding
+        >>> from llmrouter.multimodal._content import embedding_of
+        >>> from llmrouter.models._multimodal import ChatEmbeddings
+        >>> chat = ChatEmbeddings(embeddings=DeterministicFakeEmbedding(size=4))
+        >>> len(embedding_of(chat.invoke("hello")))
+        4
+    """
+
+    embeddings: Embeddings
+    """The embeddings model (e.g. ``HuggingFaceEmbeddings``, ``OpenAIEmbeddings``)."""
+    model_name: str | None = None
+    """The name reported as ``model_name`` (default: the embeddings' own)."""
+
+    @property
+    def modality(self) -> str:
+        return "embeddings"
+
+    @property
+    def model_label(self) -> str:
+        if self.model_name:
+            return self.model_name
+        for attribute in ("model_name", "model"):
+            value = getattr(self.embeddings, attribute, None)
+            if isinstance(value, str) and value:
+                return value
+        return type(self.embeddings).__name__
+
+    def answer(self, message: HumanMessage, **kwargs: Any) -> AIMessage:
+        text = text_only(message, "an embeddings model")
+        return self._message(text, self.embeddings.embed_query(text))
+
+    async def aanswer(self, message: HumanMessage, **kwargs: Any) -> AIMessage:
+        text = text_only(message, "an embeddings model")
+        return self._message(text, await self.embeddings.aembed_query(text))
+
+    def _message(self, text: str, vector: list[float]) -> AIMessage:
+        tokens = self._count_tokens(text)
+        return AIMessage(
+            content=json.dumps([float(x) for x in vector]),
+            response_metadata={"dimensions": len(vector)},
+            usage_metadata=usage(tokens, 0) if tokens is not None else None,
+        )
+
+    def _count_tokens(self, text: str) -> int | None:
+        client = getattr(self.embeddings, "_client", None)  # sentence-transformers models
+        tokenizer = getattr(client, "tokenizer", None)
+        if tokenizer is None:
+            return None
+        try:
+            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        except Exception:  # an unusual tokenizer: no usage rather than a failed request
+            return None
+
+
+def embeddings_model(
+    embeddings: Embeddings | Callable[[], Embeddings] | None = None,
+    *,
+    name: str | None = None,
+    **kwargs: Any,
+) -> ModelSpec:
+    """A `ModelSpec` (modality ``embeddings``) over a LangChain `Embeddings`.
+
+    Args:
+        embeddings: The embeddings, or a zero-argument factory building them on
+            first use. Default: all-MiniLM-L6-v2 from the ``semantic`` extra
+            (`llmrouter.task._classifiers.default_embeddings`), loaded on first use.
+        name: The spec's name (default: the embeddings' model name, else
+            ``"embeddings"``).
+        **kwargs: `ModelSpec` fields (``input_cost``, ``tags``, ...); other
+            keywords go to `ChatEmbeddings`.
+
+    Example:
+        >>> from langchain_core.embeddings import DeterministicFakeEmbedding
+        >>> from llmrouter.models._multimodal import embeddings_model
+        >>> spec = embeddings_model(DeterministicFakeEmbedding(size=8), name="fake")
+        >>> spec.name, spec.modality
+        ('fake', 'embeddings')
+    """
+    spec_kwargs, rest = split_spec_kwargs(kwargs)
+    spec_kwargs.setdefault("modality", "embeddings")
+    if isinstance(embeddings, Embeddings):
+        chat = ChatEmbeddings(embeddings=embeddings, **rest)
+        label = chat.model_label
+        return make_spec(name or label.rsplit("/", 1)[-1], chat, spec_kwargs)
+
+    def build() -> ChatEmbeddings:
+        if embeddings is None:
+            from llmrouter.task._classifiers import default_embeddings
+
+            rest.setdefault("model_name", "sentence-transformers/all-MiniLM-L6-v2")
+            return ChatEmbeddings(embeddings=default_embeddings(), **rest)
+        return ChatEmbeddings(embeddings=embeddings(), **rest)
+
+    default = "all-MiniLM-L6-v2" if embeddings is None else "embeddings"
+    return make_spec(name or default, build, spec_kwargs)
+
+
+# ------------------------------------------------------------ Hugging Face inference
+
+InferenceTask = Literal["image_generation", "image_to_text", "speech_to_text"]
+
+
+class ChatHuggingFaceInference(MediaChatModel):
+    """A Hugging Face Inference Endpoint / provider model for one media task.
+
+    Uses ``huggingface_hub.InferenceClient``: ``text_to_image`` (answer: a PNG
+    image block), ``image_to_text`` (answer: the caption) or
+    ``automatic_speech_recognition`` (answer: the transcript). Media are sent as
+    bytes, so URLs in the request are fetched first.
+
+    Known limit: with ``HF_HUB_OFFLINE=1`` ``huggingface_hub`` refuses every
+    request, including to your own server.
+
+    Example:
+        >>> from llmrouter.models._multimodal import ChatHuggingFaceInference
+        >>> chat = ChatHuggingFaceInference(target="http://127.0.0.1:8080",
+        ...                                 task="image_generation", api_key="EMPTY")
+        >>> chat.modality, chat.model_label
+        ('image_generation', 'http://127.0.0.1:8080')
+    """
+
+    target: str
+    """An endpoint URL, or a Hub repo id served by Inference Providers."""
+    task: InferenceTask
+    """Which media task to call."""
+    api_key: SecretStr | None = None
+    """The token (default: ``$HF_TOKEN`` or the saved login)."""
+    provider: str | None = None
+    """Inference provider for a repo id (default: huggingface_hub's choice)."""
+    timeout: float | None = None
+    """Seconds to wait for the server."""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    """Defaults for the call (``text_to_image``: ``height``, ``width``,
+    ``num_inference_steps``, ``guidance_scale``, ``negative_prompt``, ``seed``, ...);
+    per-call keywords win."""
+
+    _client: Any = PrivateAttr(default=None)
+
+    @property
+    def modality(self) -> str:
+        return self.task
+
+    @property
+    def model_label(self) -> str:
+        return self.target
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from huggingface_hub import InferenceClient
+
+            token = self.api_key.get_secret_value() if self.api_key else None
+            self._client = InferenceClient(
+                model=self.target,
+                token=token,
+                provider=cast(Any, self.provider),  # a Literal upstream; new ones appear
+                timeout=self.timeout,
+            )
+        return self._client
+
+    def answer(self, message: HumanMessage, **kwargs: Any) -> AIMessage:
+        client = self._get_client()
+        options = {
+            **self.parameters,
+            **{k: v for k, v in kwargs.items() if k not in CHAT_ONLY_KEYWORDS},
+        }
+        if self.task == "image_generation":
+            prompt = text_only(message, "image generation")
+            image = client.text_to_image(prompt, **_split_extra(client.text_to_image, options))
+            return AIMessage(content=[image_block(image)])
+        if self.task == "image_to_text":  # the API takes no parameters
+            captions = [
+                client.image_to_text(read_block(block)).generated_text
+                for block in _one_media(message, "image")
+            ]
+            return AIMessage(content="\n".join(str(c) for c in captions))
+        recognize = client.automatic_speech_recognition
+        transcripts = [
+            recognize(read_block(block), **_split_extra(recognize, options)).text
+            for block in _one_media(message, "audio")
+        ]
+        return AIMessage(content="\n".join(str(t) for t in transcripts))
+
+
+def _split_extra(method: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Keywords ``method`` names, plus the others as its ``extra_body``."""
+    named = set(inspect.signature(method).parameters)
+    call = {k: v for k, v in options.items() if k in named}
+    extra = {k: v for k, v in options.items() if k not in named}
+    if extra:
+        call["extra_body"] = {**(call.get("extra_body") or {}), **extra}
+    return call
+
+
+def huggingface_inference(
+    endpoint_url_or_repo_id: str,
+    task: InferenceTask,
+    *,
+    name: str | None = None,
+    api_key: str | None = None,
+    **kwargs: Any,
+) -> ModelSpec:
+    """A `ModelSpec` for a Hugging Face endpoint or provider model serving a media task.
+
+    Args:
+        endpoint_url_or_repo_id: An endpoint URL (your TGI/Inference Endpoint) or
+            a Hub repo id (Inference Providers).
+        task: ``"image_generation"`` (text-to-image), ``"image_to_text"``
+            (captioning) or ``"speech_to_text"`` (ASR); also the spec's modality.
+        name: The spec's name (default: the last part of the URL or repo id).
+        api_key: The token; default ``$HF_TOKEN`` then the saved login.
+        **kwargs: `ModelSpec` fields go to the spec; ``provider``, ``timeout``
+            and ``parameters`` to `ChatHuggingFaceInference`; any other keyword
+            is a call parameter (e.g. ``num_inference_steps=4``).
+
+    Example:
+        >>> from llmrouter.models._multimodal import huggingface_inference
+        >>> spec = huggingface_inference("https://my-endpoint.example/sdxl",
+        ...                              "image_generation", api_key="hf_x", width=512)
+        >>> spec.name, spec.modality, spec.chat_model.parameters
+        ('sdxl', 'image_generation', {'width': 512})
+    """
+    spec_kwargs, rest = split_spec_kwargs(kwargs)
+    spec_kwargs.setdefault("modality", task)
+    own = {k: rest.pop(k) for k in ("provider", "timeout", "callbacks") if k in rest}
+    parameters = {**(rest.pop("parameters", None) or {}), **rest}
+    key = api_key if api_key is not None else os.environ.get("HF_TOKEN")
+    chat = ChatHuggingFaceInference(
+        target=endpoint_url_or_repo_id,
+        task=task,
+        api_key=SecretStr(key) if key else None,
+        parameters=parameters,
+        **own,
+    )
+    default = endpoint_url_or_repo_id.rstrip("/").rsplit("/", 1)[-1]
+    return make_spec(name or default, chat, spec_kwargs)

@@ -1,0 +1,285 @@
+"""Image understanding with a local transformers pipeline (captioning, visual questions).
+
+transformers 5 serves captioning and visual question answering through the
+``image-text-to-text`` pipeline (BLIP, GIT, Florence-2, LLaVA, SmolVLM, Qwen-VL,
+...); transformers 4 through ``image-to-text``. The adapter picks the one the
+installed version has. A processor with a chat template (chat VLMs) gets the
+question and images as one chat turn; otherwise each image is captioned with
+the message's text as the prompt (empty for plain captioning).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from langchain_core.messages import AIMessage, HumanMessage
+from pydantic import Field
+
+from llmrouter.models._common import local_pipeline_spec
+from llmrouter.models._multimodal import (
+    CHAT_ONLY_KEYWORDS,
+    MediaChatModel,
+    SharedModel,
+    _one_media,
+    device_kwargs,
+    shared_model,
+    usage,
+)
+from llmrouter.multimodal._content import load_image
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+    from llmrouter.spec import ModelSpec
+
+__all__ = ["ChatImageToTextPipeline", "build_tiny_captioner", "image_to_text_pipeline"]
+
+
+def _pipeline_task() -> str:
+    import transformers
+
+    major = int(transformers.__version__.split(".", 1)[0])
+    return "image-text-to-text" if major >= 5 else "image-to-text"
+
+
+class ChatImageToTextPipeline(MediaChatModel):
+    """A chat model over a local image-to-text pipeline: the answer is the caption.
+
+    The last human message's images are read (base64, ``data:``/``file:`` URL,
+    or fetched) and its text is the question or caption prompt. Several images
+    give one caption per line. ``usage_metadata`` counts the text prompt and the
+    answer with the model's tokenizer (image tokens are not counted).
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from llmrouter.models._vision import ChatImageToTextPipeline, build_tiny_captioner
+        >>> path = str(build_tiny_captioner(tempfile.mkdtemp()))
+        >>> chat = ChatImageToTextPipeline(model_id=path, pipeline_kwargs={"max_new_tokens": 8})
+        >>> reply = chat.invoke({"image": Image.new("RGB", (32, 32), "red")})
+        >>> isinstance(reply.content, str)
+        True
+    """
+
+    model_id: str
+    """Hub repo id or local directory of the model (with its processor)."""
+    device: int | str | None = None
+    """``"cpu"``, ``"cuda:0"``, an index, or ``"auto"`` (a device map)."""
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keywords for ``from_pretrained`` (e.g. ``{"dtype": "bfloat16"}``)."""
+    pipeline_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Call defaults, e.g. ``{"max_new_tokens": 30}``; per-call keywords win
+    (``max_tokens`` is read as ``max_new_tokens``)."""
+
+    @property
+    def modality(self) -> str:
+        return "image_to_text"
+
+    @property
+    def model_label(self) -> str:
+        return self.model_id
+
+    def _load(self) -> SharedModel:
+        task = _pipeline_task()
+
+        def load() -> Any:
+            from transformers import pipeline
+
+            return cast(Any, pipeline)(  # overloaded on a Literal task name
+                task,
+                model=self.model_id,
+                model_kwargs=dict(self.model_kwargs) or None,
+                **device_kwargs(self.device),
+            )
+
+        settings = {"device": self.device, "model_kwargs": self.model_kwargs}
+        return shared_model(task, self.model_id, settings, load)
+
+    def answer(self, message: HumanMessage, **kwargs: Any) -> AIMessage:
+        images = [load_image(block) for block in _one_media(message, "image")]
+        prompt = message.text.strip()
+        call = dict(kwargs)
+        if "max_tokens" in call:  # a per-call limit beats the defaults
+            call.setdefault("max_new_tokens", call.pop("max_tokens"))
+        settings = {**self.pipeline_kwargs, **call}
+        settings = {
+            k: v
+            for k, v in settings.items()
+            if k == "max_new_tokens" or k not in CHAT_ONLY_KEYWORDS
+        }
+        shared = self._load()
+        with shared.lock:
+            texts = _describe(shared.model, images, prompt, settings)
+        text = "\n".join(texts)
+        tokenizer = _tokenizer(shared.model)
+        counted = usage(_count(tokenizer, prompt), _count(tokenizer, text))
+        return AIMessage(
+            content=text,
+            usage_metadata=counted if tokenizer is not None else None,
+            response_metadata={"images": len(images)},
+        )
+
+
+def _describe(
+    pipe: Any, images: list[PILImage], prompt: str, settings: dict[str, Any]
+) -> list[str]:
+    """One answer per image (or one for all, with a chat template)."""
+    if getattr(pipe, "task", "") == "image-to-text":  # transformers 4
+        rows = pipe(images, prompt=prompt or None, **settings)
+        return [_strip_prompt(_first_text(row), prompt) for row in rows]
+    if _chat_template(pipe):
+        content: list[dict[str, Any]] = [{"type": "image", "image": image} for image in images]
+        content.append({"type": "text", "text": prompt or "Describe the image."})
+        rows = pipe(text=[{"role": "user", "content": content}], return_full_text=False, **settings)
+        return [_first_text(rows)]
+    rows = pipe(images=images, text=[prompt] * len(images), return_full_text=False, **settings)
+    return [_first_text(row).strip() for row in rows]
+
+
+def _chat_template(pipe: Any) -> bool:
+    """True if the pipeline's processor has a chat template (chat VLMs do, BLIP cannot)."""
+    return bool(getattr(getattr(pipe, "processor", None), "chat_template", None))
+
+
+def _first_text(row: Any) -> str:
+    while isinstance(row, list):
+        row = row[0]
+    return str(row["generated_text"]) if isinstance(row, dict) else str(row)
+
+
+def _strip_prompt(text: str, prompt: str) -> str:
+    return text[len(prompt) :].strip() if prompt and text.startswith(prompt) else text.strip()
+
+
+def _tokenizer(pipe: Any) -> Any:
+    return getattr(pipe, "tokenizer", None) or getattr(
+        getattr(pipe, "processor", None), "tokenizer", None
+    )
+
+
+def _count(tokenizer: Any, text: str) -> int:
+    if tokenizer is None or not text:
+        return 0
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def image_to_text_pipeline(
+    model_id_or_path: str,
+    *,
+    name: str | None = None,
+    device: int | str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> ModelSpec:
+    """A `ModelSpec` (modality ``image_to_text``) for a local captioning / VQA model.
+
+    Loaded lazily on first use and shared. `ModelSpec` fields (``tasks``,
+    prices, ``tags``, ...) go to the spec; ``callbacks`` and the like to
+    `ChatImageToTextPipeline`; any other keyword (``max_new_tokens``, ...) is a
+    pipeline call default.
+
+    Example:
+        >>> from llmrouter.models._vision import image_to_text_pipeline
+        >>> spec = image_to_text_pipeline("Salesforce/blip-image-captioning-base",
+        ...                               max_new_tokens=20)
+        >>> spec.name, spec.modality, spec.chat_model.pipeline_kwargs
+        ('blip-image-captioning-base', 'image_to_text', {'max_new_tokens': 20})
+    """
+    return local_pipeline_spec(
+        ChatImageToTextPipeline,
+        model_id_or_path,
+        modality="image_to_text",
+        name=name,
+        device=device,
+        model_kwargs=model_kwargs,
+        kwargs=kwargs,
+    )
+
+
+# ------------------------------------------------------------------ tiny model
+
+_CAPTION_WORDS = """
+a an the of in on with and is this that what picture photo image red green blue
+white black small large cat dog fox bird tree house car sky snow water table apple
+person sitting standing next to near
+"""
+_WORDS = _CAPTION_WORDS.split()
+_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def build_tiny_captioner(path: str | Path, *, seed: int = 0, image_size: int = 32) -> Path:
+    """Write a tiny random BLIP captioning model (with its processor) to ``path``.
+
+    About 100 k parameters, built offline in well under a second: a 2-layer ViT
+    on ``image_size`` pixels, a 2-layer BERT-style text decoder and a
+    hand-written WordPiece vocabulary. Captions are random words; the loading,
+    processing and generation path is the real one. Idempotent.
+
+    Example:
+        >>> import tempfile
+        >>> from llmrouter.models._vision import build_tiny_captioner
+        >>> path = build_tiny_captioner(tempfile.mkdtemp())
+        >>> (path / "config.json").is_file()
+        True
+    """
+    import torch
+    import transformers
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipProcessor
+
+    from llmrouter.tiny import built_with, mark_built, start_build
+
+    target = Path(path)
+    settings = {"kind": "captioner", "seed": seed, "image_size": image_size, "format": 1}
+    if built_with(target, settings):
+        return target
+    start_build(target)
+    vocab = target / "vocab.txt"
+    vocab.write_text("\n".join(_SPECIALS + _WORDS) + "\n")
+    # from_pretrained reads vocab.txt in transformers 4 and 5 alike (their
+    # constructors differ: vocab_file= versus a vocab dict).
+    tokenizer = BertTokenizer.from_pretrained(target, model_max_length=32)
+    # transformers 5 names the torchvision-free image processor ...Pil.
+    image_processor_class = getattr(transformers, "BlipImageProcessorPil", None)
+    image_processor_class = image_processor_class or transformers.BlipImageProcessor
+    image_processor = image_processor_class(size={"height": image_size, "width": image_size})
+    ids = tokenizer.convert_tokens_to_ids(_SPECIALS)
+    pad, unk, cls, sep, mask = ids
+    config = BlipConfig(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": image_size,
+            "patch_size": 8,
+        },
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 64,
+            "encoder_hidden_size": 32,
+            "bos_token_id": cls,
+            "sep_token_id": sep,
+            "pad_token_id": pad,
+        },
+        projection_dim=32,
+        image_text_hidden_size=32,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BlipForConditionalGeneration(config)
+        # BLIP generates with its text decoder's own settings (a saved generation
+        # config is ignored): make the random head pick words, never specials, so
+        # captions are words and run to ``max_new_tokens``.
+        bias = model.text_decoder.cls.predictions.bias
+        bias.data[[pad, unk, cls, sep, mask]] = -1e4
+    model.generation_config.max_new_tokens = 8  # read by the pipeline, passed to BLIP
+    model.save_pretrained(target)
+    processor = BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)  # type: ignore[no-untyped-call]
+    processor.save_pretrained(target)
+    mark_built(target, settings)
+    return target

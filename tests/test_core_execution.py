@@ -1,0 +1,241 @@
+"""The executor's resilience: retries, fallback kinds, breakers, deadlines,
+mid-stream continuation, limits, bad input, abandoned streams."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from _fixtures.fakes import InOrder, Recorder, spec
+from langchain_core.exceptions import ContextOverflowError
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.rate_limiters import InMemoryRateLimiter
+from tenacity import wait_none
+
+from llmrouter import AllModelsFailedError, ModelSpec, RouteRecord, route_of
+from llmrouter.core import RouteRequest
+from llmrouter.core._execution import CONTINUE_PROMPT
+from llmrouter.errors import InvalidRequestError, StreamInterruptedError
+from llmrouter.resilience import CircuitBreaker, MemoryBreakerBoard, RetryPolicy
+
+FAST = RetryPolicy.attempts(3, wait=wait_none())
+
+
+def model(s: ModelSpec) -> Recorder:
+    assert isinstance(s.model, Recorder)
+    return s.model
+
+
+def joined(chunks: list[Any]) -> Any:
+    full = chunks[0]
+    for chunk in chunks[1:]:
+        full = full + chunk
+    return full
+
+
+def test_transient_errors_are_retried_on_the_same_model() -> None:
+    a = spec("a", reply="A", fail_times=2)
+    record = route_of(InOrder(models=[a, spec("b")], retry=FAST).invoke("x"))
+    assert [(x.model, x.ok, x.kind) for x in record.attempts] == [
+        ("a", False, "retryable"),
+        ("a", False, "retryable"),
+        ("a", True, None),
+    ]
+
+
+def test_a_rejected_request_is_not_retried_but_falls_back() -> None:
+    a = spec("a", fail_with=ValueError)
+    record = route_of(InOrder(models=[a, spec("b")], retry=FAST).invoke("x"))
+    assert [(x.model, x.kind) for x in record.attempts] == [("a", "fatal"), ("b", None)]
+    assert len(model(a).calls) == 1
+
+
+def test_a_model_policy_beats_the_router_policy() -> None:
+    a = ModelSpec(name="a", model=Recorder(fail_times=5), retry=RetryPolicy.none())
+    record = route_of(InOrder(models=[a, spec("b")], retry=FAST).invoke("x"))
+    assert [x.model for x in record.attempts] == ["a", "b"]
+
+
+def test_context_length_error_falls_back_to_a_larger_window() -> None:
+    small = ModelSpec(
+        name="small", model=Recorder(fail_with=ContextOverflowError), context_window=4096
+    )
+    smaller = spec("smaller")
+    smaller = ModelSpec(name="smaller", model=Recorder(reply="no"), context_window=2048)
+    large = ModelSpec(name="large", model=Recorder(reply="L"), context_window=128_000)
+    msg = InOrder(models=[small, smaller, large], retry=FAST).invoke("a very long prompt")
+    record = route_of(msg)
+    assert msg.content == "L" and record.extra["context_fallback"] == ["large"]
+    assert [(x.model, x.kind) for x in record.attempts] == [
+        ("small", "context_length"),
+        ("large", None),
+    ]
+    assert not model(smaller).calls
+
+
+def test_breaker_opens_skips_then_lets_a_trial_through() -> None:
+    breaker = CircuitBreaker(
+        failure_threshold=2, window=60, cooldown=0.3, board=MemoryBreakerBoard()
+    )
+    a = spec("a", fail_with=ConnectionError)
+    router = InOrder(models=[a, spec("b")], max_retries=0, circuit_breaker=breaker)
+    router.invoke("1")
+    router.invoke("2")
+    assert router.health()["a"]["state"] == "open"
+    record = route_of(router.invoke("3"))
+    assert (record.attempts[0].model, record.attempts[0].kind) == ("a", "circuit_open")
+    assert len(model(a).calls) == 2  # skipped, not called
+    time.sleep(0.35)
+    model(a).fail_with = None  # the model recovered
+    record = route_of(router.invoke("4"))  # half-open trial
+    assert record.model == "a" and router.health()["a"]["state"] == "closed"
+
+
+def test_breakers_are_shared_by_model_name_across_routers() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=60, board=MemoryBreakerBoard())
+    InOrder(
+        models=[spec("a", fail_with=ConnectionError), spec("b")],
+        max_retries=0,
+        circuit_breaker=breaker,
+    ).invoke("x")
+    other = InOrder(models=[spec("a"), spec("b")], circuit_breaker=breaker)
+    assert route_of(other.invoke("x")).attempts[0].kind == "circuit_open"
+
+
+def test_a_rejected_request_does_not_open_the_breaker() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, board=MemoryBreakerBoard())
+    router = InOrder(models=[spec("a", fail_with=ValueError), spec("b")], circuit_breaker=breaker)
+    router.invoke("x")
+    assert router.health()["a"]["state"] == "closed"
+
+
+def test_attempt_timeout_falls_back() -> None:
+    slow = spec("slow", sleep=1.0)
+    started = time.monotonic()
+    record = route_of(InOrder(models=[slow, spec("b")], timeout=0.1, max_retries=0).invoke("x"))
+    assert time.monotonic() - started < 0.9
+    assert (record.attempts[0].error_type, record.model) == ("AttemptTimeoutError", "b")
+
+
+async def test_async_attempt_timeout_falls_back() -> None:
+    slow = ModelSpec(
+        name="slow", model=Recorder(sleep=1.0), attempt_timeout=0.1, retry=RetryPolicy.none()
+    )
+    record = route_of(await InOrder(models=[slow, spec("b")]).ainvoke("x"))
+    assert record.attempts[0].error_type == "AttemptTimeoutError" and record.model == "b"
+
+
+def test_first_token_timeout_on_streams() -> None:
+    slow = spec("slow", sleep=1.0, reply="late")
+    router = InOrder(
+        models=[slow, spec("b", reply="fast one")], first_token_timeout=0.1, max_retries=0
+    )
+    full = joined(list(router.stream("x")))
+    assert full.content == "fast one"
+    assert route_of(full).attempts[0].error_type == "AttemptTimeoutError"
+
+
+def test_mid_stream_failure_continues_on_the_next_model() -> None:
+    a = spec("a", reply="one two three", fail_after_chunks=2)
+    b = spec("b", reply="and four")
+    full = joined(list(InOrder(models=[a, b], max_retries=0).stream("count")))
+    assert full.content == "one twoand four"  # what was sent stays; b completes it
+    record = route_of(full)
+    assert record.model == "b" and record.extra["continued"] == [{"from": "a", "chars": 7}]
+    assert [(x.model, x.partial) for x in record.attempts] == [("a", True), ("b", False)]
+    sent = model(b).calls[-1]["messages"]
+    assert isinstance(sent[-2], AIMessage) and sent[-2].content == "one two"
+    assert isinstance(sent[-1], HumanMessage) and sent[-1].content == CONTINUE_PROMPT
+
+
+async def test_async_mid_stream_failure_continues() -> None:
+    a = spec("a", reply="one two three", fail_after_chunks=1)
+    chunks = [
+        c async for c in InOrder(models=[a, spec("b", reply="x")], max_retries=0).astream("q")
+    ]
+    full = joined(chunks)
+    assert full.content == "onex" and route_of(full).extra["continued"][0]["from"] == "a"
+
+
+def test_mid_stream_failure_with_no_model_left_raises_with_the_record() -> None:
+    a = spec("a", reply="one two three", fail_after_chunks=1)
+    with pytest.raises(StreamInterruptedError) as info:
+        list(InOrder(models=[a], max_retries=0).stream("q"))
+    assert info.value.record.attempts[0].partial
+
+
+def test_concurrency_limit_is_shared_by_every_router_using_the_spec() -> None:
+    limited = ModelSpec(name="m", model=Recorder(sleep=0.02), max_concurrency=2)
+    r1, r2 = InOrder(models=[limited]), InOrder(models=[limited])
+    threads = [threading.Thread(target=r.batch, args=(["x"] * 6,)) for r in (r1, r2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(model(limited).calls) == 12 and model(limited).peak == 2
+
+
+async def test_rate_limiter_spaces_calls() -> None:
+    limiter = InMemoryRateLimiter(
+        requests_per_second=20, check_every_n_seconds=0.005, max_bucket_size=1
+    )
+    limited = ModelSpec(name="m", model=Recorder(), rate_limiter=limiter)
+    router = InOrder(models=[limited])
+    started = time.monotonic()
+    await router.abatch(["x"] * 5)
+    assert time.monotonic() - started >= 0.15
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ([], "no messages"),
+        ("", "empty"),
+        ([HumanMessage(content="")], "empty"),
+        (b"\xff\xfe\x00", "not UTF-8"),
+        (12345, "cannot read a int"),
+    ],
+)
+def test_bad_input_is_a_typed_error_before_any_model_is_called(bad: Any, match: str) -> None:
+    a = spec("a")
+    with pytest.raises(InvalidRequestError, match=match):
+        InOrder(models=[a]).invoke(bad)
+    assert not model(a).calls
+
+
+def test_utf8_bytes_are_accepted() -> None:
+    a = spec("a")
+    InOrder(models=[a]).invoke("héllo".encode())
+    assert model(a).calls[0]["messages"][0].content == "héllo"
+
+
+def test_all_failed_error_keeps_every_attempt() -> None:
+    router = InOrder(
+        models=[spec("a", fail_with=ConnectionError), spec("b", fail_with=ValueError)], retry=FAST
+    )
+    with pytest.raises(AllModelsFailedError) as info:
+        router.invoke("x")
+    assert [(a.model, a.kind) for a in info.value.record.attempts] == [
+        ("a", "retryable"),
+        ("a", "retryable"),
+        ("a", "retryable"),
+        ("b", "fatal"),
+    ]
+
+
+class Finishing(InOrder):
+    seen: list[RouteRecord] = []
+
+    def _finished(self, request: RouteRequest, record: RouteRecord) -> None:
+        self.seen.append(record)
+
+
+def test_an_abandoned_stream_still_reaches_the_finish_hook() -> None:
+    router = Finishing(models=[spec("a", reply="one two three four")])
+    router.seen = []
+    stream = router.stream("x")
+    next(stream)
+    stream.close()
+    assert len(router.seen) == 1 and router.seen[0].extra["abandoned"] is True

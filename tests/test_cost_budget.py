@@ -1,0 +1,190 @@
+"""Budgets: windows, the SQLite spend ledger, admission (refuse / downgrade), concurrency."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from llmrouter import ConfigurationError
+from llmrouter.cost._budget import Budget, BudgetGuard, SpendLedger, default_spend_db
+from llmrouter.errors import BudgetExceededError
+
+
+def ts(*args: int) -> float:
+    return datetime(*args, tzinfo=timezone.utc).timestamp()  # type: ignore[misc]
+
+
+def test_budget_validates_with_readable_errors() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Budget(usd=-1)
+    assert "usd" in str(info.value)
+    with pytest.raises(ConfigurationError) as info:
+        Budget(usd=1, per="week")  # type: ignore[arg-type]
+    assert "per" in str(info.value)
+    with pytest.raises(ConfigurationError):
+        Budget(usd=1, on_exceeded="warn")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("per", "now", "start", "end"),
+    [
+        ("hour", ts(2025, 3, 4, 10, 59, 59), ts(2025, 3, 4, 10), ts(2025, 3, 4, 11)),
+        ("day", ts(2025, 3, 4, 23, 59), ts(2025, 3, 4), ts(2025, 3, 5)),
+        ("month", ts(2025, 2, 28, 12), ts(2025, 2, 1), ts(2025, 3, 1)),
+        ("month", ts(2025, 12, 31, 23), ts(2025, 12, 1), ts(2026, 1, 1)),
+    ],
+)
+def test_calendar_windows_in_utc(per: str, now: float, start: float, end: float) -> None:
+    assert Budget(usd=1, per=per).window(now) == (start, end)  # type: ignore[arg-type]
+
+
+def test_ledger_reserve_settle_release_and_sum_by_window() -> None:
+    ledger = SpendLedger(":memory:")
+    with ledger.transaction() as txn:
+        a = txn.reserve("r", "alice", 0.5, at=100.0)
+        b = txn.reserve("r", "bob", 0.25, at=200.0)
+        c = txn.reserve("r", None, 1.0, at=300.0)
+    assert ledger.spent("r", 0, 1000) == 1.75  # reservations count until settled
+    ledger.settle(a, 0.4, model="m")
+    ledger.release(c)
+    assert ledger.spent("r", 0, 1000) == pytest.approx(0.65)
+    assert ledger.spent("r", 0, 1000, "alice", any_user=False) == pytest.approx(0.4)
+    assert ledger.spent("r", 150, 1000) == 0.25
+    assert ledger.spent("other", 0, 1000) == 0
+    states = {row["id"]: row["state"] for row in ledger.rows("r")}
+    assert states == {a: "settled", b: "reserved", c: "released"}
+    ledger.settle(None, 0.1, scope="r", at=500.0)  # spend without a reservation
+    assert ledger.spent("r", 0, 1000) == pytest.approx(0.75)
+
+
+def test_ledger_persists_across_connections(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "spend.db"
+    first = SpendLedger(path)
+    with first.transaction() as txn:
+        rid = txn.reserve("r", None, 0.3, at=10.0)
+    first.settle(rid, 0.2)
+    first.close()
+    assert SpendLedger(path).spent("r", 0, 100) == pytest.approx(0.2)
+
+
+def test_default_spend_db_honours_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LLMROUTER_SPEND_DB", str(tmp_path / "x.db"))
+    assert default_spend_db() == tmp_path / "x.db"
+    monkeypatch.delenv("LLMROUTER_SPEND_DB")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_spend_db() == tmp_path / "llmrouter" / "spend.db"
+
+
+def guard(*budgets: Budget) -> BudgetGuard:
+    return BudgetGuard(list(budgets), SpendLedger(":memory:"), scope="test")
+
+
+def test_downgrade_keeps_models_that_fit_and_reserves_the_dearest_kept() -> None:
+    g = guard(Budget(usd=0.1, per="day", on_exceeded="downgrade"))
+    first = g.admit([("small", 0.06), ("big", 0.2), ("local", 0.0)], now=ts(2025, 1, 1, 1))
+    assert first.allowed == ["small", "local"] and first.reserved_usd == 0.06
+    assert "big" in first.excluded and "$0.10 per day" in first.excluded["big"]
+    # the open reservation counts: 0.04 left, so small no longer fits
+    second = g.admit([("small", 0.06), ("local", 0.0)], now=ts(2025, 1, 1, 2))
+    assert second.allowed == ["local"] and second.reservation is None
+    g.settle(first.reservation, 0.01, model="small")
+    third = g.admit([("small", 0.06)], now=ts(2025, 1, 1, 3))
+    assert third.allowed == ["small"]
+    # a new day starts from zero
+    assert g.status(now=ts(2025, 1, 2))[0].spent_usd == 0
+    assert g.status(now=ts(2025, 1, 1, 4))[0].spent_usd == pytest.approx(0.07)
+
+
+def test_refuse_raises_when_the_first_choice_does_not_fit() -> None:
+    g = guard(Budget(usd=0.05, per="hour", on_exceeded="refuse"))
+    with pytest.raises(BudgetExceededError) as info:
+        g.admit([("big", 0.08), ("small", 0.01)], now=ts(2025, 1, 1, 1, 30))
+    err = info.value
+    assert err.model == "big" and err.needed_usd == 0.08
+    assert err.status.remaining_usd == 0.05
+    message = str(err)
+    assert "$0.080000" in message and "$0.05 per hour" in message and "2025-01-01 02:00" in message
+    assert "on_exceeded='downgrade'" in message  # says what to do
+    copy = pickle.loads(pickle.dumps(err))
+    assert str(copy) == message
+    # a refused request reserved nothing; fallbacks that do not fit are dropped
+    admitted = g.admit([("small", 0.01), ("big", 0.08)], now=ts(2025, 1, 1, 1, 31))
+    assert admitted.allowed == ["small"] and list(admitted.excluded) == ["big"]
+
+
+def test_downgrade_with_nothing_that_fits_raises() -> None:
+    g = guard(Budget(usd=0.01, per="month", on_exceeded="downgrade"))
+    with pytest.raises(BudgetExceededError) as info:
+        g.admit([("big", 0.08), ("small", 0.02)])
+    assert info.value.model == "small"  # the cheapest candidate is named
+
+
+def test_free_models_always_fit_even_over_budget() -> None:
+    g = guard(Budget(usd=0.01, per="day", on_exceeded="refuse"))
+    g.settle(None, 0.05, model="x")  # actual cost exceeded the estimate earlier
+    assert g.status()[0].remaining_usd == pytest.approx(-0.04)
+    assert g.admit([("local", 0.0)]).allowed == ["local"]
+    with pytest.raises(BudgetExceededError):
+        g.admit([("small", 0.001)])
+
+
+def test_per_user_budgets_are_separate_and_global_ones_sum_all_users() -> None:
+    g = guard(
+        Budget(usd=0.1, per="day", key="user", on_exceeded="refuse"),
+        Budget(usd=0.15, per="day", on_exceeded="refuse"),
+    )
+    now = ts(2025, 5, 5, 5)
+    g.settle(g.admit([("m", 0.08)], user="alice", now=now).reservation, 0.08, user="alice")
+    with pytest.raises(BudgetExceededError) as info:
+        g.admit([("m", 0.05)], user="alice", now=now)
+    assert "for user 'alice'" in str(info.value)
+    g.settle(g.admit([("m", 0.05)], user="bob", now=now).reservation, 0.05, user="bob")
+    with pytest.raises(BudgetExceededError) as info:  # bob has room, the team does not
+        g.admit([("m", 0.05)], user="bob", now=now)
+    assert "$0.15 per day" in str(info.value)
+    statuses = g.status(user="alice", now=now)
+    assert [round(s.spent_usd, 6) for s in statuses] == [0.08, 0.13]
+
+
+def test_per_request_budget_needs_no_ledger() -> None:
+    g = BudgetGuard([Budget(usd=0.01, per="request", on_exceeded="downgrade")], None, "r")
+    admission = g.admit([("big", 0.02), ("small", 0.005)])
+    assert admission.allowed == ["small"] and admission.reservation is None
+    assert not g.windowed
+    with pytest.raises(ConfigurationError):
+        BudgetGuard([Budget(usd=1, per="day")], None, "r")
+
+
+def test_concurrent_admissions_never_overspend(tmp_path: Path) -> None:
+    """32 threads on two ledger connections (as two processes would) reserve atomically."""
+    path = tmp_path / "spend.db"
+    budget = Budget(usd=0.1, per="day", on_exceeded="refuse")
+    guards = [BudgetGuard([budget], SpendLedger(path), scope="r") for _ in range(2)]
+    admitted: list[int | None] = []
+    refused: list[BudgetExceededError] = []
+    start = threading.Barrier(32)
+
+    def call(i: int) -> None:
+        g = guards[i % 2]
+        start.wait()
+        try:
+            admission = g.admit([("m", 0.007)])
+        except BudgetExceededError as exc:
+            refused.append(exc)
+            return
+        admitted.append(admission.reservation)
+        g.settle(admission.reservation, 0.007)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(admitted) == 14 and len(refused) == 18  # floor(0.1 / 0.007)
+    assert guards[0].status()[0].spent_usd == pytest.approx(0.098)
