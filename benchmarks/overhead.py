@@ -53,8 +53,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import llmrouter
-from llmrouter import ModelRouter, ModelSpec
-from llmrouter import CostAwareRouter
+from llmrouter import CostAwareRouter, ModelRouter, ModelSpec
 
 PROMPT = "Write quicksort in Python"
 TASK_MODEL = {"code_generation": "coder", "summarize": "summarizer", "chat": "chat"}

@@ -24,10 +24,9 @@ import random
 import tempfile
 from pathlib import Path
 
-from llmrouter import ABRouter, CanaryGuard
 from rich.console import Console
 
-from llmrouter import models, route_of
+from llmrouter import ABRouter, CanaryGuard, models, route_of
 from llmrouter.testing import build_tiny_chat_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,6 +1,6 @@
 """Cost report: a CostAwareRouter over a local model and two priced remote models.
 
-Run: python examples/cost_report.py   (offline; llm-katan from the dev extras)
+Run: python examples/cost_report.py   (offline; needs llmrouter[testing] for llm-katan)
 
 The remote models are an llm-katan echo server started on 127.0.0.1 (or your
 server: set OPENAI_BASE_URL, OPENAI_API_KEY and OPENAI_MODEL). The local model
@@ -14,24 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from langchain_core.runnables import RunnableConfig
-from llmrouter import Budget
-from llmrouter import CostAwareRouter
-from llmrouter.cost import compute_prices, track_costs
 from rich.console import Console
 from rich.table import Table
 
-from llmrouter import models, route_of
-from llmrouter.testing import build_tiny_chat_model
+from llmrouter import Budget, CostAwareRouter, models, route_of
+from llmrouter.cost import compute_prices, track_costs
+from llmrouter.testing import build_tiny_chat_model, start_echo_server
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -63,36 +56,8 @@ def remote_server() -> Iterator[tuple[str, str, str]]:
             os.environ.get("OPENAI_MODEL", "gpt-4o-mini"),
         )
         return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [
-        sys.executable,
-        "-m",
-        "llm_katan.cli",
-        "--backend",
-        "echo",
-        "--model",
-        "echo",
-        "--served-model-name",
-        "echo",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--disable-dashboard",
-    ]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(300):
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/v1", "sk-example", "echo"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with start_echo_server(model="echo") as server:
+        yield server.base_url, server.api_key, server.model
 
 
 def main() -> None:

@@ -18,13 +18,15 @@ import wave
 from pathlib import Path
 
 from langchain_core.messages import AIMessage, HumanMessage
-from llmrouter.multimodal import images_of
-from llmrouter.testing import build_tiny_text_to_image
-from llmrouter.testing import build_tiny_speech_recognizer
-from llmrouter.testing import build_tiny_captioner
 
 from llmrouter import ModalityError, MultiModalRouter, models, route_of
-from llmrouter.testing import build_tiny_chat_model
+from llmrouter.multimodal import images_of
+from llmrouter.testing import (
+    build_tiny_captioner,
+    build_tiny_chat_model,
+    build_tiny_speech_recognizer,
+    build_tiny_text_to_image,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -8,4 +8,5 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 .venv/bin/ruff check src tests examples benchmarks
 .venv/bin/ruff format --check src tests examples benchmarks
 .venv/bin/mypy
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 exec .venv/bin/pytest --nbmake -p no:cacheprovider "$@"

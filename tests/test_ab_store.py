@@ -20,7 +20,7 @@ from llmrouter.ab._store import (
     SQLiteStore,
     open_store,
 )
-from llmrouter.errors import StoreClosedError, UnknownRequestError
+from llmrouter.errors import ExperimentError, StoreClosedError, UnknownRequestError
 
 
 def record(request_id: str, experiment: str = "exp", **fields: object) -> ExperimentRecord:
@@ -89,7 +89,7 @@ def test_records_feedback_and_events_round_trip(tmp_path: Path) -> None:
 
 def test_file_store_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "exp.db", busy_timeout_s=7)
-    conn = store._connection()
+    conn = store._db.connection()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 7000
 
@@ -181,6 +181,28 @@ def test_4_processes_of_16_threads_lose_no_record(tmp_path: Path) -> None:
     records = SQLiteStore(path).records("exp")
     assert sum(written) == 4 * 16 * 25 == len(records) == len({r.request_id for r in records})
     assert {r.key for r in records} == {"p0", "p1", "p2", "p3"}
+
+
+def test_a_forked_process_writes_to_a_file_store_but_not_an_in_memory_one(
+    tmp_path: Path,
+) -> None:
+    stores = {"file": SQLiteStore(tmp_path / "exp.db"), "memory": SQLiteStore()}
+    for store in stores.values():
+        store.add_record(record("parent"))
+
+    def child() -> None:
+        stores["file"].add_record(record("child"))
+        with pytest.raises(ExperimentError, match=r"in-memory store cannot be shared.*sqlite:///"):
+            stores["memory"].add_record(record("child"))
+        for store in stores.values():
+            store.close()
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(60)
+    assert process.exitcode == 0
+    assert [r.request_id for r in stores["file"].records("exp")] == ["parent", "child"]
+    assert [r.request_id for r in stores["memory"].records("exp")] == ["parent"]
 
 
 def test_store_interface_is_abstract_with_async_defaults() -> None:

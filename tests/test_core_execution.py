@@ -228,7 +228,7 @@ def test_all_failed_error_keeps_every_attempt() -> None:
 class Finishing(InOrder):
     seen: list[RouteRecord] = []
 
-    def _finished(self, request: RouteRequest, record: RouteRecord) -> None:
+    def on_finish(self, request: RouteRequest, record: RouteRecord) -> None:
         self.seen.append(record)
 
 

@@ -1,4 +1,4 @@
-"""Budgets: windows, the SQLite spend ledger, admission (refuse / downgrade), concurrency."""
+"""Budgets: windows, admission (refuse / downgrade), per-user limits, concurrency."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from llmrouter import ConfigurationError
-from llmrouter.cost._budget import Budget, BudgetGuard, SpendLedger, default_spend_db
+from llmrouter.cost._budget import Budget, BudgetGuard
+from llmrouter.cost._ledger import SpendLedger
 from llmrouter.errors import BudgetExceededError
 
 
@@ -40,45 +41,6 @@ def test_budget_validates_with_readable_errors() -> None:
 )
 def test_calendar_windows_in_utc(per: str, now: float, start: float, end: float) -> None:
     assert Budget(usd=1, per=per).window(now) == (start, end)  # type: ignore[arg-type]
-
-
-def test_ledger_reserve_settle_release_and_sum_by_window() -> None:
-    ledger = SpendLedger(":memory:")
-    with ledger.transaction() as txn:
-        a = txn.reserve("r", "alice", 0.5, at=100.0)
-        b = txn.reserve("r", "bob", 0.25, at=200.0)
-        c = txn.reserve("r", None, 1.0, at=300.0)
-    assert ledger.spent("r", 0, 1000) == 1.75  # reservations count until settled
-    ledger.settle(a, 0.4, model="m")
-    ledger.release(c)
-    assert ledger.spent("r", 0, 1000) == pytest.approx(0.65)
-    assert ledger.spent("r", 0, 1000, "alice", any_user=False) == pytest.approx(0.4)
-    assert ledger.spent("r", 150, 1000) == 0.25
-    assert ledger.spent("other", 0, 1000) == 0
-    states = {row["id"]: row["state"] for row in ledger.rows("r")}
-    assert states == {a: "settled", b: "reserved", c: "released"}
-    ledger.settle(None, 0.1, scope="r", at=500.0)  # spend without a reservation
-    assert ledger.spent("r", 0, 1000) == pytest.approx(0.75)
-
-
-def test_ledger_persists_across_connections(tmp_path: Path) -> None:
-    path = tmp_path / "deep" / "spend.db"
-    first = SpendLedger(path)
-    with first.transaction() as txn:
-        rid = txn.reserve("r", None, 0.3, at=10.0)
-    first.settle(rid, 0.2)
-    first.close()
-    assert SpendLedger(path).spent("r", 0, 100) == pytest.approx(0.2)
-
-
-def test_default_spend_db_honours_the_environment(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("LLMROUTER_SPEND_DB", str(tmp_path / "x.db"))
-    assert default_spend_db() == tmp_path / "x.db"
-    monkeypatch.delenv("LLMROUTER_SPEND_DB")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert default_spend_db() == tmp_path / "llmrouter" / "spend.db"
 
 
 def guard(*budgets: Budget) -> BudgetGuard:

@@ -21,7 +21,8 @@ from llmrouter import (
     route_of,
 )
 from llmrouter.core import RouteRequest
-from llmrouter.cost._budget import Budget, SpendLedger
+from llmrouter.cost._budget import Budget
+from llmrouter.cost._ledger import SpendLedger
 from llmrouter.cost._router import Blend, CostAwareRouter
 from llmrouter.errors import BudgetExceededError
 from llmrouter.models import openai_compatible

@@ -12,7 +12,7 @@ from PIL import Image
 from llmrouter import ConfigurationError, ModelSpec
 from llmrouter.errors import ModalityError
 from llmrouter.models._diffusion import ChatTextToImagePipeline, text_to_image_pipeline
-from llmrouter.multimodal._content import images_of
+from llmrouter.multimodal._media import images_of
 
 # Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
 

@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from llmrouter import ModelSpec
 from llmrouter.models import huggingface_pipeline
 from llmrouter.models._huggingface import ChatHuggingFacePipeline, loaded_pipelines
-from llmrouter.tiny import build_tiny_chat_model
+from llmrouter.testing import build_tiny_chat_model
 
 MAX_NEW = 12
 PROMPTS = ["hello there", "What is the capital of France?", "def add(a, b):", "Summarize this."]

@@ -9,7 +9,7 @@ from _fixtures.tiny_multimodal import SERVER_KEY, MediaServer
 from llmrouter import ConfigurationError
 from llmrouter.errors import ModalityError
 from llmrouter.models._images import ChatOpenAIImages, openai_images
-from llmrouter.multimodal._content import images_of
+from llmrouter.multimodal._media import images_of
 
 # Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
 

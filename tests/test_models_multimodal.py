@@ -23,7 +23,7 @@ from llmrouter.models._multimodal import (
     loaded_media_models,
     shared_model,
 )
-from llmrouter.multimodal._content import embedding_of, images_of
+from llmrouter.multimodal._media import embedding_of, images_of
 
 # Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
 

@@ -14,7 +14,7 @@ from langchain_core.messages import HumanMessage
 from llmrouter import ModelSpec
 from llmrouter.errors import ModalityError
 from llmrouter.models._speech import ChatSpeechToTextPipeline, speech_to_text_pipeline
-from llmrouter.multimodal._content import media_block
+from llmrouter.multimodal._detect import media_block
 
 # Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
 

@@ -23,7 +23,7 @@ from PIL import Image
 
 from llmrouter import AllModelsFailedError, ConfigurationError, ModelSpec, models, route_of
 from llmrouter.errors import InvalidRequestError, ModalityError
-from llmrouter.multimodal._content import embedding_of
+from llmrouter.multimodal._media import embedding_of
 from llmrouter.multimodal._router import ROUTES, MultiModalRouter
 from llmrouter.record import ROUTE_EVENT
 

@@ -9,6 +9,7 @@ no transformers, no provider SDK).
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from typing import TYPE_CHECKING, Any
 
@@ -154,7 +155,9 @@ def __getattr__(name: str) -> Any:
     elif name in _SUBMODULES:
         value = importlib.import_module(f"llmrouter.{name}")
     else:
-        raise AttributeError(f"module 'llmrouter' has no attribute {name!r}")
+        close = difflib.get_close_matches(name, __all__, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise AttributeError(f"module 'llmrouter' has no attribute {name!r}{hint}")
     globals()[name] = value  # resolved once
     return value
 

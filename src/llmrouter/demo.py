@@ -19,7 +19,7 @@ from llmrouter.record import RouteRecord, route_of
 from llmrouter.spec import ModelSpec
 from llmrouter.task._classifiers import KeywordClassifier
 from llmrouter.task._router import ModelRouter
-from llmrouter.tiny import build_tiny_chat_model
+from llmrouter.testing import build_tiny_chat_model
 
 #: (prompt, explicit task or None): a mix of explicit, classified and default routes.
 PROMPTS: list[tuple[str, str | None]] = [

@@ -167,7 +167,7 @@ def _as_chat_model(name: str, model: BaseLanguageModel[Any] | ModelFactory) -> B
     if isinstance(built, BaseChatModel):
         return built
     if isinstance(built, BaseLLM):
-        from llmrouter.models._llm_chat import LLMChatAdapter
+        from llmrouter._llm_chat import LLMChatAdapter
 
         return LLMChatAdapter(llm=built)
     raise ConfigurationError(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llmrouter.tiny import build_tiny_chat_model
+from llmrouter.testing import build_tiny_chat_model
 
 
 @pytest.fixture(scope="session")

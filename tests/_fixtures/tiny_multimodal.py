@@ -33,9 +33,11 @@ from typing import Any
 
 import pytest
 
-from llmrouter.models._diffusion import build_tiny_text_to_image
-from llmrouter.models._speech import build_tiny_speech_recognizer
-from llmrouter.models._vision import build_tiny_captioner
+from llmrouter.testing import (
+    build_tiny_captioner,
+    build_tiny_speech_recognizer,
+    build_tiny_text_to_image,
+)
 
 SERVER_KEY = "sk-media-test-2b7e"
 """The key tests send; the server answers 401 without an Authorization header."""

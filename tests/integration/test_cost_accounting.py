@@ -18,9 +18,11 @@ from langchain_core.callbacks import get_usage_metadata_callback
 from langchain_core.messages import AIMessage, BaseMessageChunk
 
 from llmrouter import ModelSpec, models, route_of
-from llmrouter.cost._budget import Budget, SpendLedger
+from llmrouter.cost._budget import Budget
+from llmrouter.cost._ledger import SpendLedger
+from llmrouter.cost._prices import compute_prices
 from llmrouter.cost._router import CostAwareRouter
-from llmrouter.cost._usage import CostTracker, compute_prices, track_costs
+from llmrouter.cost._tracker import CostTracker, track_costs
 from llmrouter.errors import BudgetExceededError
 
 SMALL = {"input_cost": 2000.0, "output_cost": 4000.0}  # USD per 1M tokens: cents per call

@@ -26,7 +26,7 @@ from llmrouter.models._images import openai_images
 from llmrouter.models._multimodal import embeddings_model
 from llmrouter.models._speech import speech_to_text_pipeline
 from llmrouter.models._vision import image_to_text_pipeline
-from llmrouter.multimodal._content import images_of
+from llmrouter.multimodal._media import images_of
 from llmrouter.multimodal._router import MultiModalRouter
 
 # Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).

@@ -2,14 +2,9 @@
 
 from llmrouter.ab._assignment import RampSchedule, assignment_point
 from llmrouter.ab._guard import CanaryGuard
-from llmrouter.ab._report import (
-    Comparison,
-    ExperimentReport,
-    TestResult,
-    VariantStats,
-    report_from_store,
-)
+from llmrouter.ab._report import Comparison, ExperimentReport, VariantStats, report_from_store
 from llmrouter.ab._router import ABRouter
+from llmrouter.ab._stats import TestResult
 from llmrouter.ab._store import (
     ExperimentEvent,
     ExperimentRecord,

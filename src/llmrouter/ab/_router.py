@@ -418,11 +418,11 @@ class ABRouter(BaseRouter):
 
     # ------------------------------------------------------ recording
 
-    def _finished(self, request: RouteRequest, record: RouteRecord) -> None:
+    def on_finish(self, request: RouteRequest, record: RouteRecord) -> None:
         self._book(record)
         self._shadows.start(self._shadow_job(request, record))
 
-    async def _afinished(self, request: RouteRequest, record: RouteRecord) -> None:
+    async def aon_finish(self, request: RouteRequest, record: RouteRecord) -> None:
         await asyncio.to_thread(self._book, record)
         self._shadows.astart(self._shadow_job(request, record))
 

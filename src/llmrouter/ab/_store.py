@@ -2,9 +2,9 @@
 
 `ExperimentStore` is the interface (implement it for a shared server store such
 as Redis or PostgreSQL); `SQLiteStore` is the default, on the standard library's
-``sqlite3``: WAL journal, a busy timeout, one short ``BEGIN IMMEDIATE``
-transaction per write, safe under threads, asyncio (through `aadd_record`) and
-several processes writing one file.
+``sqlite3`` (through `llmrouter._sqlite`): WAL journal, a busy timeout, one
+short ``BEGIN IMMEDIATE`` transaction per write, safe under threads, asyncio
+(through `aadd_record`) and several processes writing one file.
 
 `open_store` turns what users pass as ``store=`` into a store:
 ``"sqlite:///experiments.db"`` (relative path), ``"sqlite:////abs/path.db"``,
@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sqlite3
-import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmrouter._sqlite import ForkedMemoryDatabaseError, SQLiteDatabase
 from llmrouter.errors import (
     ConfigurationError,
     ExperimentError,
@@ -216,10 +216,10 @@ _RECORD_COLUMNS = (
 class SQLiteStore(ExperimentStore):
     """Experiment store in one SQLite file (or in memory).
 
-    One connection per process, guarded by a lock (a forked child opens its
-    own); WAL journal so readers never block the writer; ``busy_timeout`` so
-    writers in other processes wait instead of failing; each write is one
-    ``BEGIN IMMEDIATE`` transaction.
+    A connection per thread and per process (a forked child opens its own); WAL
+    journal so readers never block the writer; ``busy_timeout`` so writers in
+    other processes wait instead of failing; each write is one ``BEGIN
+    IMMEDIATE`` transaction.
 
     Example:
         >>> from llmrouter.ab._store import ExperimentRecord, Feedback, SQLiteStore
@@ -236,84 +236,43 @@ class SQLiteStore(ExperimentStore):
         """The database file, or ``":memory:"``."""
         self.busy_timeout_s = busy_timeout_s
         """How long a write waits for another process's transaction."""
-        self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = -1
         self._closed = False
         if self.path != ":memory:":
             Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            self._connection()  # fail early (bad path, not a database) rather than on first write
+        # opened now: a bad path or a file that is no database fails here, not on first write
+        self._db = SQLiteDatabase(self.path, _SCHEMA, timeout=busy_timeout_s)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
 
     # ------------------------------------------------------------ connection
 
-    def _connection(self) -> sqlite3.Connection:
-        """The process's connection (call with the lock held)."""
+    @contextmanager
+    def _database(self) -> Iterator[SQLiteDatabase]:
+        """The database, with this store's errors for a closed or forked in-memory store."""
         if self._closed:
             raise StoreClosedError(f"{self!r} is closed; open a new store to use it again")
-        if self._conn is None or self._pid != os.getpid():
-            if self.path == ":memory:" and self._conn is not None:
-                raise ExperimentError(
-                    "an in-memory store cannot be shared with a forked process; "
-                    'use a file store, e.g. store="sqlite:///experiments.db"'
-                )
-            self._conn = self._open()
-            self._pid = os.getpid()
-        return self._conn
-
-    def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path,
-            timeout=self.busy_timeout_s,
-            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-            check_same_thread=False,  # shared by the threads of this process, under the lock
-        )
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-        if self.path != ":memory:":
-            # Switching to WAL needs a moment of exclusive access: several processes
-            # opening a new file at once may see "locked" and retry.
-            self._retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
-            conn.execute("PRAGMA synchronous = NORMAL")  # durable in WAL across app crashes
-        self._retry_locked(lambda: conn.executescript(_SCHEMA))
-        return conn
-
-    def _retry_locked(self, action: Any) -> None:
-        deadline = time.monotonic() + self.busy_timeout_s
-        while True:
-            try:
-                action()
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
+        try:
+            yield self._db
+        except ForkedMemoryDatabaseError as exc:
+            raise ExperimentError(
+                "an in-memory store cannot be shared with a forked process; "
+                'use a file store, e.g. store="sqlite:///experiments.db"'
+            ) from exc
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         """Run one statement in its own write transaction; return the row count."""
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                count = conn.execute(sql, params).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return count
+        with self._database() as db, db.transaction() as conn:
+            return conn.execute(sql, params).rowcount
 
     def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._connection().execute(sql, params).fetchall()
+        with self._database() as db:
+            return db.fetch(sql, params)
 
     def close(self) -> None:
         """Close the connection; later calls raise `StoreClosedError`."""
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn, self._closed = None, True
+        self._closed = True
+        self._db.close()
 
     # ----------------------------------------------------------------- writes
 

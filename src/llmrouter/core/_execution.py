@@ -1,46 +1,36 @@
-"""The one execution path every router shares.
+"""The executor's decisions, written once for every router and both worlds.
 
-An `Execution` carries one request through its ranked candidates: breaker
-check, concurrency slot, rate limit, retries with backoff (tenacity), attempt
-deadline, fallback to the next candidate (to a larger context window after a
-context-length error), and -- for streams -- continuation on the next model
-after a mid-stream failure. It fills the `RouteRecord` as it goes and closes
-the request exactly once (router hook, custom event), success or failure.
+An `Execution` carries one request through its ranked candidates. It only
+decides -- which model next (breaker check, context-window fallback), retry
+after how long or give up (the model's tenacity policy), what the route record
+says, which error to raise -- and answers each question with an action: a
+`Call` ("call this model once, within this deadline") or a `Sleep`. The drivers
+in `llmrouter.core._drivers` perform those actions, one sync and one async, and
+report back (`Execution.failed`, `Execution.answered`, ...). So sync and async
+cannot drift: neither holds a decision.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
-from langchain_core.messages.ai import UsageMetadata, add_usage
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig
 
-from llmrouter.core._callbacks import RunContext
-from llmrouter.core._types import runnable_for
-from llmrouter.errors import AllModelsFailedError, StreamInterruptedError
-from llmrouter.record import ROUTE_EVENT, Attempt, RouteRecord, Usage
-from llmrouter.resilience._classify import ErrorKind, classify_error
-from llmrouter.resilience._retry import RetryPolicy
-from llmrouter.resilience._timeouts import (
-    acall_with_timeout,
-    afirst_item,
-    call_with_timeout,
-    first_item,
-)
+from llmrouter._callbacks import RunContext
+from llmrouter.core._relay import OWNED_KEYS, Relay
+from llmrouter.core._types import Ranking, RouteRequest, RouterHost, runnable_for
+from llmrouter.errors import AllModelsFailedError, NoEligibleModelError, StreamInterruptedError
+from llmrouter.record import Attempt, RouteRecord, Usage
+from llmrouter.resilience import ErrorKind, RetryPolicy, classify_error
+from llmrouter.resilience._retry import RetryState
 from llmrouter.spec import ModelSpec
-
-if TYPE_CHECKING:
-    from llmrouter.core import BaseRouter
-    from llmrouter.core._types import Ranking, RouteRequest
-
-#: Response metadata keys the router owns; a candidate's own values move into the record.
-OWNED_KEYS = ("model_name", "route")
 
 CONTINUE_PROMPT = (
     "Your previous answer was cut off. Continue it exactly where it stopped, "
@@ -49,41 +39,194 @@ CONTINUE_PROMPT = (
 """What the next model is told when it completes an interrupted stream."""
 
 
+@dataclass(frozen=True)
+class Call:
+    """Call ``spec`` once with ``messages``: the answer (or a stream's first chunk)
+    within ``deadline`` seconds, holding a slot of ``spec.limit`` and a token of
+    ``spec.rate_limiter`` when the spec has them."""
+
+    spec: ModelSpec
+    runnable: Runnable[LanguageModelInput, BaseMessage]
+    messages: list[BaseMessage]
+    deadline: float | None
+
+    @property
+    def plain(self) -> bool:
+        """No limit, rate limiter or deadline: the driver calls the model directly."""
+        spec = self.spec
+        return spec.limit is None and spec.rate_limiter is None and self.deadline is None
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait ``seconds`` before the next try of the same model (retry backoff)."""
+
+    seconds: float
+
+
 class Execution:
-    """One request's way through its candidates (see module docstring)."""
+    """One request's way through its candidates (see the module docstring).
+
+    A driver loops ``while (step := execution.next()) is not None``, performs the
+    step, and reports the outcome; then `finish` or `abandon` closes the record.
+    """
 
     def __init__(
         self,
-        router: BaseRouter,
+        host: RouterHost,
         request: RouteRequest,
         ranking: Ranking,
         ctx: RunContext,
         kwargs: dict[str, Any],
+        *,
+        streamed: bool = False,
     ) -> None:
-        self.router = router
+        self.host = host
         self.request = request
         self.ctx = ctx
+        self.config: RunnableConfig = ctx.child_config()
         self.stop = request.stop
         self.kwargs = kwargs
-        self.queue: deque[ModelSpec] = deque(router._eligible(ranking, request.tools))
+        self.relay = Relay()
+        self.queue: deque[ModelSpec] = deque(self._eligible(ranking))
+        self.messages = request.messages
         self.started = time.perf_counter()
         self.error: BaseException | None = None
+        self.closed = False
+        decided = ranking.task is not None or ranking.task_source is not None
         self.record = RouteRecord(
-            router=router.router_name,
-            router_type=type(router).__name__,
-            task=ranking.task,
-            task_source=ranking.task_source,
+            router=host.router_name,
+            router_type=type(host).__name__,
+            task=ranking.task if decided else request.task,
+            task_source=ranking.task_source if decided else request.task_source,
             reason=ranking.reason,
             candidates=[s.name for s in ranking.candidates],
             extra=dict(ranking.extra),
             estimates=dict(ranking.estimated_cost),
+            streamed=streamed,
         )
+        self._spec: ModelSpec | None = None  # the model being tried
+        self._tries: RetryState | None = None  # its retry state, after its first failure
+        self._first_try = 0.0  # time.monotonic() of its first try (retry deadlines count from it)
+        self._began = 0.0  # time.perf_counter() of the current try
+        self._sleep: float | None = None
+        self._message: BaseMessage | None = None
+        self._done = False
+        self._interrupted: StreamInterruptedError | None = None
 
-    # ----------------------------------------------------------- candidates
+    # ------------------------------------------------------------- decisions
 
-    def _next(self) -> ModelSpec | None:
+    def next(self) -> Call | Sleep | None:
+        """What to do next; ``None`` when the request is answered or nothing is left."""
+        if self._done:
+            return None
+        if self._sleep is not None:
+            sleep, self._sleep = Sleep(self._sleep), None
+            return sleep
+        spec = self._spec
+        if spec is None:
+            spec = self._spec = self._next_candidate()
+            if spec is None:
+                return None
+            self._tries = None
+            self._first_try = time.monotonic()
+        self._began = time.perf_counter()
+        deadline = (
+            spec.first_token_timeout or self.host.first_token_timeout
+            if self.record.streamed
+            else spec.attempt_timeout or self.host.timeout
+        )
+        return Call(spec, runnable_for(spec, self.request.tools), self.messages, deadline)
+
+    def failed(self, call: Call, exc: BaseException) -> None:
+        """The try failed before any output reached the caller: retry or move on."""
+        self._attempt_failed(call.spec, exc)
+        policy: RetryPolicy = call.spec.retry or self.host.retry_policy
+        self._tries = policy.after_failure(self._tries, exc, self._first_try)
+        if self._tries.sleep is None:
+            self._give_up(call.spec, exc)
+        else:
+            self._sleep = self._tries.sleep
+
+    def answered(self, call: Call, message: BaseMessage) -> None:
+        """The model answered (a whole message)."""
+        self._message = message
+        usage = getattr(message, "usage_metadata", None)
+        self._succeeded(call.spec, usage, message.response_metadata, message.text)
+
+    def streaming(self, call: Call) -> None:
+        """The model's stream opened: what it sends now is its own."""
+        self.relay.start_model()
+
+    def streamed_out(self, call: Call) -> None:
+        """The model's stream ended normally."""
+        relay = self.relay
+        self._succeeded(call.spec, relay.usage, relay.upstream, relay.text)
+
+    def interrupted(self, call: Call, exc: BaseException) -> bool:
+        """A stream failed after output was sent. True: continue on the next model
+        (told to complete the partial answer); False: stop and raise."""
+        relay = self.relay
+        self._attempt_failed(call.spec, exc, partial=True)
+        self._give_up(call.spec, exc)
+        if self.host.stream_recovery == "raise" or relay.tool_calls or not relay.text:
+            self._interrupted = StreamInterruptedError(self.record, exc)
+            self._done = True
+            return False
+        self.record.extra.setdefault("continued", []).append(
+            {"from": call.spec.name, "chars": len(relay.text)}
+        )
+        self.messages = [
+            *self.request.messages,
+            AIMessage(content=relay.text),
+            HumanMessage(content=CONTINUE_PROMPT),
+        ]
+        return True
+
+    # ----------------------------------------------------------------- close
+
+    def finish(self) -> None:
+        """Close the record; the driver then runs the finish hook and emits the event."""
+        self.closed = True
+
+    def abandon(self) -> None:
+        """The caller stopped reading a stream: the record still counts."""
+        self.closed = True
+        self.record.extra["abandoned"] = True
+
+    def result(self, route: dict[str, Any]) -> ChatResult:
+        """The answer with the route in its metadata, or the typed error."""
+        message = self._message
+        if message is None:
+            raise self._failure() from self.error
+        message.response_metadata = _metadata(message.response_metadata, route)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def last_chunk(self, route: dict[str, Any]) -> ChatGenerationChunk:
+        """A stream's closing chunk with the route, or the typed error."""
+        if self.record.model is None:
+            raise self._failure() from self.error
+        return self.relay.last(_metadata(self.relay.upstream, route))
+
+    # ------------------------------------------------------------- internals
+
+    def _eligible(self, ranking: Ranking) -> list[ModelSpec]:
+        name = self.host.router_name
+        candidates = ranking.candidates
+        if self.request.tools is not None:
+            candidates = [s for s in candidates if s.supports_tools]
+            if not candidates:
+                raise NoEligibleModelError(
+                    f"{name}: tools are bound but no candidate supports tool calling",
+                    {s.name: "chat model has no bind_tools" for s in ranking.candidates},
+                )
+        if not candidates:
+            raise NoEligibleModelError(f"{name}: the router ranked no candidate")
+        return candidates
+
+    def _next_candidate(self) -> ModelSpec | None:
         """The next candidate whose circuit breaker lets a request through."""
-        breaker = self.router.circuit_breaker
+        breaker = self.host.circuit_breaker
         while self.queue:
             spec = self.queue.popleft()
             if breaker is None or breaker.allow(spec.name):
@@ -100,29 +243,12 @@ class Execution:
             )
         return None
 
-    def _policy(self, spec: ModelSpec) -> RetryPolicy:
-        return spec.retry or self.router.retry_policy
-
-    def _timeout(self, spec: ModelSpec) -> float | None:
-        return spec.attempt_timeout or self.router.timeout
-
-    def _first_token_timeout(self, spec: ModelSpec) -> float | None:
-        return spec.first_token_timeout or self.router.first_token_timeout
-
-    def _slot(self, spec: ModelSpec) -> AbstractContextManager[None]:
-        limit = spec.limit
-        return limit.slot() if limit is not None else nullcontext()
-
-    # -------------------------------------------------------------- outcomes
-
-    def _failed(
-        self, spec: ModelSpec, began: float, exc: BaseException, partial: bool = False
-    ) -> None:
+    def _attempt_failed(self, spec: ModelSpec, exc: BaseException, partial: bool = False) -> None:
         self.record.attempts.append(
             Attempt(
                 model=spec.name,
                 ok=False,
-                latency_s=time.perf_counter() - began,
+                latency_s=time.perf_counter() - self._began,
                 error_type=type(exc).__name__,
                 error=str(exc)[:500],
                 kind=classify_error(exc).kind.value,
@@ -130,11 +256,11 @@ class Execution:
             )
         )
 
-    def _gave_up_on(self, spec: ModelSpec, exc: BaseException) -> None:
+    def _give_up(self, spec: ModelSpec, exc: BaseException) -> None:
         """After ``spec``'s last try failed: breaker bookkeeping and what to try next."""
-        self.error = exc
+        self.error, self._spec = exc, None
         info = classify_error(exc)
-        breaker = self.router.circuit_breaker
+        breaker = self.host.circuit_breaker
         if breaker is not None:
             if info.counts_against_model:
                 breaker.record_failure(spec.name)
@@ -151,12 +277,17 @@ class Execution:
             self.queue = deque(larger)
 
     def _succeeded(
-        self, spec: ModelSpec, began: float, usage: UsageMetadata | None, upstream: dict[str, Any]
+        self,
+        spec: ModelSpec,
+        usage: UsageMetadata | None,
+        upstream: dict[str, Any],
+        text: str,
     ) -> None:
-        if self.router.circuit_breaker is not None:
-            self.router.circuit_breaker.record_success(spec.name)
+        self._done = True
+        if self.host.circuit_breaker is not None:
+            self.host.circuit_breaker.record_success(spec.name)
         now, record = time.perf_counter(), self.record
-        record.attempts.append(Attempt(model=spec.name, ok=True, latency_s=now - began))
+        record.attempts.append(Attempt(model=spec.name, ok=True, latency_s=now - self._began))
         record.model = spec.name
         record.latency_s = now - self.started
         record.estimated_cost_usd = record.estimates.get(spec.name)
@@ -174,333 +305,17 @@ class Execution:
             record.cost_usd = spec.cost(
                 record.usage.input_tokens, record.usage.output_tokens, cached
             )
+        self.request.answer = text
 
-    def _metadata(self, upstream: dict[str, Any], route: dict[str, Any]) -> dict[str, Any]:
-        kept = {k: v for k, v in upstream.items() if k not in OWNED_KEYS}
-        return {**kept, "model_name": route["model"], "route": route}
-
-    def _close(self) -> dict[str, Any]:
-        """Run the router's hook and emit the record (once per request)."""
-        self.router._finished(self.request, self.record)
-        data = self.record.model_dump()
-        if self.ctx.listening:  # dispatching to nobody still costs a callback setup
-            dispatch_custom_event(ROUTE_EVENT, data, config=self.ctx.child_config())
-        return data
-
-    async def _aclose(self) -> dict[str, Any]:
-        await self.router._afinished(self.request, self.record)
-        data = self.record.model_dump()
-        if self.ctx.listening:
-            await adispatch_custom_event(ROUTE_EVENT, data, config=self.ctx.child_config())
-        return data
-
-    def _all_failed(self) -> AllModelsFailedError:
+    def _failure(self) -> Exception:
+        """No model left: a typed error that says whether output was already sent."""
+        if self._interrupted is not None:
+            return self._interrupted
+        if self.record.streamed and self.relay.text and self.error is not None:
+            return StreamInterruptedError(self.record, self.error)
         return AllModelsFailedError(self.record, self.error)
 
-    def _stream_failed(self, relay: Relay) -> Exception:
-        """No model left: a typed error that says whether output was already sent."""
-        if relay.text and self.error is not None:
-            return StreamInterruptedError(self.record, self.error)
-        return self._all_failed()
 
-    # ------------------------------------------------------------- generate
-
-    def _invoke(self, spec: ModelSpec, messages: list[BaseMessage]) -> tuple[BaseMessage, float]:
-        """One model, with its retry policy, limits and deadline."""
-        runnable = runnable_for(spec, self.request.tools)
-        config, timeout = self.ctx.child_config(), self._timeout(spec)
-
-        def once() -> tuple[BaseMessage, float]:
-            began = time.perf_counter()
-            try:
-                with self._slot(spec):
-                    if spec.rate_limiter is not None:
-                        spec.rate_limiter.acquire(blocking=True)
-                    message = call_with_timeout(
-                        lambda: runnable.invoke(
-                            messages, config=config, stop=self.stop, **self.kwargs
-                        ),
-                        timeout,
-                        spec.name,
-                    )
-            except Exception as exc:
-                self._failed(spec, began, exc)
-                raise
-            return message, began
-
-        try:  # the first try skips tenacity: most calls succeed, and they should be cheap
-            return once()
-        except Exception as exc:
-            first: list[BaseException] = [exc]
-        for attempt in self._policy(spec).retrying():
-            with attempt:
-                if first:  # replay the first failure so the policy counts and waits for it
-                    raise first.pop()
-                return once()
-        raise AssertionError("unreachable: tenacity re-raises the last error")
-
-    async def _ainvoke(
-        self, spec: ModelSpec, messages: list[BaseMessage]
-    ) -> tuple[BaseMessage, float]:
-        runnable = runnable_for(spec, self.request.tools)
-        config, timeout = self.ctx.child_config(), self._timeout(spec)
-
-        plain = spec.limit is None and spec.rate_limiter is None and timeout is None
-
-        async def once() -> tuple[BaseMessage, float]:
-            began = time.perf_counter()
-            try:
-                if plain:  # the common case, without wrappers
-                    message = await runnable.ainvoke(
-                        messages, config=config, stop=self.stop, **self.kwargs
-                    )
-                else:
-                    limit = spec.limit
-                    async with limit.aslot() if limit is not None else _anull():
-                        if spec.rate_limiter is not None:
-                            await spec.rate_limiter.aacquire(blocking=True)
-                        call = runnable.ainvoke(
-                            messages, config=config, stop=self.stop, **self.kwargs
-                        )
-                        message = await acall_with_timeout(call, timeout, spec.name)
-            except Exception as exc:
-                self._failed(spec, began, exc)
-                raise
-            return message, began
-
-        try:
-            return await once()
-        except Exception as exc:
-            first: list[BaseException] = [exc]
-        async for attempt in self._policy(spec).aretrying():
-            with attempt:
-                if first:
-                    raise first.pop()
-                return await once()
-        raise AssertionError("unreachable: tenacity re-raises the last error")
-
-    def _answer(self, message: BaseMessage, route: dict[str, Any]) -> ChatResult:
-        message.response_metadata = self._metadata(message.response_metadata, route)
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-    def run(self) -> ChatResult:
-        messages = self.request.messages
-        while (spec := self._next()) is not None:
-            try:
-                message, began = self._invoke(spec, messages)
-            except Exception as exc:
-                self._gave_up_on(spec, exc)
-                continue
-            usage = getattr(message, "usage_metadata", None)
-            self._succeeded(spec, began, usage, message.response_metadata)
-            self.request.answer = message.text
-            return self._answer(message, self._close())
-        self._close()
-        raise self._all_failed() from self.error
-
-    async def arun(self) -> ChatResult:
-        messages = self.request.messages
-        while (spec := self._next()) is not None:
-            try:
-                message, began = await self._ainvoke(spec, messages)
-            except Exception as exc:
-                self._gave_up_on(spec, exc)
-                continue
-            usage = getattr(message, "usage_metadata", None)
-            self._succeeded(spec, began, usage, message.response_metadata)
-            self.request.answer = message.text
-            return self._answer(message, await self._aclose())
-        await self._aclose()
-        raise self._all_failed() from self.error
-
-    # --------------------------------------------------------------- stream
-
-    def _open(
-        self, spec: ModelSpec, messages: list[BaseMessage]
-    ) -> tuple[Iterator[BaseMessage], BaseMessage | None, float]:
-        """Start a stream and get its first chunk, with retries (nothing sent yet)."""
-        runnable = runnable_for(spec, self.request.tools)
-        config, ttft = self.ctx.child_config(), self._first_token_timeout(spec)
-        for attempt in self._policy(spec).retrying():
-            with attempt:
-                began = time.perf_counter()
-                try:
-                    if spec.rate_limiter is not None:
-                        spec.rate_limiter.acquire(blocking=True)
-                    stream = iter(
-                        runnable.stream(messages, config=config, stop=self.stop, **self.kwargs)
-                    )
-                    first = first_item(stream, ttft, spec.name)
-                except Exception as exc:
-                    self._failed(spec, began, exc)
-                    raise
-                return stream, first, began
-        raise AssertionError("unreachable: tenacity re-raises the last error")
-
-    async def _aopen(
-        self, spec: ModelSpec, messages: list[BaseMessage]
-    ) -> tuple[AsyncIterator[BaseMessage], BaseMessage | None, float]:
-        runnable = runnable_for(spec, self.request.tools)
-        config, ttft = self.ctx.child_config(), self._first_token_timeout(spec)
-        async for attempt in self._policy(spec).aretrying():
-            with attempt:
-                began = time.perf_counter()
-                try:
-                    if spec.rate_limiter is not None:
-                        await spec.rate_limiter.aacquire(blocking=True)
-                    stream = aiter(
-                        runnable.astream(messages, config=config, stop=self.stop, **self.kwargs)
-                    )
-                    first = await afirst_item(stream, ttft, spec.name)
-                except Exception as exc:
-                    self._failed(spec, began, exc)
-                    raise
-                return stream, first, began
-        raise AssertionError("unreachable: tenacity re-raises the last error")
-
-    def _interrupted(
-        self, spec: ModelSpec, began: float, exc: Exception, relay: Relay
-    ) -> list[BaseMessage]:
-        """A stream failed after output was sent: continue on the next model, or raise."""
-        self._failed(spec, began, exc, partial=True)
-        self._gave_up_on(spec, exc)
-        if self.router.stream_recovery == "raise" or relay.tool_calls or not relay.text:
-            raise StreamInterruptedError(self.record, exc)
-        self.record.extra.setdefault("continued", []).append(
-            {"from": spec.name, "chars": len(relay.text)}
-        )
-        return [
-            *self.request.messages,
-            AIMessage(content=relay.text),
-            HumanMessage(content=CONTINUE_PROMPT),
-        ]
-
-    def stream(self) -> Iterator[ChatGenerationChunk]:
-        self.record.streamed = True
-        relay, messages = Relay(), self.request.messages
-        closed = False
-        try:
-            while (spec := self._next()) is not None:
-                with self._slot(spec):
-                    try:
-                        stream, first, began = self._open(spec, messages)
-                    except Exception as exc:
-                        self._gave_up_on(spec, exc)
-                        continue
-                    relay.start_model()
-                    try:
-                        if first is not None:
-                            yield relay.pass_on(first)
-                        for chunk in stream:
-                            yield relay.pass_on(chunk)
-                    except Exception as exc:
-                        messages = self._interrupted(spec, began, exc, relay)
-                        continue
-                self._succeeded(spec, began, relay.usage, relay.upstream)
-                self.request.answer = relay.text
-                closed = True
-                yield relay.last(self._metadata(relay.upstream, self._close()))
-                return
-            closed = True
-            self._close()
-            raise self._stream_failed(relay) from self.error
-        except StreamInterruptedError:
-            closed = True
-            self._close()
-            raise
-        finally:
-            if not closed:  # the caller stopped reading: the record still counts
-                self.record.extra["abandoned"] = True
-                self.router._finished(self.request, self.record)
-
-    async def astream(self) -> AsyncIterator[ChatGenerationChunk]:
-        self.record.streamed = True
-        relay, messages = Relay(), self.request.messages
-        closed = False
-        try:
-            while (spec := self._next()) is not None:
-                limit = spec.limit
-                async with limit.aslot() if limit is not None else _anull():
-                    try:
-                        stream, first, began = await self._aopen(spec, messages)
-                    except Exception as exc:
-                        self._gave_up_on(spec, exc)
-                        continue
-                    relay.start_model()
-                    try:
-                        if first is not None:
-                            yield relay.pass_on(first)
-                        async for chunk in stream:
-                            yield relay.pass_on(chunk)
-                    except Exception as exc:
-                        messages = self._interrupted(spec, began, exc, relay)
-                        continue
-                self._succeeded(spec, began, relay.usage, relay.upstream)
-                self.request.answer = relay.text
-                closed = True
-                yield relay.last(self._metadata(relay.upstream, await self._aclose()))
-                return
-            closed = True
-            await self._aclose()
-            raise self._stream_failed(relay) from self.error
-        except StreamInterruptedError:
-            closed = True
-            await self._aclose()
-            raise
-        finally:
-            if not closed:
-                self.record.extra["abandoned"] = True
-                self.router._finished(self.request, self.record)
-
-
-class _anull:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-class Relay:
-    """Passes candidates' stream chunks through, keeping what the record needs.
-
-    Router-owned metadata keys are stripped from the chunks (merging them would
-    concatenate model names); the final chunk carries the router's values.
-    """
-
-    def __init__(self) -> None:
-        self.text = ""
-        self.tool_calls = False
-        self.usage: UsageMetadata | None = None
-        self.upstream: dict[str, Any] = {}
-        self._list_content = False
-
-    def start_model(self) -> None:
-        """A (new) model starts streaming: usage and backend metadata are its own."""
-        self.usage, self.upstream = None, {}
-
-    def pass_on(self, chunk: BaseMessage) -> ChatGenerationChunk:
-        message = (
-            chunk if isinstance(chunk, AIMessageChunk) else AIMessageChunk(content=chunk.content)
-        )
-        metadata = message.response_metadata
-        if any(key in metadata for key in OWNED_KEYS):
-            self.upstream.update({k: metadata[k] for k in OWNED_KEYS if k in metadata})
-            kept = {k: v for k, v in metadata.items() if k not in OWNED_KEYS}
-            message = message.model_copy(update={"response_metadata": kept})
-        if message.usage_metadata:
-            self.usage = add_usage(self.usage, message.usage_metadata)
-        if message.chunk_position == "last":
-            message = message.model_copy(update={"chunk_position": None})
-        self.tool_calls = self.tool_calls or bool(message.tool_call_chunks)
-        self.text += message.text
-        self._list_content = isinstance(message.content, list)
-        return ChatGenerationChunk(message=message)
-
-    def last(self, response_metadata: dict[str, Any]) -> ChatGenerationChunk:
-        content: str | list[str | dict[str, Any]] = [] if self._list_content else ""
-        return ChatGenerationChunk(
-            message=AIMessageChunk(
-                content=content, response_metadata=response_metadata, chunk_position="last"
-            )
-        )
+def _metadata(upstream: dict[str, Any], route: dict[str, Any]) -> dict[str, Any]:
+    kept = {k: v for k, v in upstream.items() if k not in OWNED_KEYS}
+    return {**kept, "model_name": route["model"], "route": route}

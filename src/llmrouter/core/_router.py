@@ -3,7 +3,9 @@
 A router implements only :meth:`BaseRouter.rank` (and optionally ``arank``).
 Everything else happens once, for every router: request parsing, tool binding,
 nesting and LangChain plumbing here; trying candidates, retries, fallbacks,
-streaming recovery and the route record in `llmrouter.core._execution`.
+streaming recovery and the route record in the executor: decisions in
+`llmrouter.core._execution`, I/O in the sync and async drivers of
+`llmrouter.core._drivers`.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ from pydantic import (
     model_validator,
 )
 
-from llmrouter.core._callbacks import PARENT_KEY, RunContext, with_parent
+from llmrouter._callbacks import PARENT_KEY, RunContext, with_parent
+from llmrouter.core import _drivers
 from llmrouter.core._execution import Execution
 from llmrouter.core._types import TOOLS_KEY, Ranking, RouteRequest, ToolBinding
-from llmrouter.errors import ConfigurationError, InvalidRequestError, NoEligibleModelError
+from llmrouter.errors import ConfigurationError, InvalidRequestError
 from llmrouter.record import RouteRecord
 from llmrouter.resilience._breaker import CircuitBreaker, MemoryBreakerBoard
 from llmrouter.resilience._retry import RetryPolicy
@@ -183,20 +186,6 @@ class BaseRouter(BaseChatModel, ABC):
             call["ls_structured_output_format"] = options["ls_structured_output_format"]
         return self.bind(**call)
 
-    def _eligible(self, ranking: Ranking, tools: ToolBinding | None) -> list[ModelSpec]:
-        if tools is None:
-            candidates = ranking.candidates
-        else:
-            candidates = [s for s in ranking.candidates if s.supports_tools]
-            if not candidates:
-                raise NoEligibleModelError(
-                    f"{self.router_name}: tools are bound but no candidate supports tool calling",
-                    {s.name: "chat model has no bind_tools" for s in ranking.candidates},
-                )
-        if not candidates:
-            raise NoEligibleModelError(f"{self.router_name}: the router ranked no candidate")
-        return candidates
-
     # ------------------------------------------------------- request plumbing
 
     def _request(
@@ -226,16 +215,31 @@ class BaseRouter(BaseChatModel, ABC):
         )
         return request, kwargs
 
-    def _finished(self, request: RouteRequest, record: RouteRecord) -> None:
-        """Hook called once per request after the last attempt, success or not.
+    def on_finish(self, request: RouteRequest, record: RouteRecord) -> None:
+        """Hook called once per request after its last attempt: answered, failed or
+        abandoned mid-stream (``record.extra["abandoned"]``).
 
-        Subclasses persist what they must here (experiment records, spend); the
-        record of a failed request has ``model=None`` and every failed attempt.
+        Override it to learn from results or persist them (experiment records,
+        spend, observed latency). The record of a failed request has
+        ``model=None`` and every failed attempt; ``request.answer`` holds the
+        answer's text. It runs on the caller's thread before the response is
+        returned, so keep it quick; an exception in it reaches the caller.
         """
 
-    async def _afinished(self, request: RouteRequest, record: RouteRecord) -> None:
-        """Async `_finished` (async paths); the default calls `_finished`."""
-        self._finished(request, record)
+    async def aon_finish(self, request: RouteRequest, record: RouteRecord) -> None:
+        """`on_finish` for async calls; the default runs `on_finish`. Override it when
+        the hook does I/O that should not block the event loop."""
+        self.on_finish(request, record)
+
+    # ------------------------------------------------------------ conveniences
+
+    def route(self, task: str, prompt: Any, **kwargs: Any) -> AIMessage:
+        """Seed-style convenience: ``route(task, prompt)`` is ``invoke(prompt, task=task)``."""
+        return self.invoke(prompt, task=task, **kwargs)
+
+    async def aroute(self, task: str, prompt: Any, **kwargs: Any) -> AIMessage:
+        """Async `route`."""
+        return await self.ainvoke(prompt, task=task, **kwargs)
 
     # --------------------------------------------------------------- execution
 
@@ -329,7 +333,7 @@ class BaseRouter(BaseChatModel, ABC):
         if self.streaming:
             return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
         request, ctx, kwargs = self._prepare(messages, stop, run_manager, kwargs)
-        return Execution(self, request, self.rank(request), ctx, kwargs).run()
+        return _drivers.run(Execution(self, request, self.rank(request), ctx, kwargs))
 
     async def _agenerate(
         self,
@@ -342,7 +346,7 @@ class BaseRouter(BaseChatModel, ABC):
             return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
         request, ctx, kwargs = self._prepare(messages, stop, run_manager, kwargs)
         ranking = await self.arank(request)
-        return await Execution(self, request, ranking, ctx, kwargs).arun()
+        return await _drivers.arun(Execution(self, request, ranking, ctx, kwargs))
 
     def _stream(
         self,
@@ -352,7 +356,9 @@ class BaseRouter(BaseChatModel, ABC):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         request, ctx, kwargs = self._prepare(messages, stop, run_manager, kwargs)
-        yield from Execution(self, request, self.rank(request), ctx, kwargs).stream()
+        yield from _drivers.stream(
+            Execution(self, request, self.rank(request), ctx, kwargs, streamed=True)
+        )
 
     async def _astream(
         self,
@@ -363,7 +369,9 @@ class BaseRouter(BaseChatModel, ABC):
     ) -> AsyncIterator[ChatGenerationChunk]:
         request, ctx, kwargs = self._prepare(messages, stop, run_manager, kwargs)
         ranking = await self.arank(request)
-        async for chunk in Execution(self, request, ranking, ctx, kwargs).astream():
+        async for chunk in _drivers.astream(
+            Execution(self, request, ranking, ctx, kwargs, streamed=True)
+        ):
             yield chunk
 
     def _convert_input(self, model_input: LanguageModelInput) -> PromptValue:

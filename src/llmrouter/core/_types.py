@@ -7,12 +7,14 @@ Plain data with no imports from the rest of the core, so every feature package
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable
 
+from llmrouter.record import RouteRecord
+from llmrouter.resilience import CircuitBreaker, RetryPolicy
 from llmrouter.spec import ModelSpec
 
 
@@ -48,12 +50,25 @@ class RouteRequest:
 
 @dataclass
 class Ranking:
-    """A router's answer: candidates in the order to try them, and why."""
+    """A router's answer: candidates in the order to try them, and why.
+
+    ``task`` and ``task_source`` default to the request's: a router that does
+    not decide the task itself keeps the caller's in the route record.
+
+    Example:
+        >>> from llmrouter import ModelSpec
+        >>> from langchain_core.language_models import FakeListChatModel
+        >>> spec = ModelSpec(name="a", model=FakeListChatModel(responses=["hi"]))
+        >>> Ranking([spec], reason="the only model").task is None
+        True
+    """
 
     candidates: list[ModelSpec]
     reason: str
     task: str | None = None
+    """The task the router decided (``None``: the request's task, if any)."""
     task_source: str | None = None
+    """How the task was decided (``None``: as the request says)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Router-specific details, copied into the record's ``extra``."""
     estimated_cost: dict[str, float] = field(default_factory=dict)
@@ -89,3 +104,25 @@ def runnable_for(
         runnable = spec.chat_model.bind_tools(tools.tools, **tools.options)
         tools.bound[spec.name] = runnable
     return runnable
+
+
+class RouterHost(Protocol):
+    """What the executor needs of a router: its settings and its finish hooks.
+
+    `BaseRouter` satisfies it; the executor never imports the router base.
+    """
+
+    circuit_breaker: CircuitBreaker | None
+    timeout: float | None
+    first_token_timeout: float | None
+    stream_recovery: Literal["continue", "raise"]
+
+    @property
+    def router_name(self) -> str: ...
+
+    @property
+    def retry_policy(self) -> RetryPolicy: ...
+
+    def on_finish(self, request: RouteRequest, record: RouteRecord) -> None: ...
+
+    async def aon_finish(self, request: RouteRequest, record: RouteRecord) -> None: ...

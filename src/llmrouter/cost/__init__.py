@@ -1,19 +1,17 @@
 """Routing by cost: `CostAwareRouter`, token counting, prices, budgets, spend tracking."""
 
-from llmrouter.cost._budget import Budget, BudgetStatus, SpendLedger, default_spend_db
+from llmrouter.cost._budget import Budget, BudgetStatus
+from llmrouter.cost._ledger import SpendLedger, default_spend_db
+from llmrouter.cost._prices import compute_prices
 from llmrouter.cost._router import Blend, CostAwareRouter
-from llmrouter.cost._usage import (
+from llmrouter.cost._tokens import (
     CHARS_PER_TOKEN,
     MESSAGE_OVERHEAD_TOKENS,
-    CallCost,
-    CostTracker,
     TokenCount,
     TokenCounter,
-    UsageTotals,
-    compute_prices,
     estimate_tokens,
-    track_costs,
 )
+from llmrouter.cost._tracker import CallCost, CostTracker, UsageTotals, track_costs
 
 __all__ = [
     "CHARS_PER_TOKEN",

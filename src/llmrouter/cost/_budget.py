@@ -1,29 +1,24 @@
-"""Spend limits: `Budget` (how much, over which window, what then) and the SQLite ledger.
+"""Spend limits: `Budget` (how much, over which window, what then) and `BudgetGuard`.
 
 A windowed budget (``per="hour" | "day" | "month"``) is checked against spend
-persisted in SQLite, so a restart does not reset it and several processes can
-share one limit. Before a call, the router *reserves* its estimate in one
-``BEGIN IMMEDIATE`` transaction (check and reserve are atomic across threads and
-processes); after the call the reservation is *settled* to the actual cost, or
-*released* when every attempt failed. Concurrent calls therefore cannot spend
-more than the limit unless a call costs more than its estimate.
+persisted in a `SpendLedger`, so a restart does not reset it and several
+processes can share one limit. `BudgetGuard` admits a request by checking and
+reserving its estimate in one ledger transaction, then settles the reservation
+to the actual cost or releases it. Concurrent calls therefore cannot spend more
+than the limit unless a call costs more than its estimate.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmrouter.cost._ledger import LedgerTransaction, SpendLedger
 from llmrouter.errors import BudgetExceededError, ConfigurationError
 from llmrouter.spec import explain_validation_error
 
@@ -33,8 +28,6 @@ __all__ = [
     "BudgetExceededError",
     "BudgetGuard",
     "BudgetStatus",
-    "SpendLedger",
-    "default_spend_db",
 ]
 
 Period = Literal["request", "hour", "day", "month"]
@@ -131,174 +124,6 @@ class BudgetStatus:
         return self.budget.usd - self.spent_usd
 
 
-def default_spend_db() -> Path:
-    """``$LLMROUTER_SPEND_DB``, else ``$XDG_CACHE_HOME/llmrouter/spend.db`` (``~/.cache``)."""
-    explicit = os.environ.get("LLMROUTER_SPEND_DB")
-    if explicit:
-        return Path(explicit).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "llmrouter" / "spend.db"
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS spend (
-    id INTEGER PRIMARY KEY,
-    scope TEXT NOT NULL,
-    user TEXT NOT NULL DEFAULT '',
-    at REAL NOT NULL,
-    usd REAL NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('reserved', 'settled', 'released')),
-    model TEXT
-);
-CREATE INDEX IF NOT EXISTS spend_scope_at ON spend (scope, at);
-"""
-
-
-class SpendLedger:
-    """Spend per (scope, user) over time, in SQLite (WAL); safe across threads and processes.
-
-    ``path`` is a file (created with its folders), ``":memory:"`` for a
-    process-local ledger, or ``None`` for `default_spend_db`. A reserved amount
-    counts as spent until it is settled or released, so an abandoned call
-    (e.g. a process killed mid-request) is charged its estimate, never less.
-
-    Example:
-        >>> from llmrouter.cost._budget import SpendLedger
-        >>> ledger = SpendLedger(":memory:")
-        >>> with ledger.transaction() as txn:
-        ...     rid = txn.reserve("router", None, 0.02, at=1000.0)
-        >>> ledger.settle(rid, 0.015, model="small")
-        >>> ledger.spent("router", since=0.0, until=2000.0)
-        0.015
-    """
-
-    def __init__(self, path: str | Path | None = None, *, timeout: float = 30.0) -> None:
-        self.path = str(path) if path is not None else str(default_spend_db())
-        if self.path != ":memory:":
-            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            self.path = str(Path(self.path).expanduser())
-        # One connection per ledger, guarded by a lock; BEGIN IMMEDIATE serialises
-        # writers across processes (busy waits up to ``timeout``).
-        self._conn = sqlite3.connect(
-            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
-        )
-        self._lock = threading.Lock()
-        with self._lock:
-            if self.path != ":memory:":
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
-
-    def __repr__(self) -> str:
-        return f"SpendLedger({self.path!r})"
-
-    @contextmanager
-    def transaction(self) -> Iterator[_Transaction]:
-        """An exclusive write transaction: read spend and reserve atomically."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield _Transaction(self._conn)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def spent(
-        self,
-        scope: str,
-        since: float,
-        until: float,
-        user: str | None = None,
-        *,
-        any_user: bool = True,
-    ) -> float:
-        """Settled spend plus open reservations in ``[since, until)``."""
-        with self._lock:
-            return _Transaction(self._conn).spent(scope, since, until, user, any_user=any_user)
-
-    def settle(
-        self,
-        reservation: int | None,
-        usd: float,
-        *,
-        model: str | None = None,
-        scope: str = "",
-        user: str | None = None,
-        at: float | None = None,
-    ) -> None:
-        """Replace a reservation by the actual cost (or record spend with no reservation)."""
-        with self._lock:
-            if reservation is not None:
-                self._conn.execute(
-                    "UPDATE spend SET usd = ?, state = 'settled', model = ? WHERE id = ?",
-                    (usd, model, reservation),
-                )
-            elif usd > 0:
-                self._conn.execute(
-                    "INSERT INTO spend (scope, user, at, usd, state, model) "
-                    "VALUES (?, ?, ?, ?, 'settled', ?)",
-                    (scope, user or "", time.time() if at is None else at, usd, model),
-                )
-
-    def release(self, reservation: int) -> None:
-        """Drop a reservation: the call spent nothing (every attempt failed)."""
-        with self._lock:
-            self._conn.execute(
-                "UPDATE spend SET usd = 0, state = 'released' WHERE id = ? AND state = 'reserved'",
-                (reservation,),
-            )
-
-    def rows(self, scope: str | None = None) -> list[dict[str, Any]]:
-        """Every ledger row (for reports and tests), oldest first."""
-        query = "SELECT id, scope, user, at, usd, state, model FROM spend"
-        args: tuple[Any, ...] = ()
-        if scope is not None:
-            query, args = query + " WHERE scope = ?", (scope,)
-        with self._lock:
-            cursor = self._conn.execute(query + " ORDER BY id", args)
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-    def close(self) -> None:
-        """Close the database connection."""
-        with self._lock:
-            self._conn.close()
-
-
-class _Transaction:
-    """Reads and reservations inside `SpendLedger.transaction`."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def spent(
-        self,
-        scope: str,
-        since: float,
-        until: float,
-        user: str | None = None,
-        *,
-        any_user: bool = True,
-    ) -> float:
-        query = (
-            "SELECT COALESCE(SUM(usd), 0) FROM spend WHERE scope = ? AND at >= ? AND at < ? "
-            "AND state != 'released'"
-        )
-        args: tuple[Any, ...] = (scope, since, until)
-        if not any_user:
-            query, args = query + " AND user = ?", (*args, user or "")
-        return float(self._conn.execute(query, args).fetchone()[0])
-
-    def reserve(self, scope: str, user: str | None, usd: float, *, at: float) -> int:
-        cursor = self._conn.execute(
-            "INSERT INTO spend (scope, user, at, usd, state) VALUES (?, ?, ?, ?, 'reserved')",
-            (scope, user or "", at, usd),
-        )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
-
-
 @dataclass
 class Admission:
     """What the budgets allow for one request."""
@@ -318,7 +143,8 @@ class BudgetGuard:
     """Applies a router's budgets: admit (check and reserve), then settle or release.
 
     Example:
-        >>> from llmrouter.cost._budget import Budget, BudgetGuard, SpendLedger
+        >>> from llmrouter.cost._budget import Budget, BudgetGuard
+        >>> from llmrouter.cost._ledger import SpendLedger
         >>> guard = BudgetGuard([Budget(usd=0.05, per="day", on_exceeded="downgrade")],
         ...                     SpendLedger(":memory:"), scope="demo")
         >>> a = guard.admit([("big", 0.08), ("small", 0.01), ("local", 0.0)])
@@ -388,7 +214,7 @@ class BudgetGuard:
     # ------------------------------------------------------------------ internals
 
     def _statuses(
-        self, txn: _Transaction | None, user: str | None, now: float
+        self, txn: LedgerTransaction | None, user: str | None, now: float
     ) -> list[BudgetStatus]:
         statuses = []
         for budget in self.budgets:
@@ -405,7 +231,7 @@ class BudgetGuard:
         candidates: Sequence[tuple[str, float]],
         statuses: list[BudgetStatus],
         now: float,
-        txn: _Transaction | None,
+        txn: LedgerTransaction | None,
         user: str | None,
     ) -> Admission:
         admission = Admission(allowed=[], statuses=statuses)

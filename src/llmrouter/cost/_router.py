@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage
+from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from llmrouter.core import BaseRouter, Ranking, RouteRequest
-from llmrouter.cost._budget import Budget, BudgetGuard, BudgetStatus, SpendLedger
-from llmrouter.cost._usage import TokenCounter, TokenizerLike
+from llmrouter.core import BaseRouter, LatencyTracker, Ranking, RouteRequest
+from llmrouter.cost._budget import Budget, BudgetGuard, BudgetStatus
+from llmrouter.cost._ledger import SpendLedger
+from llmrouter.cost._tokens import TokenCounter, TokenizerLike
 from llmrouter.errors import ConfigurationError, NoEligibleModelError
 from llmrouter.record import RouteRecord
 from llmrouter.spec import ModelSpec
@@ -56,8 +55,7 @@ class _State:
 
     counter: TokenCounter
     guard: BudgetGuard | None = None
-    latency: dict[str, float] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    latency: LatencyTracker = field(default_factory=LatencyTracker)
     model_limits: dict[str, int | None] = field(default_factory=dict)
 
 
@@ -150,7 +148,9 @@ class CostAwareRouter(BaseRouter):
                 f"tokenizers names unknown models {unknown}; models are "
                 f"{sorted(s.name for s in self.models)}"
             )
-        self._state = state = _State(TokenCounter(self.tokenizers))
+        self._state = state = _State(
+            TokenCounter(self.tokenizers), latency=LatencyTracker(self.latency_alpha)
+        )
         budgets = [self.budget] if isinstance(self.budget, Budget) else list(self.budget or [])
         if budgets:
             ledger = None
@@ -171,14 +171,6 @@ class CostAwareRouter(BaseRouter):
 
     # ------------------------------------------------------------ public extras
 
-    def route(self, task: str, prompt: LanguageModelInput, **kwargs: Any) -> AIMessage:
-        """Seed-style convenience: ``route(task, prompt)`` is ``invoke(prompt, task=task)``."""
-        return self.invoke(prompt, task=task, **kwargs)
-
-    async def aroute(self, task: str, prompt: LanguageModelInput, **kwargs: Any) -> AIMessage:
-        """Async `route`."""
-        return await self.ainvoke(prompt, task=task, **kwargs)
-
     def budget_status(self, user: str | None = None) -> list[BudgetStatus]:
         """Spend so far against each budget (for ``user`` where a budget is per user)."""
         guard = self._fast.guard
@@ -187,19 +179,14 @@ class CostAwareRouter(BaseRouter):
     @property
     def observed_latency(self) -> dict[str, float]:
         """Exponentially weighted latency (seconds) per model that has answered."""
-        state = self._fast
-        with state.lock:
-            return dict(state.latency)
+        return self._fast.latency.snapshot()
 
     def observe_latency(self, model: str, seconds: float) -> None:
         """Add a latency observation (the router adds one per successful attempt).
 
         Use it to seed the average, e.g. from measurements of an earlier run.
         """
-        state, alpha = self._fast, self.latency_alpha
-        with state.lock:
-            old = state.latency.get(model)
-            state.latency[model] = seconds if old is None else alpha * seconds + (1 - alpha) * old
+        self._fast.latency.observe(model, seconds)
 
     # ----------------------------------------------------------------- ranking
 
@@ -268,8 +255,7 @@ class CostAwareRouter(BaseRouter):
         counting: dict[str, str] = {}
         output_tokens: dict[str, int] = {}
         unscored: list[str] = []
-        with state.lock:
-            latency = dict(state.latency)
+        latency = state.latency.snapshot()
         for index, spec in enumerate(self.models):
             name = spec.name
             if not spec.serves(task):
@@ -340,8 +326,8 @@ class CostAwareRouter(BaseRouter):
 
     # ------------------------------------------------------------- after a call
 
-    def _finished(self, request: RouteRequest, record: RouteRecord) -> None:
-        self._observe(record)
+    def on_finish(self, request: RouteRequest, record: RouteRecord) -> None:
+        self._fast.latency.observe_record(record)
         counting = record.extra.get("token_counting")
         if isinstance(counting, dict) and record.model in counting:
             record.extra["token_count"] = counting[record.model]
@@ -365,17 +351,12 @@ class CostAwareRouter(BaseRouter):
         except Exception:  # the answer is here; a bookkeeping failure must not lose it
             logger.exception("%s: could not record spend in %r", self.router_name, self.spend_db)
 
-    async def _afinished(self, request: RouteRequest, record: RouteRecord) -> None:
+    async def aon_finish(self, request: RouteRequest, record: RouteRecord) -> None:
         guard = self._fast.guard
         if guard is not None and guard.windowed:
-            await asyncio.to_thread(self._finished, request, record)
+            await asyncio.to_thread(self.on_finish, request, record)
         else:
-            self._finished(request, record)
-
-    def _observe(self, record: RouteRecord) -> None:
-        for attempt in record.attempts:
-            if attempt.ok:
-                self.observe_latency(attempt.model, attempt.latency_s)
+            self.on_finish(request, record)
 
 
 def _objective_name(objective: str | Blend) -> str:

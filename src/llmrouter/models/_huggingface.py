@@ -344,7 +344,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
 
     Example:
         >>> import tempfile
-        >>> from llmrouter.tiny import build_tiny_chat_model
+        >>> from llmrouter.testing import build_tiny_chat_model
         >>> from llmrouter.models._huggingface import ChatHuggingFacePipeline
         >>> path = str(build_tiny_chat_model(tempfile.mkdtemp()))
         >>> chat = ChatHuggingFacePipeline(model_id=path,
@@ -447,7 +447,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
         Example:
             >>> import tempfile
             >>> from langchain_core.messages import HumanMessage
-            >>> from llmrouter.tiny import build_tiny_chat_model
+            >>> from llmrouter.testing import build_tiny_chat_model
             >>> from llmrouter.models._huggingface import ChatHuggingFacePipeline
             >>> path = str(build_tiny_chat_model(tempfile.mkdtemp()))
             >>> chat = ChatHuggingFacePipeline(model_id=path)
@@ -647,7 +647,7 @@ def huggingface_pipeline(
 
     Example:
         >>> import tempfile
-        >>> from llmrouter.tiny import build_tiny_chat_model
+        >>> from llmrouter.testing import build_tiny_chat_model
         >>> from llmrouter.models import huggingface_pipeline
         >>> path = str(build_tiny_chat_model(tempfile.mkdtemp()))
         >>> spec = huggingface_pipeline(path, name="tiny", tasks={"chat"},

@@ -15,7 +15,7 @@ from pydantic import Field, PrivateAttr, SecretStr
 from llmrouter.errors import ConfigurationError
 from llmrouter.models._common import make_spec, split_spec_kwargs
 from llmrouter.models._multimodal import CHAT_ONLY_KEYWORDS, MediaChatModel, text_only, usage
-from llmrouter.multimodal._content import sniff_mime
+from llmrouter.multimodal._detect import sniff_mime
 from llmrouter.spec import ModelSpec
 
 __all__ = ["ChatOpenAIImages", "openai_images"]

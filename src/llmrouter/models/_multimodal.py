@@ -35,13 +35,8 @@ from pydantic import Field, PrivateAttr, SecretStr
 
 from llmrouter.errors import ModalityError
 from llmrouter.models._common import freeze, make_spec, split_spec_kwargs
-from llmrouter.multimodal._content import (
-    as_prompt_value,
-    image_block,
-    inspect_content,
-    last_human,
-    read_block,
-)
+from llmrouter.multimodal._detect import as_prompt_value, inspect_content, last_human
+from llmrouter.multimodal._media import image_block, read_block
 from llmrouter.spec import ModelSpec
 
 __all__ = [
@@ -256,7 +251,7 @@ class ChatEmbeddings(MediaChatModel):
 
     Example:
         >>> from langchain_core.embeddings import DeterministicFakeEmbedding
-        >>> from llmrouter.multimodal._content import embedding_of
+        >>> from llmrouter.multimodal._media import embedding_of
         >>> from llmrouter.models._multimodal import ChatEmbeddings
         >>> chat = ChatEmbeddings(embeddings=DeterministicFakeEmbedding(size=4))
         >>> len(embedding_of(chat.invoke("hello")))

@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from llmrouter.core import BaseRouter, Ranking, RouteRequest
 from llmrouter.errors import ModalityError
-from llmrouter.multimodal._content import (
+from llmrouter.multimodal._detect import (
     Found,
     as_prompt_value,
     inspect_content,
@@ -200,14 +200,6 @@ class MultiModalRouter(BaseRouter):
         stream = super().astream(input, config, stop=stop, **kwargs)  # type: ignore[arg-type]
         async for chunk in stream:
             yield chunk
-
-    def route(self, task: str, prompt: MultiModalInput, **kwargs: Any) -> AIMessage:
-        """Seed-style convenience: ``route(task, prompt)`` is ``invoke(prompt, task=task)``."""
-        return self.invoke(prompt, task=task, **kwargs)
-
-    async def aroute(self, task: str, prompt: MultiModalInput, **kwargs: Any) -> AIMessage:
-        """Async `route`."""
-        return await self.ainvoke(prompt, task=task, **kwargs)
 
     # ---------------------------------------------------------------- ranking
 

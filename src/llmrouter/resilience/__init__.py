@@ -1,7 +1,7 @@
 """Resilience: error classification, retries, timeouts, circuit breaking, limits.
 
-The executor (`llmrouter.core._router`) applies these to every router; this
-package holds the policies. See docs/resilience.md for the failure model.
+The executor (`llmrouter.core`) applies these to every router; this package
+holds the policies. The documentation's Resilience page describes the failure model.
 """
 
 from llmrouter.resilience._breaker import (

@@ -10,7 +10,6 @@ failure opens it again). State lives on a `BreakerBoard`: in-process by default
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -18,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from llmrouter._sqlite import SQLiteDatabase
 
 
 @dataclass
@@ -81,6 +82,9 @@ class MemoryBreakerBoard(BreakerBoard):
             self._states.clear()
 
 
+_SCHEMA = "CREATE TABLE IF NOT EXISTS breakers (name TEXT PRIMARY KEY, state TEXT)"
+
+
 class SQLiteBreakerBoard(BreakerBoard):
     """States in a SQLite file, so several processes share one view of each model.
 
@@ -94,22 +98,10 @@ class SQLiteBreakerBoard(BreakerBoard):
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._local = threading.local()
-        with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS breakers (name TEXT PRIMARY KEY, state TEXT)")
-
-    def _connect(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            self._local.db = db
-        return db
+        self._db = SQLiteDatabase(self.path, _SCHEMA)
 
     def update(self, name: str, change: Callable[[BreakerState], bool]) -> bool:
-        db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._db.transaction() as db:
             row = db.execute("SELECT state FROM breakers WHERE name = ?", (name,)).fetchone()
             state = BreakerState(**json.loads(row[0])) if row else BreakerState()
             result = change(state)
@@ -117,18 +109,19 @@ class SQLiteBreakerBoard(BreakerBoard):
                 "INSERT OR REPLACE INTO breakers (name, state) VALUES (?, ?)",
                 (name, json.dumps(asdict(state))),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return result
 
     def snapshot(self) -> dict[str, BreakerState]:
-        rows = self._connect().execute("SELECT name, state FROM breakers").fetchall()
+        rows = self._db.fetch("SELECT name, state FROM breakers")
         return {name: BreakerState(**json.loads(state)) for name, state in rows}
 
     def reset(self) -> None:
-        self._connect().execute("DELETE FROM breakers")
+        with self._db.transaction() as db:
+            db.execute("DELETE FROM breakers")
+
+    def close(self) -> None:
+        """Close the database connections."""
+        self._db.close()
 
 
 _MAX_SUCCESSES = 1000

@@ -7,6 +7,7 @@ from typing import Any
 
 from tenacity import (
     AsyncRetrying,
+    DoSleep,
     RetryCallState,
     Retrying,
     retry_if_exception,
@@ -114,3 +115,61 @@ class RetryPolicy:
     def aretrying(self) -> AsyncRetrying:
         """A fresh tenacity `AsyncRetrying` for one model's tries."""
         return AsyncRetrying(**self._kwargs())
+
+    def after_failure(
+        self, tries: RetryState | None, exc: BaseException, began: float
+    ) -> RetryState:
+        """Decide after a failed try: the returned state says whether and when to retry.
+
+        ``tries`` is ``None`` after a model's first failure (the first try never
+        touches tenacity: most calls succeed, and they should be cheap);
+        ``began`` is the `time.monotonic` start of that first try, from which
+        ``stop_after_delay`` counts.
+
+        Example:
+            >>> import time
+            >>> from tenacity import wait_fixed
+            >>> policy = RetryPolicy.attempts(2, wait=wait_fixed(0.5))
+            >>> tries = policy.after_failure(None, TimeoutError("slow"), time.monotonic())
+            >>> tries.sleep
+            0.5
+            >>> policy.after_failure(tries, TimeoutError("again"), time.monotonic()).sleep is None
+            True
+        """
+        if tries is None:
+            tries = RetryState(Retrying(**self._kwargs()), began)
+        tries.failed(exc)
+        return tries
+
+
+class RetryState:
+    """tenacity's decision loop for one model's tries, driven step by step.
+
+    The same object serves sync and async drivers: it only decides (retry after
+    ``sleep`` seconds, or give up); the driver sleeps and calls.
+    """
+
+    def __init__(self, retrying: Retrying, began: float) -> None:
+        self._retrying = retrying
+        retrying.begin()
+        self._state = RetryCallState(retrying, fn=None, args=(), kwargs={})
+        self._state.start_time = began
+        retrying.iter(self._state)  # the first try, already made: DoAttempt
+        self.sleep: float | None = None
+        """Seconds to wait before the next try; ``None`` once the policy gives up."""
+
+    def failed(self, exc: BaseException) -> None:
+        """Feed one failed try to the policy and update `sleep`."""
+        state = self._state
+        state.set_exception((type(exc), exc, exc.__traceback__))
+        try:
+            do = self._retrying.iter(state)
+        except BaseException:  # reraise=True: tenacity gives up by raising the last error
+            self.sleep = None
+            return
+        if isinstance(do, DoSleep):
+            state.prepare_for_next_attempt()
+            self._retrying.iter(state)  # DoAttempt for the next try
+            self.sleep = float(do)
+        else:  # pragma: no cover -- a failed outcome never yields a result
+            self.sleep = None

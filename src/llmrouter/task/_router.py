@@ -6,8 +6,6 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from langchain_core.language_models import LanguageModelInput
-from langchain_core.messages import AIMessage
 from pydantic import Field, PrivateAttr, model_validator
 
 from llmrouter.core import BaseRouter, Ranking, RouteRequest
@@ -91,14 +89,6 @@ class ModelRouter(BaseRouter):
             tasks |= spec.tasks
         return sorted(tasks)
 
-    def route(self, task: str, prompt: LanguageModelInput, **kwargs: Any) -> AIMessage:
-        """Seed-style convenience: ``route(task, prompt)`` is ``invoke(prompt, task=task)``."""
-        return self.invoke(prompt, task=task, **kwargs)
-
-    async def aroute(self, task: str, prompt: LanguageModelInput, **kwargs: Any) -> AIMessage:
-        """Async `route`."""
-        return await self.ainvoke(prompt, task=task, **kwargs)
-
     # ---------------------------------------------------------------- ranking
 
     def rank(self, request: RouteRequest) -> Ranking:
@@ -178,7 +168,7 @@ class ModelRouter(BaseRouter):
             self._threads.move_to_end(thread_id)
         return self._by_name.get(remembered[1])
 
-    def _finished(self, request: RouteRequest, record: RouteRecord) -> None:
+    def on_finish(self, request: RouteRequest, record: RouteRecord) -> None:
         if not self.sticky_threads or request.thread_id is None or record.model is None:
             return
         with self._threads_lock:

@@ -1,13 +1,44 @@
-"""Tiny offline models for tests (interim: the builders move here from the backends)."""
+"""Tiny offline models, a loopback echo server and pytest fixtures for your own tests.
 
-from llmrouter.models._diffusion import build_tiny_text_to_image
-from llmrouter.models._speech import build_tiny_speech_recognizer
-from llmrouter.models._vision import build_tiny_captioner
-from llmrouter.tiny import build_tiny_chat_model
+Test a routing configuration without downloads, GPUs or API keys:
+
+- `build_tiny_chat_model` (GPT-2), `build_tiny_captioner` (BLIP),
+  `build_tiny_speech_recognizer` (Whisper), `build_tiny_text_to_image`
+  (Stable Diffusion, needs ``llmrouter[image]``) write random-weight models
+  in about a second each. Their output is noise; loading, templating and
+  generation are the real code paths.
+- `start_echo_server` runs llm-katan, an OpenAI-compatible server that echoes
+  the prompt (or fails on purpose), on 127.0.0.1; it yields a `KatanServer`.
+- ``pytest_plugins = ["llmrouter.testing.fixtures"]`` in your ``conftest.py``
+  gives the fixtures ``tiny_chat_model_dir``, ``tiny_chat_spec`` and
+  ``echo_server``.
+
+The echo server and fixtures need the extra ``llmrouter[testing]``. Importing
+this package is light: torch and transformers load when a builder runs.
+
+Example:
+    >>> import tempfile
+    >>> from llmrouter import models
+    >>> from llmrouter.testing import build_tiny_chat_model
+    >>> path = build_tiny_chat_model(tempfile.mkdtemp())
+    >>> spec = models.huggingface_pipeline(str(path), name="local", max_new_tokens=4)
+    >>> isinstance(spec.chat_model.invoke("hi").content, str)
+    True
+"""
+
+from llmrouter.testing._build import CHAT_TEMPLATE
+from llmrouter.testing._chat import build_tiny_chat_model
+from llmrouter.testing._diffusion import build_tiny_text_to_image
+from llmrouter.testing._katan import KatanServer, start_echo_server
+from llmrouter.testing._speech import build_tiny_speech_recognizer
+from llmrouter.testing._vision import build_tiny_captioner
 
 __all__ = [
+    "CHAT_TEMPLATE",
+    "KatanServer",
     "build_tiny_captioner",
     "build_tiny_chat_model",
     "build_tiny_speech_recognizer",
     "build_tiny_text_to_image",
+    "start_echo_server",
 ]

@@ -1,30 +1,25 @@
-"""llmrouter.multimodal._content: input normalisation, modality inspection, reading media back."""
+"""llmrouter.multimodal._detect: sniffing, input normalisation to content blocks, inspection."""
 
 from __future__ import annotations
 
 import base64
 from pathlib import Path
 
-import numpy as np
 import pytest
 from _fixtures.tiny_multimodal import png_bytes, wav_bytes
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.prompt_values import ChatPromptValue, StringPromptValue
 from PIL import Image
 
 from llmrouter.errors import InvalidRequestError, LLMRouterError, ModalityError
-from llmrouter.multimodal._content import (
+from llmrouter.multimodal._detect import (
     as_prompt_value,
-    embedding_of,
-    image_block,
-    images_of,
     inspect_content,
-    load_audio,
-    load_image,
+    last_human,
     media_block,
-    read_block,
     sniff_mime,
 )
+from llmrouter.multimodal._media import load_image, read_block
 
 PNG = png_bytes(8, 6)
 WAV = wav_bytes(0.1, 8000)
@@ -59,6 +54,12 @@ def test_sniff_mime(head: bytes, mime: str | None) -> None:
     assert sniff_mime(head) == mime
 
 
+def test_last_human_finds_the_last_user_message() -> None:
+    messages = [HumanMessage("first"), SystemMessage("be brief"), HumanMessage("second")]
+    assert last_human(messages) is messages[2]
+    assert last_human([SystemMessage("be brief")]) is None
+
+
 def test_strings_and_messages_pass_through() -> None:
     assert isinstance(as_prompt_value("hello"), StringPromptValue)
     value = as_prompt_value([SystemMessage("be brief"), HumanMessage("hi")])
@@ -80,6 +81,14 @@ def test_bytes_are_sniffed() -> None:
     assert (image["type"], image["mime_type"]) == ("image", "image/png")
     assert (audio["type"], audio["mime_type"]) == ("audio", "audio/wav")
     assert base64.b64decode(image["base64"]) == PNG
+
+
+def test_media_block_takes_the_callers_kind_and_guesses_urls() -> None:
+    assert media_block("https://x/cat.png") == {"type": "image", "url": "https://x/cat.png"}
+    with pytest.raises(ModalityError, match=r"pass it as \{'image': url\}"):
+        media_block("https://x/clip")
+    block = media_block(b"raw pixels", "image")  # unsniffable, but the caller says image
+    assert (block["type"], block["mime_type"]) == ("image", "application/octet-stream")
 
 
 def test_unknown_bytes_say_how_to_wrap_them() -> None:
@@ -121,22 +130,6 @@ def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
         as_prompt_value({"audio": str(tmp_path / "nope.wav")})
 
 
-def test_audio_arrays_are_encoded_as_wav() -> None:
-    tone = np.sin(np.arange(1600) / 5).astype(np.float32)
-    for value in ((tone, 16000), {"array": tone, "sampling_rate": 16000}):
-        block = only_message({"audio": value}).content[0]
-        assert isinstance(block, dict)
-        assert block["mime_type"] == "audio/wav"
-        decoded = load_audio(block, 16000)
-        assert decoded.shape == (1600,)
-        assert np.abs(decoded - tone).max() < 1e-3
-
-
-def test_load_audio_resamples_to_the_model_rate() -> None:
-    block = media_block(WAV)
-    assert load_audio(block, 16000).shape == (1600,)  # 0.1 s at 8 kHz, read at 16 kHz
-
-
 def test_unknown_dict_keys_and_types() -> None:
     with pytest.raises(ModalityError, match=r"unknown input keys \['video'\]"):
         as_prompt_value({"video": "clip.mp4"})
@@ -169,12 +162,3 @@ def test_inspect_reads_provider_formats() -> None:
     assert (len(found.images), len(found.audio)) == (1, 1)
     assert found.other == ["file (application/pdf)", "video"]
     assert read_block(found.images[0]) == b"\x89PNG\r\n\x1a\n"
-
-
-def test_output_helpers() -> None:
-    block = image_block(Image.new("RGB", (3, 3)))
-    message = AIMessage(content=[block])
-    assert images_of(message)[0].startswith(b"\x89PNG")
-    assert embedding_of(AIMessage(content="[1, 2.5]")) == [1.0, 2.5]
-    with pytest.raises(ModalityError, match="task='embeddings'"):
-        embedding_of(AIMessage(content="not a vector"))

@@ -1,30 +1,22 @@
-"""Offline token counting, local prices, and the cost tracker (booking each real call once)."""
+"""The cost tracker: booking each real model call once, by model, router, task and tag."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from _fixtures.fakes import InOrder
 from langchain_core.callbacks import CallbackManagerForLLMRun, get_usage_metadata_callback
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from rich.console import Console
 
-from llmrouter import ModelRouter, ModelSpec, models
+from llmrouter import ModelRouter, ModelSpec
 from llmrouter.cost._router import CostAwareRouter
-from llmrouter.cost._usage import (
-    CostTracker,
-    TokenCounter,
-    compute_prices,
-    estimate_tokens,
-    track_costs,
-)
+from llmrouter.cost._tracker import CostTracker, track_costs
 
 
 class Metered(BaseChatModel):
@@ -80,66 +72,6 @@ def metered(name: str, backend: str | None = None, **kwargs: Any) -> ModelSpec:
         if k in kwargs
     }
     return ModelSpec(name=name, model=Metered(backend=backend or f"{name}-v1", **kwargs), **prices)
-
-
-# ------------------------------------------------------------------ prices and counting
-
-
-def test_compute_prices_from_hardware_cost() -> None:
-    assert compute_prices(3.6, output_tokens_per_second=100) == {
-        "input_cost": 0.0,
-        "output_cost": 10.0,
-    }
-    assert compute_prices(3.6, 100, input_tokens_per_second=1000)["input_cost"] == 1.0
-    with pytest.raises(ValueError, match="output_tokens_per_second"):
-        compute_prices(1.0, 0)
-
-
-def test_estimate_is_chars_over_four_plus_message_overhead() -> None:
-    assert estimate_tokens("abcd") == 1 and estimate_tokens("abcde") == 2
-    spec = metered("m")
-    count = TokenCounter().count(spec, [HumanMessage("abcde"), AIMessage("abcd")])
-    assert count == (2 + 4 + 1 + 4, "estimate")
-
-
-def test_named_tokenizer_directory_counts_with_the_chat_template(tiny_model_dir: Path) -> None:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
-    messages = [HumanMessage("Summarize the weather today, please.")]
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": messages[0].text}], tokenize=False, add_generation_prompt=True
-    )
-    expected = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-    counter = TokenCounter({"remote": str(tiny_model_dir)})
-    assert counter.count(metered("remote"), messages) == (expected, "tokenizer")
-
-
-def test_a_tokenizer_that_cannot_load_falls_back_to_the_estimate(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    counter = TokenCounter({"remote": str(tmp_path / "missing")})
-    with caplog.at_level(logging.WARNING, logger="llmrouter"):
-        count = counter.count(metered("remote"), [HumanMessage("hello")])
-    assert count.method == "estimate"
-    assert "could not load tokenizer" in caplog.text
-
-
-def test_local_pipeline_count_equals_the_usage_it_reports(tiny_model_dir: Path) -> None:
-    spec = models.huggingface_pipeline(
-        str(tiny_model_dir), name="local", max_new_tokens=3, do_sample=False
-    )
-    messages = [HumanMessage("What is the capital of France?")]
-    counter = TokenCounter()
-    before = counter.count(spec, messages)  # tokenizer files only: the model is not loaded
-    assert before.method == "tokenizer" and not spec.chat_model.is_loaded  # type: ignore[attr-defined]
-    reply = spec.chat_model.invoke(messages)
-    assert reply.usage_metadata is not None
-    assert before.tokens == reply.usage_metadata["input_tokens"]
-    assert TokenCounter().count(spec, messages) == before  # from the loaded pipeline
-
-
-# ------------------------------------------------------------------ tracking
 
 
 def test_direct_calls_are_priced_by_the_models_given() -> None:

@@ -10,7 +10,7 @@ from langchain_core.language_models import BaseChatModel, BaseLLM
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from llmrouter.core._callbacks import RunContext
+from llmrouter._callbacks import RunContext
 
 
 class LLMChatAdapter(BaseChatModel):
@@ -18,7 +18,7 @@ class LLMChatAdapter(BaseChatModel):
 
     Example:
         >>> from langchain_core.language_models import FakeListLLM
-        >>> from llmrouter.models._llm_chat import LLMChatAdapter
+        >>> from llmrouter._llm_chat import LLMChatAdapter
         >>> LLMChatAdapter(llm=FakeListLLM(responses=["pong"])).invoke("ping").content
         'pong'
     """

@@ -1,7 +1,7 @@
-"""Multimodal message content: normalise inputs, tell what a message carries, read media.
+"""What a request carries: sniff media bytes, normalise inputs to content blocks, inspect messages.
 
-Requests and answers use LangChain's standard content blocks, so they flow
-through LCEL and any chat model unchanged:
+Requests use LangChain's standard content blocks, so they flow through LCEL
+and any chat model unchanged:
 
 - ``{"type": "image", "base64": ..., "mime_type": "image/png"}`` (or ``"url"``)
 - ``{"type": "audio", "base64": ..., "mime_type": "audio/wav"}`` (or ``"url"``)
@@ -9,50 +9,41 @@ through LCEL and any chat model unchanged:
 
 `as_prompt_value` turns what a user naturally has -- a PIL image, raw bytes, a
 path, ``{"audio": "meeting.wav"}``, ``{"image": img, "text": "What is this?"}``
--- into a human message with such blocks. `inspect_content` says what a message
-carries. `load_image` / `load_audio` read a block back for a local model. PIL,
-numpy and soundfile are imported only by the functions that need them.
+-- into a human message with such blocks (`media_block` does one value; PIL
+images become PNG and audio arrays 16-bit WAV). `sniff_mime` tells media bytes
+apart by their magic bytes; `inspect_content` says what a message carries.
+Reading the media back out of a block lives in `llmrouter.multimodal._media`.
+PIL and numpy are imported only by the functions that need them.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import importlib
 import io
-import json
-import math
 import mimetypes
 import os
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, convert_to_messages
+from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.prompt_values import ChatPromptValue, PromptValue, StringPromptValue
 
 from llmrouter.errors import ModalityError
 
 if TYPE_CHECKING:
-    import numpy as np
     from PIL.Image import Image as PILImage
 
 __all__ = [
     "Found",
-    "ModalityError",
     "as_prompt_value",
-    "embedding_of",
-    "image_block",
-    "images_of",
+    "data_url_bytes",
     "inspect_content",
     "last_human",
-    "load_audio",
-    "load_image",
     "media_block",
-    "read_block",
+    "png_bytes",
     "sniff_mime",
 ]
 
@@ -89,7 +80,7 @@ def sniff_mime(data: bytes) -> str | None:
     Knows PNG, JPEG, GIF, BMP, WEBP, WAV, MP3, FLAC, OGG, M4A and PDF.
 
     Example:
-        >>> from llmrouter.multimodal._content import sniff_mime
+        >>> from llmrouter.multimodal._detect import sniff_mime
         >>> sniff_mime(b"\\x89PNG\\r\\n\\x1a\\n...."), sniff_mime(b"RIFF\\0\\0\\0\\0WAVEfmt ")
         ('image/png', 'audio/wav')
         >>> sniff_mime(b"hello") is None
@@ -142,7 +133,7 @@ def media_block(value: Any, kind: MediaKind | None = None) -> dict[str, Any]:
         FileNotFoundError: a path that does not exist.
 
     Example:
-        >>> from llmrouter.multimodal._content import media_block
+        >>> from llmrouter.multimodal._detect import media_block
         >>> media_block(b"RIFF\\0\\0\\0\\0WAVEfmt ")["type"]
         'audio'
         >>> media_block("https://x/cat.png", "image")
@@ -162,14 +153,14 @@ def media_block(value: Any, kind: MediaKind | None = None) -> dict[str, Any]:
     if isinstance(value, bytes | bytearray | memoryview):
         return _bytes_block(bytes(value), kind)
     if _is_pil_image(value):
-        return _bytes_block(_png_bytes(value), "image")
+        return _bytes_block(png_bytes(value), "image")
     if isinstance(value, str):
         if value.startswith(("http://", "https://")):
             if kind is None:
                 kind = _kind_of_url(value)
             return {"type": kind, "url": value}
         if value.startswith("data:"):
-            return _bytes_block(_data_url_bytes(value), kind)
+            return _bytes_block(data_url_bytes(value), kind)
         return _path_block(Path(value), kind)
     if isinstance(value, os.PathLike):
         return _path_block(Path(os.fspath(value)), kind)
@@ -238,7 +229,12 @@ def _resolve_path(block: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _data_url_bytes(url: str) -> bytes:
+# ----------------------------------------------------------------------- encoding
+# `data_url_bytes` and `png_bytes` serve `llmrouter.multimodal._media` too.
+
+
+def data_url_bytes(url: str) -> bytes:
+    """The payload of a ``data:`` URL (base64 or percent-encoded)."""
     header, _, payload = url.partition(",")
     if header.endswith(";base64"):
         return base64.b64decode(payload)
@@ -254,7 +250,8 @@ def _is_pil_image(value: Any) -> bool:
     return isinstance(value, Image.Image)
 
 
-def _png_bytes(image: PILImage) -> bytes:
+def png_bytes(image: PILImage) -> bytes:
+    """Encode a PIL image as PNG (modes PNG cannot hold are converted to RGB)."""
     buffer = io.BytesIO()
     if image.mode not in ("RGB", "RGBA", "L", "LA", "P", "I", "I;16", "1"):
         image = image.convert("RGB")
@@ -299,7 +296,7 @@ def as_prompt_value(value: Any) -> PromptValue:
         ModalityError: the input is none of these.
 
     Example:
-        >>> from llmrouter.multimodal._content import as_prompt_value
+        >>> from llmrouter.multimodal._detect import as_prompt_value
         >>> wav = b"RIFF\\0\\0\\0\\0WAVEfmt "
         >>> message = as_prompt_value({"audio": wav, "text": "Transcribe"}).to_messages()[0]
         >>> [block["type"] for block in message.content]
@@ -411,7 +408,7 @@ def inspect_content(message: BaseMessage | None) -> Found:
 
     Example:
         >>> from langchain_core.messages import HumanMessage
-        >>> from llmrouter.multimodal._content import inspect_content
+        >>> from llmrouter.multimodal._detect import inspect_content
         >>> msg = HumanMessage(content=[{"type": "text", "text": "What is this?"},
         ...     {"type": "image_url", "image_url": {"url": "https://x/cat.png"}}])
         >>> inspect_content(msg).describe()
@@ -435,160 +432,3 @@ def inspect_content(message: BaseMessage | None) -> Found:
         else:
             found.other.append(str(kind))
     return found
-
-
-# ----------------------------------------------------------------- reading media
-
-
-def read_block(block: Mapping[str, Any], *, timeout: float = 30.0) -> bytes:
-    """The bytes of a media block: base64, a ``data:``/``file:`` URL, or fetched over HTTP.
-
-    Raises:
-        ModalityError: the block holds no data this function can read (e.g. a
-            provider ``file_id``).
-    """
-    if block.get("base64"):
-        try:
-            return base64.b64decode(block["base64"], validate=False)
-        except (binascii.Error, ValueError) as exc:
-            raise ModalityError(f"{block.get('type')} block has invalid base64: {exc}") from exc
-    url = block.get("url")
-    if isinstance(url, str):
-        if url.startswith("data:"):
-            return _data_url_bytes(url)
-        if url.startswith("file://"):
-            return Path(urllib.request.url2pathname(url[len("file://") :])).read_bytes()
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return bytes(response.read())
-    raise ModalityError(
-        f"cannot read a {block.get('type')} block with keys {sorted(block)}: give base64 "
-        "data or a URL"
-    )
-
-
-def load_image(block: Mapping[str, Any]) -> PILImage:
-    """A media block as an RGB PIL image."""
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(read_block(block)))
-    image.load()
-    return image.convert("RGB")
-
-
-def load_audio(block: Mapping[str, Any], sampling_rate: int) -> np.ndarray:
-    """A media block as mono float32 samples at ``sampling_rate``.
-
-    Decodes with ``soundfile`` (WAV, FLAC, OGG, MP3; extra ``llmrouter[audio]``)
-    or, without it, 16-bit PCM WAV with the standard library.
-    """
-    import numpy as np
-
-    samples, rate = _decode_audio(read_block(block))
-    if samples.ndim > 1:
-        samples = samples.mean(axis=1)
-    return _resample(samples.astype(np.float32), rate, sampling_rate)
-
-
-def _decode_audio(data: bytes) -> tuple[np.ndarray, int]:
-    try:  # imported by name: soundfile ships no type information
-        soundfile: Any = importlib.import_module("soundfile")
-    except ImportError:
-        soundfile = None
-    if soundfile is not None:
-        try:
-            samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=False)
-        except Exception as exc:  # soundfile raises its own LibsndfileError / RuntimeError
-            raise ModalityError(f"cannot decode the audio ({sniff_mime(data)}): {exc}") from exc
-        return samples, int(rate)
-    if sniff_mime(data) != "audio/wav":
-        raise ModalityError(
-            f"cannot decode {sniff_mime(data) or 'this audio'} without soundfile: "
-            "pip install 'llmrouter[audio]' (or pass 16-bit PCM WAV)"
-        )
-    return _decode_wav(data)
-
-
-def _decode_wav(data: bytes) -> tuple[np.ndarray, int]:
-    import wave
-
-    import numpy as np
-
-    with wave.open(io.BytesIO(data), "rb") as wav:
-        if wav.getsampwidth() != 2:
-            raise ModalityError(
-                "only 16-bit PCM WAV decodes without soundfile: pip install soundfile"
-            )
-        frames = wav.readframes(wav.getnframes())
-        channels, rate = wav.getnchannels(), wav.getframerate()
-    samples = np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
-    return samples.reshape(-1, channels) if channels > 1 else samples, rate
-
-
-def _resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target or samples.size == 0:
-        return samples
-    try:
-        signal: Any = importlib.import_module("scipy.signal")
-    except ImportError:  # linear interpolation: fine for speech, no extra dependency
-        import numpy as np
-
-        size = round(samples.size * target / rate)
-        positions = np.linspace(0, samples.size - 1, size)
-        interpolated: np.ndarray = np.interp(positions, np.arange(samples.size), samples)
-        return interpolated.astype(np.float32)
-    common = math.gcd(rate, target)
-    resampled: np.ndarray = signal.resample_poly(samples, target // common, rate // common)
-    return resampled.astype("float32")
-
-
-# ---------------------------------------------------------------------- outputs
-
-
-def image_block(image: PILImage | bytes) -> dict[str, Any]:
-    """An output image as a standard block: base64 PNG (bytes are kept as they are).
-
-    Example:
-        >>> from PIL import Image
-        >>> from llmrouter.multimodal._content import image_block
-        >>> block = image_block(Image.new("RGB", (4, 4)))
-        >>> block["type"], block["mime_type"]
-        ('image', 'image/png')
-    """
-    data = image if isinstance(image, bytes) else _png_bytes(image)
-    mime = sniff_mime(data) or "image/png"
-    return {"type": "image", "base64": base64.b64encode(data).decode("ascii"), "mime_type": mime}
-
-
-def images_of(message: BaseMessage) -> list[bytes]:
-    """The inline (base64) images of a message, decoded, e.g. to save or display.
-
-    Example:
-        >>> from langchain_core.messages import AIMessage
-        >>> from llmrouter.multimodal._content import images_of
-        >>> images_of(AIMessage(content=[{"type": "image", "base64": "iVBORw0KGgo=",
-        ...                               "mime_type": "image/png"}]))
-        [b'\\x89PNG\\r\\n\\x1a\\n']
-    """
-    return [read_block(b) for b in inspect_content(message).images if b.get("base64")]
-
-
-def embedding_of(message: BaseMessage) -> list[float]:
-    """The vector of an ``embeddings`` answer (its content is the JSON array).
-
-    Example:
-        >>> from langchain_core.messages import AIMessage
-        >>> from llmrouter.multimodal._content import embedding_of
-        >>> embedding_of(AIMessage(content="[0.5, -0.25]"))
-        [0.5, -0.25]
-    """
-    text = message.text if isinstance(message, AIMessage) else str(message.content)
-    try:
-        vector = json.loads(text)
-    except ValueError:
-        vector = None
-    if not isinstance(vector, list) or not all(isinstance(x, int | float) for x in vector):
-        raise ModalityError(
-            "this message holds no embedding: embeddings answers carry a JSON array of "
-            "floats; route with task='embeddings'"
-        )
-    return [float(x) for x in vector]

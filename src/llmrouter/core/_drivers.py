@@ -1,0 +1,197 @@
+"""The executor's drivers: perform what an `Execution` decides, sync and async.
+
+Each driver only does I/O -- call a model, read a stream, sleep, take a
+concurrency slot and a rate-limiter token, run the finish hook, emit the
+``llmrouter.route`` event -- and reports every outcome back to the
+`Execution`, which holds every decision. The sync and async versions are the
+same lines with ``await`` in them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
+from typing import Any
+
+from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+
+from llmrouter.core._execution import Call, Execution, Sleep
+from llmrouter.record import ROUTE_EVENT
+from llmrouter.resilience._timeouts import (
+    acall_with_timeout,
+    afirst_item,
+    call_with_timeout,
+    first_item,
+)
+
+# ------------------------------------------------------------------------- sync
+
+
+def run(ex: Execution) -> ChatResult:
+    """Answer with the first candidate that succeeds."""
+    while (step := ex.next()) is not None:
+        if isinstance(step, Sleep):
+            time.sleep(step.seconds)
+            continue
+        try:
+            message = _invoke(ex, step)
+        except Exception as exc:
+            ex.failed(step, exc)
+            continue
+        ex.answered(step, message)
+    return ex.result(_close(ex))
+
+
+def stream(ex: Execution) -> Iterator[ChatGenerationChunk]:
+    """Stream from the first candidate that opens; continue elsewhere if it breaks."""
+    try:
+        while (step := ex.next()) is not None:
+            if isinstance(step, Sleep):
+                time.sleep(step.seconds)
+                continue
+            with _slot(step):
+                try:
+                    chunks, first = _open(ex, step)
+                except Exception as exc:
+                    ex.failed(step, exc)
+                    continue
+                ex.streaming(step)
+                try:
+                    if first is not None:
+                        yield ex.relay.pass_on(first)
+                    for chunk in chunks:
+                        yield ex.relay.pass_on(chunk)
+                except Exception as exc:
+                    if ex.interrupted(step, exc):
+                        continue
+                    break
+            ex.streamed_out(step)
+        yield ex.last_chunk(_close(ex))
+    finally:
+        if not ex.closed:
+            ex.abandon()
+            ex.host.on_finish(ex.request, ex.record)
+
+
+def _invoke(ex: Execution, call: Call) -> BaseMessage:
+    def invoke() -> BaseMessage:
+        return call.runnable.invoke(call.messages, config=ex.config, stop=ex.stop, **ex.kwargs)
+
+    if call.plain:
+        return invoke()
+    with _slot(call):
+        if call.spec.rate_limiter is not None:
+            call.spec.rate_limiter.acquire(blocking=True)
+        return call_with_timeout(invoke, call.deadline, call.spec.name)
+
+
+def _open(ex: Execution, call: Call) -> tuple[Iterator[BaseMessage], BaseMessage | None]:
+    if call.spec.rate_limiter is not None:
+        call.spec.rate_limiter.acquire(blocking=True)
+    chunks = iter(call.runnable.stream(call.messages, config=ex.config, stop=ex.stop, **ex.kwargs))
+    return chunks, first_item(chunks, call.deadline, call.spec.name)
+
+
+def _slot(call: Call) -> AbstractContextManager[None]:
+    limit = call.spec.limit
+    return limit.slot() if limit is not None else nullcontext()
+
+
+def _close(ex: Execution) -> dict[str, Any]:
+    ex.finish()
+    ex.host.on_finish(ex.request, ex.record)
+    route = ex.record.model_dump()  # after the hook, which may add to the record
+    if ex.ctx.listening:  # dispatching to nobody still costs a callback setup
+        dispatch_custom_event(ROUTE_EVENT, route, config=ex.config)
+    return route
+
+
+# ------------------------------------------------------------------------ async
+
+
+async def arun(ex: Execution) -> ChatResult:
+    """Async `run`."""
+    while (step := ex.next()) is not None:
+        if isinstance(step, Sleep):
+            await asyncio.sleep(step.seconds)
+            continue
+        try:
+            message = await _ainvoke(ex, step)
+        except Exception as exc:
+            ex.failed(step, exc)
+            continue
+        ex.answered(step, message)
+    return ex.result(await _aclose(ex))
+
+
+async def astream(ex: Execution) -> AsyncIterator[ChatGenerationChunk]:
+    """Async `stream`."""
+    try:
+        while (step := ex.next()) is not None:
+            if isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+                continue
+            async with _aslot(step):
+                try:
+                    chunks, first = await _aopen(ex, step)
+                except Exception as exc:
+                    ex.failed(step, exc)
+                    continue
+                ex.streaming(step)
+                try:
+                    if first is not None:
+                        yield ex.relay.pass_on(first)
+                    async for chunk in chunks:
+                        yield ex.relay.pass_on(chunk)
+                except Exception as exc:
+                    if ex.interrupted(step, exc):
+                        continue
+                    break
+            ex.streamed_out(step)
+        yield ex.last_chunk(await _aclose(ex))
+    finally:
+        if not ex.closed:
+            ex.abandon()
+            await ex.host.aon_finish(ex.request, ex.record)
+
+
+async def _ainvoke(ex: Execution, call: Call) -> BaseMessage:
+    def invoke() -> Coroutine[Any, Any, BaseMessage]:
+        return call.runnable.ainvoke(call.messages, config=ex.config, stop=ex.stop, **ex.kwargs)
+
+    if call.plain:
+        return await invoke()
+    async with _aslot(call):
+        if call.spec.rate_limiter is not None:
+            await call.spec.rate_limiter.aacquire(blocking=True)
+        message: BaseMessage = await acall_with_timeout(invoke(), call.deadline, call.spec.name)
+        return message
+
+
+async def _aopen(
+    ex: Execution, call: Call
+) -> tuple[AsyncIterator[BaseMessage], BaseMessage | None]:
+    if call.spec.rate_limiter is not None:
+        await call.spec.rate_limiter.aacquire(blocking=True)
+    chunks = aiter(
+        call.runnable.astream(call.messages, config=ex.config, stop=ex.stop, **ex.kwargs)
+    )
+    return chunks, await afirst_item(chunks, call.deadline, call.spec.name)
+
+
+def _aslot(call: Call) -> AbstractAsyncContextManager[None]:
+    limit = call.spec.limit
+    return limit.aslot() if limit is not None else nullcontext()
+
+
+async def _aclose(ex: Execution) -> dict[str, Any]:
+    ex.finish()
+    await ex.host.aon_finish(ex.request, ex.record)
+    route = ex.record.model_dump()
+    if ex.ctx.listening:
+        await adispatch_custom_event(ROUTE_EVENT, route, config=ex.config)
+    return route

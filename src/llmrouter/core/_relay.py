@@ -1,0 +1,57 @@
+"""`Relay`: passes a candidate's stream chunks on to the caller, keeping what the record needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata, add_usage
+from langchain_core.outputs import ChatGenerationChunk
+
+#: Response metadata keys the router owns; a candidate's own values move into the record.
+OWNED_KEYS = ("model_name", "route")
+
+
+class Relay:
+    """Passes candidates' stream chunks through, keeping what the record needs.
+
+    Router-owned metadata keys are stripped from the chunks (merging them would
+    concatenate model names); the final chunk carries the router's values.
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.tool_calls = False
+        self.usage: UsageMetadata | None = None
+        self.upstream: dict[str, Any] = {}
+        self._list_content = False
+
+    def start_model(self) -> None:
+        """A (new) model starts streaming: usage and backend metadata are its own."""
+        self.usage, self.upstream = None, {}
+
+    def pass_on(self, chunk: BaseMessage) -> ChatGenerationChunk:
+        message = (
+            chunk if isinstance(chunk, AIMessageChunk) else AIMessageChunk(content=chunk.content)
+        )
+        metadata = message.response_metadata
+        if any(key in metadata for key in OWNED_KEYS):
+            self.upstream.update({k: metadata[k] for k in OWNED_KEYS if k in metadata})
+            kept = {k: v for k, v in metadata.items() if k not in OWNED_KEYS}
+            message = message.model_copy(update={"response_metadata": kept})
+        if message.usage_metadata:
+            self.usage = add_usage(self.usage, message.usage_metadata)
+        if message.chunk_position == "last":
+            message = message.model_copy(update={"chunk_position": None})
+        self.tool_calls = self.tool_calls or bool(message.tool_call_chunks)
+        self.text += message.text
+        self._list_content = isinstance(message.content, list)
+        return ChatGenerationChunk(message=message)
+
+    def last(self, response_metadata: dict[str, Any]) -> ChatGenerationChunk:
+        content: str | list[str | dict[str, Any]] = [] if self._list_content else ""
+        return ChatGenerationChunk(
+            message=AIMessageChunk(
+                content=content, response_metadata=response_metadata, chunk_position="last"
+            )
+        )

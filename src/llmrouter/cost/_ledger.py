@@ -1,0 +1,184 @@
+"""`SpendLedger`: spend per scope and user over time, persisted in SQLite.
+
+Before a call, a router *reserves* its estimate inside one `SpendLedger.transaction`
+(``BEGIN IMMEDIATE``: check and reserve are atomic across threads and
+processes); after the call the reservation is *settled* to the actual cost, or
+*released* when every attempt failed. A restart does not reset the spend, and
+several processes can share one file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from llmrouter._sqlite import SQLiteDatabase
+
+__all__ = ["LedgerTransaction", "SpendLedger", "default_spend_db"]
+
+
+def default_spend_db() -> Path:
+    """``$LLMROUTER_SPEND_DB``, else ``$XDG_CACHE_HOME/llmrouter/spend.db`` (``~/.cache``)."""
+    explicit = os.environ.get("LLMROUTER_SPEND_DB")
+    if explicit:
+        return Path(explicit).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "llmrouter" / "spend.db"
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spend (
+    id INTEGER PRIMARY KEY,
+    scope TEXT NOT NULL,
+    user TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL,
+    usd REAL NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('reserved', 'settled', 'released')),
+    model TEXT
+);
+CREATE INDEX IF NOT EXISTS spend_scope_at ON spend (scope, at);
+"""
+
+_COLUMNS = ("id", "scope", "user", "at", "usd", "state", "model")
+
+
+class SpendLedger:
+    """Spend per (scope, user) over time, in SQLite (WAL); safe across threads and processes.
+
+    ``path`` is a file (created with its folders), ``":memory:"`` for a
+    process-local ledger, or ``None`` for `default_spend_db`. A reserved amount
+    counts as spent until it is settled or released, so an abandoned call
+    (e.g. a process killed mid-request) is charged its estimate, never less.
+
+    Example:
+        >>> from llmrouter.cost._ledger import SpendLedger
+        >>> ledger = SpendLedger(":memory:")
+        >>> with ledger.transaction() as txn:
+        ...     rid = txn.reserve("router", None, 0.02, at=1000.0)
+        >>> ledger.settle(rid, 0.015, model="small")
+        >>> ledger.spent("router", since=0.0, until=2000.0)
+        0.015
+    """
+
+    def __init__(self, path: str | Path | None = None, *, timeout: float = 30.0) -> None:
+        self.path = str(path) if path is not None else str(default_spend_db())
+        if self.path != ":memory:":
+            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self.path = str(Path(self.path).expanduser())
+        self._db = SQLiteDatabase(self.path, _SCHEMA, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"SpendLedger({self.path!r})"
+
+    @contextmanager
+    def transaction(self) -> Iterator[LedgerTransaction]:
+        """An exclusive write transaction: read spend and reserve atomically."""
+        with self._db.transaction() as conn:
+            yield LedgerTransaction(conn)
+
+    def spent(
+        self,
+        scope: str,
+        since: float,
+        until: float,
+        user: str | None = None,
+        *,
+        any_user: bool = True,
+    ) -> float:
+        """Settled spend plus open reservations in ``[since, until)``."""
+        query, args = _spent_query(scope, since, until, user, any_user=any_user)
+        return float(self._db.fetch(query, args)[0][0])
+
+    def settle(
+        self,
+        reservation: int | None,
+        usd: float,
+        *,
+        model: str | None = None,
+        scope: str = "",
+        user: str | None = None,
+        at: float | None = None,
+    ) -> None:
+        """Replace a reservation by the actual cost (or record spend with no reservation)."""
+        if reservation is None and usd <= 0:
+            return
+        with self._db.transaction() as conn:
+            if reservation is not None:
+                conn.execute(
+                    "UPDATE spend SET usd = ?, state = 'settled', model = ? WHERE id = ?",
+                    (usd, model, reservation),
+                )
+            else:
+                conn.execute(
+                    "INSERT INTO spend (scope, user, at, usd, state, model) "
+                    "VALUES (?, ?, ?, ?, 'settled', ?)",
+                    (scope, user or "", time.time() if at is None else at, usd, model),
+                )
+
+    def release(self, reservation: int) -> None:
+        """Drop a reservation: the call spent nothing (every attempt failed)."""
+        with self._db.transaction() as conn:
+            conn.execute(
+                "UPDATE spend SET usd = 0, state = 'released' WHERE id = ? AND state = 'reserved'",
+                (reservation,),
+            )
+
+    def rows(self, scope: str | None = None) -> list[dict[str, Any]]:
+        """Every ledger row (for reports and tests), oldest first."""
+        query = f"SELECT {', '.join(_COLUMNS)} FROM spend"
+        args: tuple[Any, ...] = ()
+        if scope is not None:
+            query, args = query + " WHERE scope = ?", (scope,)
+        rows = self._db.fetch(query + " ORDER BY id", args)
+        return [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
+
+    def close(self) -> None:
+        """Close the database connections."""
+        self._db.close()
+
+
+class LedgerTransaction:
+    """Reads and reservations inside `SpendLedger.transaction`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def spent(
+        self,
+        scope: str,
+        since: float,
+        until: float,
+        user: str | None = None,
+        *,
+        any_user: bool = True,
+    ) -> float:
+        """Settled spend plus open reservations in ``[since, until)``, as of this transaction."""
+        query, args = _spent_query(scope, since, until, user, any_user=any_user)
+        return float(self._conn.execute(query, args).fetchone()[0])
+
+    def reserve(self, scope: str, user: str | None, usd: float, *, at: float) -> int:
+        """Reserve ``usd`` at time ``at``; returns the reservation's row id."""
+        cursor = self._conn.execute(
+            "INSERT INTO spend (scope, user, at, usd, state) VALUES (?, ?, ?, ?, 'reserved')",
+            (scope, user or "", at, usd),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+
+def _spent_query(
+    scope: str, since: float, until: float, user: str | None, *, any_user: bool
+) -> tuple[str, tuple[Any, ...]]:
+    query = (
+        "SELECT COALESCE(SUM(usd), 0) FROM spend WHERE scope = ? AND at >= ? AND at < ? "
+        "AND state != 'released'"
+    )
+    args: tuple[Any, ...] = (scope, since, until)
+    if not any_user:
+        query, args = query + " AND user = ?", (*args, user or "")
+    return query, args
