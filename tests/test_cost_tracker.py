@@ -105,9 +105,10 @@ def test_a_routed_call_is_booked_once_under_the_spec_router_task_and_tags() -> N
     )
     assert call.cost_usd == pytest.approx((10 + 5 * 2) / 1e6) and call.request_id
     assert set(usage.by_tag) == {"team-a", "web"} and usage.by_task["chat"].calls == 1
-    # LangChain's handler counts the router's answer again, under the spec name
-    assert langchain_usage.usage_metadata["cheap-v1"]["total_tokens"] == 15
-    assert langchain_usage.usage_metadata["cheap"]["total_tokens"] == 15
+    # LangChain's handler counts the router's answer once, under the spec name
+    assert {k: u["total_tokens"] for k, u in langchain_usage.usage_metadata.items()} == {
+        "cheap": 15
+    }
     assert usage.by_backend["cheap-v1"].total_tokens == 15
 
 

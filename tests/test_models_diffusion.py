@@ -14,8 +14,6 @@ from llmrouter.errors import ModalityError
 from llmrouter.models._diffusion import ChatTextToImagePipeline, text_to_image_pipeline
 from llmrouter.multimodal._media import images_of
 
-# Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
-
 
 @pytest.fixture(scope="module")
 def spec(tiny_text_to_image_dir: Path) -> ModelSpec:

@@ -11,8 +11,6 @@ from llmrouter.errors import ModalityError
 from llmrouter.models._images import ChatOpenAIImages, openai_images
 from llmrouter.multimodal._media import images_of
 
-# Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
-
 
 def test_generate(media_server: MediaServer) -> None:
     spec = openai_images(

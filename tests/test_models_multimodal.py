@@ -25,8 +25,6 @@ from llmrouter.models._multimodal import (
 )
 from llmrouter.multimodal._media import embedding_of, images_of
 
-# Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
-
 _real_connect = socket.socket.connect
 
 

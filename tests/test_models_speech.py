@@ -16,8 +16,6 @@ from llmrouter.errors import ModalityError
 from llmrouter.models._speech import ChatSpeechToTextPipeline, speech_to_text_pipeline
 from llmrouter.multimodal._detect import media_block
 
-# Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
-
 WAV = wav_bytes(0.5, 22050)  # resampled to the model's 16 kHz on the way in
 
 

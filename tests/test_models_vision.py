@@ -17,8 +17,6 @@ from llmrouter.errors import ModalityError
 from llmrouter.models._multimodal import loaded_media_models
 from llmrouter.models._vision import ChatImageToTextPipeline, _describe, image_to_text_pipeline
 
-# Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
-
 PNG = png_bytes()
 
 

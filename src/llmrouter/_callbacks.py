@@ -43,6 +43,16 @@ class RunContext:
         self._child: RunnableConfig | None = None
 
     @property
+    def run_manager(self) -> RunManager | None:
+        """The router's run manager (generate paths; ``None`` under ``stream()``)."""
+        return self._run_manager
+
+    @property
+    def parent(self) -> StreamParent | None:
+        """The router's run as known to ``stream()`` (``None`` on generate paths)."""
+        return self._parent
+
+    @property
     def listening(self) -> bool:
         """True if any callback handler would see an event dispatched from this run."""
         callbacks = self.child_config().get("callbacks")

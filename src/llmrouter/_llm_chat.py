@@ -16,7 +16,7 @@ from llmrouter._callbacks import RunContext
 class LLMChatAdapter(BaseChatModel):
     """Chat interface over a `BaseLLM`: the messages are rendered as one prompt.
 
-    Example:
+    Examples:
         >>> from langchain_core.language_models import FakeListLLM
         >>> from llmrouter._llm_chat import LLMChatAdapter
         >>> LLMChatAdapter(llm=FakeListLLM(responses=["pong"])).invoke("ping").content

@@ -95,7 +95,7 @@ class SQLiteDatabase:
     ``timeout`` is how long a statement waits for another process's write lock.
     The parent folder must exist.
 
-    Example:
+    Examples:
         >>> db = SQLiteDatabase(":memory:", "CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)")
         >>> with db.transaction() as conn:
         ...     _ = conn.execute("INSERT INTO kv VALUES ('a', '1')")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from langchain_core.messages import AIMessage
 
@@ -54,7 +55,7 @@ def build_router(workdir: Path, *, max_new_tokens: int = 12) -> ModelRouter:
     """Two tiny local models, an optional remote endpoint, and a keyword classifier."""
     chat_dir = build_tiny_chat_model(workdir / "tiny-chat", seed=0)
     coder_dir = build_tiny_chat_model(workdir / "tiny-coder", seed=1)
-    generation = {"max_new_tokens": max_new_tokens, "do_sample": False}
+    generation: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False}
     models: list[ModelSpec] = [
         huggingface_pipeline(
             str(chat_dir), name="tiny-chat", tasks={"chat", "summarize"}, **generation

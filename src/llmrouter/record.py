@@ -53,7 +53,7 @@ class RouteRecord(BaseModel):
     so it serialises and shows in traces) and emitted as the custom event
     ``"llmrouter.route"``.
 
-    Example:
+    Examples:
         >>> from llmrouter import route_of
         >>> record = route_of(message)  # doctest: +SKIP
         >>> record.model, record.reason, record.latency_s  # doctest: +SKIP

@@ -31,7 +31,7 @@ class ModelSpec(BaseModel):
     ``model`` is any LangChain chat model or LLM, or a zero-argument factory that
     builds one on first use (so a router can list models it may never load).
 
-    Example:
+    Examples:
         >>> from langchain_core.language_models import FakeListChatModel
         >>> from llmrouter import ModelSpec
         >>> spec = ModelSpec(name="fake", model=FakeListChatModel(responses=["hi"]),

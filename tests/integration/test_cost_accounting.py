@@ -171,12 +171,12 @@ def test_token_counts_agree_with_langchains_usage_callback(
             mine.output_tokens,
             mine.total_tokens,
         )
-    # Through a router LangChain books every call twice: under the backend's name (the
-    # model's run) and under the spec name (the router's answer). Ours books it once.
+    # Through a router LangChain books every call once, under the spec name (the
+    # router's answer; the model runs inside the router's run). Ours too.
     with get_usage_metadata_callback() as langchain, track_costs() as ours:
         router.invoke("route me please", task="code")
     assert ours.total.calls == 1 and ours.by_model["small"].total_tokens > 0
-    assert langchain.usage_metadata["tiny-echo"]["total_tokens"] == ours.total_tokens
+    assert set(langchain.usage_metadata) == {"small"}
     assert langchain.usage_metadata["small"]["total_tokens"] == ours.total_tokens
 
 

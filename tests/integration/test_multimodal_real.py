@@ -29,8 +29,6 @@ from llmrouter.models._vision import image_to_text_pipeline
 from llmrouter.multimodal._media import images_of
 from llmrouter.multimodal._router import MultiModalRouter
 
-# Until tests/conftest.py lists it, load the fixture plugin here (loading twice is a no-op).
-
 PNG = png_bytes()
 WAV = wav_bytes(0.5, 22050)
 

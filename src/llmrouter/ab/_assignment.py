@@ -151,7 +151,7 @@ class RampSchedule:
     every process and every restart follows the same clock. A rollback stops
     the schedule.
 
-    Example:
+    Examples:
         >>> from datetime import timedelta
         >>> from llmrouter.ab._router import RampSchedule
         >>> schedule = RampSchedule([(timedelta(days=1), {"candidate": 0.25}),

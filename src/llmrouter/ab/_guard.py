@@ -22,7 +22,7 @@ class CanaryGuard:
     at least ``min_requests``: an error rate above ``max_error_rate``, or a p95
     latency above ``max_p95_latency_s``, trips the guard.
 
-    Example:
+    Examples:
         >>> from llmrouter.ab._router import CanaryGuard
         >>> guard = CanaryGuard(max_error_rate=0.2, min_requests=5, window=10)
         >>> guard.check([(True, 0.1)] * 3 + [(False, 0.1)] * 2)["reason"]

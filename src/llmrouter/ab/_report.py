@@ -96,7 +96,7 @@ class ExperimentReport:
     Render it with rich (``rich.print(report)``) or ``print(report)``; get data
     with `to_dict` / `to_dataframe`; draw it with `plot`.
 
-    Example:
+    Examples:
         >>> from llmrouter.ab._report import build_report
         >>> from llmrouter.ab._store import ExperimentRecord
         >>> records = [ExperimentRecord(request_id=str(i), experiment="e",

@@ -94,7 +94,7 @@ class ABRouter(BaseRouter):
     record's ``extra["experiment_store_error"]``. The route record's ``extra``
     holds ``experiment``, ``variant``, ``assignment`` and ``key``.
 
-    Example:
+    Examples:
         >>> from langchain_core.language_models import FakeListChatModel
         >>> from llmrouter import route_of
         >>> from llmrouter.ab._router import ABRouter

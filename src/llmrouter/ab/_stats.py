@@ -8,7 +8,7 @@ a Wilson interval of a proportion (`wilson_ci`) and percentiles. The tests come
 from ``scipy.stats``; scipy and numpy are imported on first use only
 (``pip install 'llmrouter[ab]'``).
 
-Example:
+Examples:
     >>> from llmrouter.ab._stats import sample_size_means
     >>> sample_size_means(0.5)  # per variant, to detect d = 0.5 at alpha 0.05, power 0.8
     64

@@ -221,7 +221,7 @@ class SQLiteStore(ExperimentStore):
     other processes wait instead of failing; each write is one ``BEGIN
     IMMEDIATE`` transaction.
 
-    Example:
+    Examples:
         >>> from llmrouter.ab._store import ExperimentRecord, Feedback, SQLiteStore
         >>> store = SQLiteStore(":memory:")
         >>> store.add_record(ExperimentRecord(request_id="r1", experiment="e", variant="a"))

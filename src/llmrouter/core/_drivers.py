@@ -79,7 +79,7 @@ def stream(ex: Execution) -> Iterator[ChatGenerationChunk]:
 
 def _invoke(ex: Execution, call: Call) -> BaseMessage:
     def invoke() -> BaseMessage:
-        return call.runnable.invoke(call.messages, config=ex.config, stop=ex.stop, **ex.kwargs)
+        return call.model.invoke(call.messages, ex.stop, ex.kwargs)
 
     if call.plain:
         return invoke()
@@ -92,7 +92,7 @@ def _invoke(ex: Execution, call: Call) -> BaseMessage:
 def _open(ex: Execution, call: Call) -> tuple[Iterator[BaseMessage], BaseMessage | None]:
     if call.spec.rate_limiter is not None:
         call.spec.rate_limiter.acquire(blocking=True)
-    chunks = iter(call.runnable.stream(call.messages, config=ex.config, stop=ex.stop, **ex.kwargs))
+    chunks = iter(call.model.stream(call.messages, ex.stop, ex.kwargs))
     return chunks, first_item(chunks, call.deadline, call.spec.name)
 
 
@@ -106,7 +106,7 @@ def _close(ex: Execution) -> dict[str, Any]:
     ex.host.on_finish(ex.request, ex.record)
     route = ex.record.model_dump()  # after the hook, which may add to the record
     if ex.ctx.listening:  # dispatching to nobody still costs a callback setup
-        dispatch_custom_event(ROUTE_EVENT, route, config=ex.config)
+        dispatch_custom_event(ROUTE_EVENT, route, config=ex.ctx.child_config())
     return route
 
 
@@ -161,7 +161,7 @@ async def astream(ex: Execution) -> AsyncIterator[ChatGenerationChunk]:
 
 async def _ainvoke(ex: Execution, call: Call) -> BaseMessage:
     def invoke() -> Coroutine[Any, Any, BaseMessage]:
-        return call.runnable.ainvoke(call.messages, config=ex.config, stop=ex.stop, **ex.kwargs)
+        return call.model.ainvoke(call.messages, ex.stop, ex.kwargs)
 
     if call.plain:
         return await invoke()
@@ -177,9 +177,7 @@ async def _aopen(
 ) -> tuple[AsyncIterator[BaseMessage], BaseMessage | None]:
     if call.spec.rate_limiter is not None:
         await call.spec.rate_limiter.aacquire(blocking=True)
-    chunks = aiter(
-        call.runnable.astream(call.messages, config=ex.config, stop=ex.stop, **ex.kwargs)
-    )
+    chunks = aiter(call.model.astream(call.messages, ex.stop, ex.kwargs))
     return chunks, await afirst_item(chunks, call.deadline, call.spec.name)
 
 
@@ -193,5 +191,5 @@ async def _aclose(ex: Execution) -> dict[str, Any]:
     await ex.host.aon_finish(ex.request, ex.record)
     route = ex.record.model_dump()
     if ex.ctx.listening:
-        await adispatch_custom_event(ROUTE_EVENT, route, config=ex.config)
+        await adispatch_custom_event(ROUTE_EVENT, route, config=ex.ctx.child_config())
     return route

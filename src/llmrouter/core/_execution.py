@@ -17,13 +17,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
 
 from llmrouter._callbacks import RunContext
+from llmrouter.core._calls import ModelCall
 from llmrouter.core._relay import OWNED_KEYS, Relay
 from llmrouter.core._types import Ranking, RouteRequest, RouterHost, runnable_for
 from llmrouter.errors import AllModelsFailedError, NoEligibleModelError, StreamInterruptedError
@@ -46,7 +45,8 @@ class Call:
     ``spec.rate_limiter`` when the spec has them."""
 
     spec: ModelSpec
-    runnable: Runnable[LanguageModelInput, BaseMessage]
+    model: ModelCall
+    """How to call it: inside the router's run (see `llmrouter.core._calls`)."""
     messages: list[BaseMessage]
     deadline: float | None
 
@@ -84,7 +84,6 @@ class Execution:
         self.host = host
         self.request = request
         self.ctx = ctx
-        self.config: RunnableConfig = ctx.child_config()
         self.stop = request.stop
         self.kwargs = kwargs
         self.relay = Relay()
@@ -136,7 +135,8 @@ class Execution:
             if self.record.streamed
             else spec.attempt_timeout or self.host.timeout
         )
-        return Call(spec, runnable_for(spec, self.request.tools), self.messages, deadline)
+        model = ModelCall(runnable_for(spec, self.request.tools), self.ctx)
+        return Call(spec, model, self.messages, deadline)
 
     def failed(self, call: Call, exc: BaseException) -> None:
         """The try failed before any output reached the caller: retry or move on."""
@@ -199,7 +199,9 @@ class Execution:
         message = self._message
         if message is None:
             raise self._failure() from self.error
-        message.response_metadata = _metadata(message.response_metadata, route)
+        # a copy: the model may have cached this very object (its cache would serve our route)
+        metadata = _metadata(message.response_metadata, route)
+        message = message.model_copy(update={"response_metadata": metadata})
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def last_chunk(self, route: dict[str, Any]) -> ChatGenerationChunk:

@@ -14,7 +14,7 @@ class LatencyTracker:
     Feed it route records from a router's `BaseRouter.on_finish` hook (every
     successful attempt counts) or single observations; read it when ranking.
 
-    Example:
+    Examples:
         >>> tracker = LatencyTracker(alpha=0.5)
         >>> tracker.observe("a", 1.0)
         >>> tracker.observe("a", 3.0)

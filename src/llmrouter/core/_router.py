@@ -86,6 +86,8 @@ class BaseRouter(BaseChatModel, ABC):
     """If True, ``invoke`` streams from the answering model under the hood and
     returns the joined answer (the route record says ``streamed``)."""
 
+    _llmrouter_is_router: ClassVar[bool] = True  # ROUTER_MARKER: nested routers share runs
+
     #: Call keywords the router consumes itself (never passed to models).
     route_keywords: ClassVar[frozenset[str]] = frozenset({"task", "thread_id"})
     #: Call keywords the router reads into ``request.options`` but still passes to models.
@@ -295,7 +297,7 @@ class BaseRouter(BaseChatModel, ABC):
         **kwargs: Any,
     ) -> bool:
         # invoke() keeps to the generate path, where the run manager is at hand;
-        # the answering model still streams to any streaming handler itself.
+        # the answering model streams into the router's run (core._calls).
         if run_manager is not None:
             return False
         return super()._should_stream(async_api=async_api, **kwargs)
@@ -331,7 +333,8 @@ class BaseRouter(BaseChatModel, ABC):
         **kwargs: Any,
     ) -> ChatResult:
         if self.streaming:
-            return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+            chunks = self._stream(messages, stop, run_manager, **kwargs)
+            return generate_from_stream(_reported(chunks, run_manager))
         request, ctx, kwargs = self._prepare(messages, stop, run_manager, kwargs)
         return _drivers.run(Execution(self, request, self.rank(request), ctx, kwargs))
 
@@ -343,7 +346,8 @@ class BaseRouter(BaseChatModel, ABC):
         **kwargs: Any,
     ) -> ChatResult:
         if self.streaming:
-            return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
+            chunks = self._astream(messages, stop, run_manager, **kwargs)
+            return await agenerate_from_stream(_areported(chunks, run_manager))
         request, ctx, kwargs = self._prepare(messages, stop, run_manager, kwargs)
         ranking = await self.arank(request)
         return await _drivers.arun(Execution(self, request, ranking, ctx, kwargs))
@@ -417,6 +421,26 @@ class BaseRouter(BaseChatModel, ABC):
         if stop or self.stop:
             params["ls_stop"] = stop or self.stop
         return params
+
+
+def _reported(
+    chunks: Iterator[ChatGenerationChunk], run_manager: CallbackManagerForLLMRun | None
+) -> Iterator[ChatGenerationChunk]:
+    """Stream-backed ``invoke``: the router's run reports the tokens (models have no run)."""
+    for chunk in chunks:
+        if run_manager is not None:
+            run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        yield chunk
+
+
+async def _areported(
+    chunks: AsyncIterator[ChatGenerationChunk],
+    run_manager: AsyncCallbackManagerForLLMRun | None,
+) -> AsyncIterator[ChatGenerationChunk]:
+    async for chunk in chunks:
+        if run_manager is not None:
+            await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        yield chunk
 
 
 def _thread_from(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -55,7 +55,7 @@ class Ranking:
     ``task`` and ``task_source`` default to the request's: a router that does
     not decide the task itself keeps the caller's in the route record.
 
-    Example:
+    Examples:
         >>> from llmrouter import ModelSpec
         >>> from langchain_core.language_models import FakeListChatModel
         >>> spec = ModelSpec(name="a", model=FakeListChatModel(responses=["hi"]))
@@ -104,6 +104,10 @@ def runnable_for(
         runnable = spec.chat_model.bind_tools(tools.tools, **tools.options)
         tools.bound[spec.name] = runnable
     return runnable
+
+
+#: Class attribute that marks a router (the executor nests routers without importing them).
+ROUTER_MARKER = "_llmrouter_is_router"
 
 
 class RouterHost(Protocol):

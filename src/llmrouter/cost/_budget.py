@@ -42,7 +42,7 @@ class Budget(BaseModel):
     only when none does. ``key="user"`` gives every user (the ``user=`` call
     keyword, or ``config["metadata"]["user"]``) a budget of their own.
 
-    Example:
+    Examples:
         >>> from llmrouter.cost._budget import Budget
         >>> daily = Budget(usd=5.0, per="day", on_exceeded="downgrade")
         >>> daily.describe()
@@ -142,7 +142,7 @@ class Admission:
 class BudgetGuard:
     """Applies a router's budgets: admit (check and reserve), then settle or release.
 
-    Example:
+    Examples:
         >>> from llmrouter.cost._budget import Budget, BudgetGuard
         >>> from llmrouter.cost._ledger import SpendLedger
         >>> guard = BudgetGuard([Budget(usd=0.05, per="day", on_exceeded="downgrade")],

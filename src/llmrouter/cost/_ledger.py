@@ -55,7 +55,7 @@ class SpendLedger:
     counts as spent until it is settled or released, so an abandoned call
     (e.g. a process killed mid-request) is charged its estimate, never less.
 
-    Example:
+    Examples:
         >>> from llmrouter.cost._ledger import SpendLedger
         >>> ledger = SpendLedger(":memory:")
         >>> with ledger.transaction() as txn:

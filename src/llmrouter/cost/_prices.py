@@ -16,7 +16,7 @@ def compute_prices(
     hour and the measured throughput. Prompt processing is much faster than
     generation, so input is free unless ``input_tokens_per_second`` is given.
 
-    Example:
+    Examples:
         >>> from llmrouter.cost._prices import compute_prices
         >>> compute_prices(usd_per_hour=1.8, output_tokens_per_second=50)
         {'input_cost': 0.0, 'output_cost': 10.0}

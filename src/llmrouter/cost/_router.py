@@ -33,7 +33,7 @@ class Blend(BaseModel):
     observed counts as 0, so new models get measured) and missing quality
     (``1 - quality``; no score counts as 1).
 
-    Example:
+    Examples:
         >>> from llmrouter.cost._router import Blend
         >>> Blend(cost=0.7, latency=0.3)
         Blend(cost=0.7, latency=0.3, quality=0.0)
@@ -94,7 +94,7 @@ class CostAwareRouter(BaseRouter):
     `llmrouter.cost._budget.Budget`); ``response_metadata["route"]`` says which model
     answered, its estimate and, in ``extra["excluded"]``, why others were skipped.
 
-    Example:
+    Examples:
         >>> from langchain_core.language_models import FakeListChatModel
         >>> from llmrouter import ModelSpec
         >>> from llmrouter.cost._router import CostAwareRouter

@@ -52,7 +52,7 @@ class TokenCount(NamedTuple):
 def estimate_tokens(text: str) -> int:
     """The documented offline estimate: ``ceil(len(text) / CHARS_PER_TOKEN)``.
 
-    Example:
+    Examples:
         >>> from llmrouter.cost._tokens import estimate_tokens
         >>> estimate_tokens("Summarize this."), estimate_tokens("")
         (4, 0)
@@ -68,7 +68,7 @@ class TokenCounter:
     the model weights). A tokenizer that fails to load falls back to the
     estimate, with a warning, and the count says ``"estimate"``.
 
-    Example:
+    Examples:
         >>> from langchain_core.language_models import FakeListChatModel
         >>> from langchain_core.messages import HumanMessage
         >>> from llmrouter import ModelSpec

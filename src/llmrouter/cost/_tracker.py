@@ -137,7 +137,7 @@ class CostTracker(BaseCallbackHandler):
     backend model name (``by_backend``); that handler also counts each routed
     call a second time under the router's answer (see ``docs/cost.md``).
 
-    Example:
+    Examples:
         >>> from langchain_core.language_models import GenericFakeChatModel
         >>> from langchain_core.messages import AIMessage
         >>> from llmrouter import ModelSpec
@@ -298,9 +298,16 @@ class CostTracker(BaseCallbackHandler):
                 run = _Run(parent=parent_run_id, router=False)
             record = message.response_metadata.get("route") if message is not None else None
             if run.router or isinstance(record, dict):
-                self._close_router(run_id, run, record if isinstance(record, dict) else None)
-                if message is None or isinstance(record, dict):
-                    return  # a router: its answer repeats the usage booked above
+                route = record if isinstance(record, dict) else None
+                if self._close_router(run_id, run, route):
+                    if message is None or route is not None:
+                        return  # a router: its answer repeats the usage booked above
+                elif route is not None:  # the models ran inside the router's run
+                    if message is not None and route.get("model"):
+                        self._book_answer(run, message, route)
+                    return  # (a failed request's record names no model: nothing to book)
+                elif message is None:
+                    return
                 # flagged by inherited metadata, but no route record: a model after all
             if message is None:
                 return  # a completion LLM (no usage_metadata), e.g. under a chat adapter
@@ -332,11 +339,23 @@ class CostTracker(BaseCallbackHandler):
 
     # -------------------------------------------------------------- booking
 
-    def _close_router(self, run_id: UUID, run: _Run, record: dict[str, Any] | None) -> None:
-        """Book the calls a router run made, now that its record names the answer."""
+    def _book_answer(self, run: _Run, message: AIMessage, route: dict[str, Any]) -> None:
+        """A router's answer (its models had no runs of their own): the innermost route
+        names the model, backend and router, as a leaf run would have."""
+        if not message.usage_metadata:
+            self._add_unmetered()
+            return
+        while isinstance(route.get("inner"), dict):
+            route = route["inner"]
+        backend = route.get("backend_model")
+        leaf = _Leaf(run, message.usage_metadata, str(backend) if backend else None)
+        self._book_leaf(leaf, str(route["router"]), route, answered=True)
+
+    def _close_router(self, run_id: UUID, run: _Run, record: dict[str, Any] | None) -> bool:
+        """Book the calls a router run made as child runs (True if there were any)."""
         leaves = self._pending.pop(run_id, [])
         if not leaves:
-            return
+            return False
         answer = None
         if record is not None and record.get("model") and record.get("inner") is None:
             usage = record.get("usage") or {}
@@ -350,6 +369,7 @@ class CostTracker(BaseCallbackHandler):
         router = str(record["router"]) if record else run.ls_model
         for leaf in leaves:
             self._book_leaf(leaf, router, record, answered=leaf is answer)
+        return True
 
     def _book_leaf(
         self,
@@ -431,7 +451,7 @@ def track_costs(models: Sequence[ModelSpec] = ()) -> Iterator[CostTracker]:
     Nested blocks each see their own calls; an outer block also sees the inner
     block's. ``models`` prices calls made outside routers (see `CostTracker`).
 
-    Example:
+    Examples:
         >>> from langchain_core.language_models import FakeListChatModel
         >>> from llmrouter import ModelSpec
         >>> from llmrouter.cost._tracker import track_costs

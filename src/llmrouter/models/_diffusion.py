@@ -43,7 +43,7 @@ class ChatTextToImagePipeline(MediaChatModel):
     any pipeline argument (``num_inference_steps``, ``guidance_scale``,
     ``negative_prompt``, ``height``, ``width``, ...).
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from llmrouter.multimodal._media import images_of
         >>> from llmrouter.models._diffusion import ChatTextToImagePipeline
@@ -155,7 +155,7 @@ def text_to_image_pipeline(
     `ChatTextToImagePipeline`; any other keyword (``num_inference_steps``,
     ``guidance_scale``, ``height``, ``width``, ...) is a call default.
 
-    Example:
+    Examples:
         >>> from llmrouter.models._diffusion import text_to_image_pipeline
         >>> spec = text_to_image_pipeline("stabilityai/sd-turbo", num_inference_steps=1,
         ...                               guidance_scale=0.0, seed=7)

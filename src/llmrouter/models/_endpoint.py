@@ -75,7 +75,7 @@ def huggingface_endpoint(
         ConfigurationError: a repo id (or Hugging Face URL) without any token, an
             unknown keyword, or a value the LangChain classes reject.
 
-    Example:
+    Examples:
         >>> from llmrouter.models import huggingface_endpoint
         >>> spec = huggingface_endpoint("http://127.0.0.1:8080", api_key="EMPTY",
         ...                             tasks={"chat"}, max_tokens=128, timeout=30)

@@ -237,7 +237,7 @@ _LOAD_LOCKS: dict[Hashable, threading.Lock] = {}
 def loaded_pipelines() -> list[str]:
     """Model ids of the pipelines loaded in this process, one entry per load.
 
-    Example:
+    Examples:
         >>> from llmrouter.models._huggingface import loaded_pipelines
         >>> isinstance(loaded_pipelines(), list)
         True
@@ -249,7 +249,7 @@ def loaded_pipelines() -> list[str]:
 def clear_pipelines() -> None:
     """Forget every shared pipeline (adapters holding one keep using it).
 
-    Example:
+    Examples:
         >>> from llmrouter.models._huggingface import clear_pipelines, loaded_pipelines
         >>> clear_pipelines(); loaded_pipelines()
         []
@@ -342,7 +342,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
     ``astream`` run generation in worker threads (LangChain's executor), so the
     event loop keeps running.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from llmrouter.testing import build_tiny_chat_model
         >>> from llmrouter.models._huggingface import ChatHuggingFacePipeline
@@ -444,7 +444,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
         Raises:
             OSError: the tokenizer cannot be loaded (not retried in this process).
 
-        Example:
+        Examples:
             >>> import tempfile
             >>> from langchain_core.messages import HumanMessage
             >>> from llmrouter.testing import build_tiny_chat_model
@@ -645,7 +645,7 @@ def huggingface_pipeline(
     Local models cost nothing unless ``input_cost``/``output_cost`` are given;
     ``context_window`` defaults to the model config's when it is on disk.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from llmrouter.testing import build_tiny_chat_model
         >>> from llmrouter.models import huggingface_pipeline

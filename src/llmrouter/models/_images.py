@@ -31,7 +31,7 @@ class ChatOpenAIImages(MediaChatModel):
     image models do), so a priced spec gets a cost; revised prompts (DALL-E 3)
     are in ``response_metadata["revised_prompts"]``.
 
-    Example:
+    Examples:
         >>> from llmrouter.models._images import ChatOpenAIImages
         >>> chat = ChatOpenAIImages(model="dall-e-3", api_key="sk-x",
         ...                         parameters={"size": "1024x1024"})
@@ -166,7 +166,7 @@ def openai_images(
     Raises:
         ConfigurationError: no API key was given or found.
 
-    Example:
+    Examples:
         >>> from llmrouter.models._images import openai_images
         >>> spec = openai_images("gpt-image-1", api_key="sk-x", size="1024x1024",
         ...                      quality="low", input_cost=5.0, output_cost=40.0)

@@ -98,7 +98,7 @@ def shared_model(
 def loaded_media_models() -> list[str]:
     """``kind:model_id`` of every multimodal model loaded in this process.
 
-    Example:
+    Examples:
         >>> from llmrouter.models._multimodal import loaded_media_models
         >>> isinstance(loaded_media_models(), list)
         True
@@ -249,7 +249,7 @@ class ChatEmbeddings(MediaChatModel):
     ``usage_metadata.input_tokens`` is counted with the model's tokenizer when it
     exposes one (sentence-transformers models do), so a priced spec has a cost.
 
-    Example:
+    Examples:
         >>> from langchain_core.embeddings import DeterministicFakeEmbedding
         >>> from llmrouter.multimodal._media import embedding_of
         >>> from llmrouter.models._multimodal import ChatEmbeddings
@@ -321,7 +321,7 @@ def embeddings_model(
         **kwargs: `ModelSpec` fields (``input_cost``, ``tags``, ...); other
             keywords go to `ChatEmbeddings`.
 
-    Example:
+    Examples:
         >>> from langchain_core.embeddings import DeterministicFakeEmbedding
         >>> from llmrouter.models._multimodal import embeddings_model
         >>> spec = embeddings_model(DeterministicFakeEmbedding(size=8), name="fake")
@@ -363,7 +363,7 @@ class ChatHuggingFaceInference(MediaChatModel):
     Known limit: with ``HF_HUB_OFFLINE=1`` ``huggingface_hub`` refuses every
     request, including to your own server.
 
-    Example:
+    Examples:
         >>> from llmrouter.models._multimodal import ChatHuggingFaceInference
         >>> chat = ChatHuggingFaceInference(target="http://127.0.0.1:8080",
         ...                                 task="image_generation", api_key="EMPTY")
@@ -464,7 +464,7 @@ def huggingface_inference(
             and ``parameters`` to `ChatHuggingFaceInference`; any other keyword
             is a call parameter (e.g. ``num_inference_steps=4``).
 
-    Example:
+    Examples:
         >>> from llmrouter.models._multimodal import huggingface_inference
         >>> spec = huggingface_inference("https://my-endpoint.example/sdxl",
         ...                              "image_generation", api_key="hf_x", width=512)

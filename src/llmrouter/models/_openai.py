@@ -65,7 +65,7 @@ def openai_compatible(
     ``max_completion_tokens``; and async calls work from any number of event
     loops (e.g. repeated ``asyncio.run``).
 
-    Example:
+    Examples:
         >>> from llmrouter.models import openai_compatible
         >>> spec = openai_compatible("qwen2.5-7b", "http://127.0.0.1:8000/v1",
         ...                          api_key="EMPTY", tasks={"chat"}, max_tokens=256)

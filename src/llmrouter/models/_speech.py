@@ -41,7 +41,7 @@ class ChatSpeechToTextPipeline(MediaChatModel):
     ``return_timestamps=True``, the pipeline's ``chunks``; ``usage_metadata``
     counts the transcript's tokens as output.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> import numpy as np
         >>> from llmrouter.models._speech import ChatSpeechToTextPipeline
@@ -139,7 +139,7 @@ def speech_to_text_pipeline(
     (``chunk_length_s``, ``return_timestamps``, ``generate_kwargs``, ...) is a
     pipeline call default.
 
-    Example:
+    Examples:
         >>> from llmrouter.models._speech import speech_to_text_pipeline
         >>> spec = speech_to_text_pipeline("openai/whisper-tiny", chunk_length_s=30)
         >>> spec.name, spec.modality, spec.chat_model.pipeline_kwargs

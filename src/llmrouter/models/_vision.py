@@ -50,7 +50,7 @@ class ChatImageToTextPipeline(MediaChatModel):
     give one caption per line. ``usage_metadata`` counts the text prompt and the
     answer with the model's tokenizer (image tokens are not counted).
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from PIL import Image
         >>> from llmrouter.models._vision import ChatImageToTextPipeline
@@ -179,7 +179,7 @@ def image_to_text_pipeline(
     `ChatImageToTextPipeline`; any other keyword (``max_new_tokens``, ...) is a
     pipeline call default.
 
-    Example:
+    Examples:
         >>> from llmrouter.models._vision import image_to_text_pipeline
         >>> spec = image_to_text_pipeline("Salesforce/blip-image-captioning-base",
         ...                               max_new_tokens=20)

@@ -79,7 +79,7 @@ def sniff_mime(data: bytes) -> str | None:
 
     Knows PNG, JPEG, GIF, BMP, WEBP, WAV, MP3, FLAC, OGG, M4A and PDF.
 
-    Example:
+    Examples:
         >>> from llmrouter.multimodal._detect import sniff_mime
         >>> sniff_mime(b"\\x89PNG\\r\\n\\x1a\\n...."), sniff_mime(b"RIFF\\0\\0\\0\\0WAVEfmt ")
         ('image/png', 'audio/wav')
@@ -132,7 +132,7 @@ def media_block(value: Any, kind: MediaKind | None = None) -> dict[str, Any]:
         ModalityError: the value is none of the above, or its kind is unknown.
         FileNotFoundError: a path that does not exist.
 
-    Example:
+    Examples:
         >>> from llmrouter.multimodal._detect import media_block
         >>> media_block(b"RIFF\\0\\0\\0\\0WAVEfmt ")["type"]
         'audio'
@@ -295,7 +295,7 @@ def as_prompt_value(value: Any) -> PromptValue:
     Raises:
         ModalityError: the input is none of these.
 
-    Example:
+    Examples:
         >>> from llmrouter.multimodal._detect import as_prompt_value
         >>> wav = b"RIFF\\0\\0\\0\\0WAVEfmt "
         >>> message = as_prompt_value({"audio": wav, "text": "Transcribe"}).to_messages()[0]
@@ -406,7 +406,7 @@ def inspect_content(message: BaseMessage | None) -> Found:
     so OpenAI-style ``image_url``/``input_audio`` blocks and LangChain v0 blocks
     count too. A ``file`` block with an image or audio mime type counts as one.
 
-    Example:
+    Examples:
         >>> from langchain_core.messages import HumanMessage
         >>> from llmrouter.multimodal._detect import inspect_content
         >>> msg = HumanMessage(content=[{"type": "text", "text": "What is this?"},

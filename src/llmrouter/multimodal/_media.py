@@ -152,7 +152,7 @@ def _resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
 def image_block(image: PILImage | bytes) -> dict[str, Any]:
     """An output image as a standard block: base64 PNG (bytes are kept as they are).
 
-    Example:
+    Examples:
         >>> from PIL import Image
         >>> from llmrouter.multimodal._media import image_block
         >>> block = image_block(Image.new("RGB", (4, 4)))
@@ -167,7 +167,7 @@ def image_block(image: PILImage | bytes) -> dict[str, Any]:
 def images_of(message: BaseMessage) -> list[bytes]:
     """The inline (base64) images of a message, decoded, e.g. to save or display.
 
-    Example:
+    Examples:
         >>> from langchain_core.messages import AIMessage
         >>> from llmrouter.multimodal._media import images_of
         >>> images_of(AIMessage(content=[{"type": "image", "base64": "iVBORw0KGgo=",
@@ -180,7 +180,7 @@ def images_of(message: BaseMessage) -> list[bytes]:
 def embedding_of(message: BaseMessage) -> list[float]:
     """The vector of an ``embeddings`` answer (its content is the JSON array).
 
-    Example:
+    Examples:
         >>> from langchain_core.messages import AIMessage
         >>> from llmrouter.multimodal._media import embedding_of
         >>> embedding_of(AIMessage(content="[0.5, -0.25]"))

@@ -70,7 +70,7 @@ class MultiModalRouter(BaseRouter):
     content blocks: generated images as base64 PNG image blocks, captions and
     transcripts as text, embeddings as a JSON array (see `llmrouter.multimodal._content`).
 
-    Example:
+    Examples:
         >>> from langchain_core.language_models import FakeListChatModel
         >>> from llmrouter.multimodal._router import MultiModalRouter
         >>> chat = FakeListChatModel(responses=["Hello!"])

@@ -88,7 +88,7 @@ _SCHEMA = "CREATE TABLE IF NOT EXISTS breakers (name TEXT PRIMARY KEY, state TEX
 class SQLiteBreakerBoard(BreakerBoard):
     """States in a SQLite file, so several processes share one view of each model.
 
-    Example:
+    Examples:
         >>> import tempfile, os
         >>> board = SQLiteBreakerBoard(os.path.join(tempfile.mkdtemp(), "breakers.db"))
         >>> CircuitBreaker(board=board, failure_threshold=1).record_failure("m")
@@ -144,7 +144,7 @@ class CircuitBreaker:
     timeouts, 429/5xx, 401/403/404), not a request's own fault (400, context
     length).
 
-    Example:
+    Examples:
         >>> breaker = CircuitBreaker(failure_threshold=2, window=60, cooldown=30,
         ...                          board=MemoryBreakerBoard())
         >>> breaker.record_failure("m", now=0.0); breaker.allow("m", now=1.0)

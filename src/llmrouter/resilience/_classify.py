@@ -103,7 +103,7 @@ def retry_after(exc: BaseException) -> float | None:
 def classify_error(exc: BaseException) -> ErrorInfo:
     """Classify a model error for retry, fallback and circuit breaking.
 
-    Example:
+    Examples:
         >>> classify_error(ConnectionResetError()).kind
         <ErrorKind.RETRYABLE: 'retryable'>
         >>> classify_error(ValueError("bad input")).kind

@@ -15,7 +15,7 @@ class ConcurrencyLimit:
     an event loop at the same time). Async waiters poll with a short, growing
     sleep instead of parking a thread each, so many waiters cost no threads.
 
-    Example:
+    Examples:
         >>> limit = ConcurrencyLimit(2)
         >>> with limit.slot():
         ...     limit.in_flight

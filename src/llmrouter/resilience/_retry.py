@@ -64,7 +64,7 @@ class RetryPolicy:
     seconds (a longer ask falls back at once). ``stop`` and ``wait`` accept any
     tenacity strategy, so policies compose like tenacity's own:
 
-    Example:
+    Examples:
         >>> from tenacity import stop_after_attempt, stop_after_delay, wait_fixed
         >>> policy = RetryPolicy(stop=stop_after_attempt(3) | stop_after_delay(10),
         ...                      wait=wait_fixed(0.1))
@@ -126,7 +126,7 @@ class RetryPolicy:
         ``began`` is the `time.monotonic` start of that first try, from which
         ``stop_after_delay`` counts.
 
-        Example:
+        Examples:
             >>> import time
             >>> from tenacity import wait_fixed
             >>> policy = RetryPolicy.attempts(2, wait=wait_fixed(0.5))

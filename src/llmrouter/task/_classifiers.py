@@ -57,7 +57,7 @@ on-topic requests fall through to the default route.
 class Classification:
     """The task a classifier picked, how sure it is, and how it decided.
 
-    Example:
+    Examples:
         >>> Classification(task="summarize", confidence=0.8, method="semantic")
         Classification(task='summarize', confidence=0.8, method='semantic')
     """
@@ -79,7 +79,7 @@ class BaseClassifier(abc.ABC):
     Subclasses implement `classify`; `aclassify` runs it in a worker thread so the
     event loop never blocks, unless a subclass has a truly async path.
 
-    Example:
+    Examples:
         >>> class Always(BaseClassifier):
         ...     kind = "always"
         ...     def classify(self, text: str) -> Classification | None:
@@ -115,7 +115,7 @@ class KeywordClassifier(BaseClassifier):
     ``confidence`` is the winner's share of all matching rules: 1.0 when only one
     task matched, 0.5 for a two-way tie, 2/3 for two rules against one.
 
-    Example:
+    Examples:
         >>> import re
         >>> clf = KeywordClassifier({
         ...     "code_generation": ["python", "function", re.compile(r"\\bdef\\s+\\w+\\(")],
@@ -301,7 +301,7 @@ class SemanticClassifier(BaseClassifier):
     number for all tasks or a mapping task -> threshold (tasks left out use
     `DEFAULT_SEMANTIC_THRESHOLD`). Give 5-10 varied examples per task.
 
-    Example:
+    Examples:
         >>> clf = SemanticClassifier({
         ...     "code_generation": ["Write a Python function that reverses a list",
         ...                         "Fix the bug in this code"],
@@ -489,7 +489,7 @@ class LLMClassifier(BaseClassifier):
     in the answer is taken with ``confidence=0.5``; no label at all gives ``None``.
     Model errors propagate to the caller.
 
-    Example:
+    Examples:
         >>> from langchain_core.language_models import FakeListChatModel
         >>> clf = LLMClassifier(
         ...     FakeListChatModel(responses=["summarize"]),

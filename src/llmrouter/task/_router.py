@@ -32,7 +32,7 @@ class ModelRouter(BaseRouter):
     A classifier that raises does not fail the request: it is treated as "no
     task" and the error is kept in the record (``extra["classifier_error"]``).
 
-    Example:
+    Examples:
         >>> from langchain_core.language_models import FakeListChatModel
         >>> from llmrouter import ModelRouter, ModelSpec
         >>> coder = ModelSpec(name="coder", model=FakeListChatModel(responses=["def f(): ..."]),

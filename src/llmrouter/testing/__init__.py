@@ -16,7 +16,7 @@ Test a routing configuration without downloads, GPUs or API keys:
 The echo server and fixtures need the extra ``llmrouter[testing]``. Importing
 this package is light: torch and transformers load when a builder runs.
 
-Example:
+Examples:
     >>> import tempfile
     >>> from llmrouter import models
     >>> from llmrouter.testing import build_tiny_chat_model

@@ -62,7 +62,7 @@ def built_with(target: Path, settings: dict[str, Any]) -> bool:
 
     A missing or unreadable marker means: build it again.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from pathlib import Path
         >>> target = Path(tempfile.mkdtemp())
@@ -118,7 +118,7 @@ def train_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     Byte-level, so any text round-trips; ``<pad>``, ``<s>`` and ``</s>`` are
     its special tokens and `CHAT_TEMPLATE` its chat template.
 
-    Example:
+    Examples:
         >>> tokenizer = train_tokenizer(300)
         >>> tokenizer.decode(tokenizer("déjà vu 🙂")["input_ids"])
         'déjà vu 🙂'

@@ -45,7 +45,7 @@ def build_tiny_chat_model(
     nothing is rebuilt. ``vocab_size`` is the BPE training target; the model's
     vocabulary is sized to the tokenizer actually trained.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from transformers import AutoTokenizer
         >>> from llmrouter.testing import build_tiny_chat_model

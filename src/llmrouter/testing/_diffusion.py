@@ -16,7 +16,7 @@ def build_tiny_text_to_image(path: str | Path, *, seed: int = 0) -> Path:
     loop and VAE decoding are diffusers' real ones. Needs ``llmrouter[image]``.
     Idempotent.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from llmrouter.testing import build_tiny_text_to_image
         >>> path = build_tiny_text_to_image(tempfile.mkdtemp())

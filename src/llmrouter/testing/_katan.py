@@ -197,7 +197,7 @@ def start_echo_server(
     ``workdir`` (default: a temporary directory removed afterwards). Needs the
     extra ``llmrouter[testing]``.
 
-    Example:
+    Examples:
         >>> from llmrouter.testing import start_echo_server
         >>> with start_echo_server() as server:
         ...     reply = server.spec(max_tokens=32).chat_model.invoke("hello")

@@ -32,7 +32,7 @@ def build_tiny_speech_recognizer(path: str | Path, *, seed: int = 0) -> Path:
     about a second. Transcripts are random text of up to 8 tokens; the feature
     extraction, ``generate`` and decoding path is Whisper's real one. Idempotent.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from llmrouter.testing import build_tiny_speech_recognizer
         >>> path = build_tiny_speech_recognizer(tempfile.mkdtemp())

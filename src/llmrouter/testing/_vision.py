@@ -23,7 +23,7 @@ def build_tiny_captioner(path: str | Path, *, seed: int = 0, image_size: int = 3
     hand-written WordPiece vocabulary. Captions are random words; the loading,
     processing and generation path is the real one. Idempotent.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from llmrouter.testing import build_tiny_captioner
         >>> path = build_tiny_captioner(tempfile.mkdtemp())
