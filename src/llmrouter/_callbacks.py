@@ -55,6 +55,8 @@ class RunContext:
     @property
     def listening(self) -> bool:
         """True if any callback handler would see an event dispatched from this run."""
+        if self._run_manager is not None:  # its inheritable handlers are the child's handlers
+            return bool(self._run_manager.inheritable_handlers)
         callbacks = self.child_config().get("callbacks")
         return isinstance(callbacks, CallbackManager) and bool(callbacks.handlers)
 

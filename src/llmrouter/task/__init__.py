@@ -1,23 +1,7 @@
 """Routing by task: `ModelRouter` and the task classifiers it can use."""
 
-from llmrouter.task._classifiers import (
-    DEFAULT_SEMANTIC_THRESHOLD,
-    BaseClassifier,
-    Classification,
-    KeywordClassifier,
-    LLMClassifier,
-    SemanticClassifier,
-    default_embeddings,
-)
+from llmrouter.task._classifiers import *  # noqa: F403 -- the classifiers' public names
+from llmrouter.task._classifiers import __all__ as _classifiers
 from llmrouter.task._router import ModelRouter
 
-__all__ = [
-    "DEFAULT_SEMANTIC_THRESHOLD",
-    "BaseClassifier",
-    "Classification",
-    "KeywordClassifier",
-    "LLMClassifier",
-    "ModelRouter",
-    "SemanticClassifier",
-    "default_embeddings",
-]
+__all__ = [*_classifiers, "ModelRouter"]
