@@ -23,6 +23,7 @@ is called as a child run of the router's run.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -167,8 +168,13 @@ class ModelCall:
             yield _finish(chunk, blocks)
 
 
+@functools.cache
+def _is_router_class(cls: type) -> bool:
+    return bool(getattr(cls, ROUTER_MARKER, False))
+
+
 def _is_router(model: BaseChatModel) -> bool:
-    return bool(getattr(type(model), ROUTER_MARKER, False))  # the class: pydantic's getattr is slow
+    return _is_router_class(type(model))  # cached: a missed getattr on pydantic is slow
 
 
 class _Blocks:

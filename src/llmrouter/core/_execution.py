@@ -289,9 +289,7 @@ class Execution:
         if self.host.circuit_breaker is not None:
             self.host.circuit_breaker.record_success(spec.name)
         now, record = time.perf_counter(), self.record
-        record.attempts.append(
-            Attempt.model_construct(model=spec.name, ok=True, latency_s=now - self._began)
-        )
+        record.attempts.append(Attempt(model=spec.name, ok=True, latency_s=now - self._began))
         record.model = spec.name
         record.latency_s = now - self.started
         record.estimated_cost_usd = record.estimates.get(spec.name)
@@ -300,7 +298,7 @@ class Execution:
         if isinstance(upstream.get("route"), dict):
             record.inner = upstream["route"]
         if usage is not None:
-            record.usage = Usage.model_construct(
+            record.usage = Usage(
                 input_tokens=usage.get("input_tokens", 0),
                 output_tokens=usage.get("output_tokens", 0),
                 total_tokens=usage.get("total_tokens", 0),
