@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from _fixtures.fakes import InOrder, Recorder, ToolRecorder, spec
+from _fixtures.fakes import InOrder, Recorder, ToolRecorder, joined, spec
 from langchain_core.caches import InMemoryCache
 from langchain_core.callbacks import BaseCallbackHandler, get_usage_metadata_callback
 from langchain_core.messages import BaseMessage
@@ -48,19 +48,12 @@ def run(router: Any, mode: str, handler: Starts) -> list[RouteRecord]:
     if mode == "abatch":
         return [route_of(m) for m in asyncio.run(router.abatch(["x", "y", "z"], config=config))]
     if mode == "stream":
-        return [route_of(_join(list(router.stream("x", config=config))))]
-    return [route_of(_join(asyncio.run(_astream(router, config))))]
+        return [route_of(joined(list(router.stream("x", config=config))))]
+    return [route_of(joined(asyncio.run(_astream(router, config))))]
 
 
 async def _astream(router: Any, config: Any) -> list[Any]:
     return [chunk async for chunk in router.astream("x", config=config)]
-
-
-def _join(chunks: list[Any]) -> Any:
-    full = chunks[0]
-    for chunk in chunks[1:]:
-        full = full + chunk
-    return full
 
 
 def metered(name: str) -> ModelSpec:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _fixtures.fakes import InOrder, Recorder, spec
+from _fixtures.fakes import InOrder, Recorder, joined, spec
 from langchain_core.rate_limiters import InMemoryRateLimiter
 from tenacity import wait_fixed, wait_none
 
@@ -29,19 +29,12 @@ def call(router: InOrder, mode: str, text: str = "x") -> RouteRecord:
     if mode == "ainvoke":
         return route_of(asyncio.run(router.ainvoke(text)))
     if mode == "stream":
-        return route_of(_joined(list(router.stream(text))))
-    return route_of(_joined(asyncio.run(_collect(router, text))))
+        return route_of(joined(list(router.stream(text))))
+    return route_of(joined(asyncio.run(_collect(router, text))))
 
 
 async def _collect(router: InOrder, text: str) -> list[Any]:
     return [chunk async for chunk in router.astream(text)]
-
-
-def _joined(chunks: list[Any]) -> Any:
-    full = chunks[0]
-    for chunk in chunks[1:]:
-        full = full + chunk
-    return full
 
 
 SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {

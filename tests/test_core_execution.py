@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from _fixtures.fakes import InOrder, Recorder, spec
+from _fixtures.fakes import InOrder, Recorder, joined, spec
 from langchain_core.exceptions import ContextOverflowError
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.rate_limiters import InMemoryRateLimiter
@@ -26,13 +26,6 @@ FAST = RetryPolicy.attempts(3, wait=wait_none())
 def model(s: ModelSpec) -> Recorder:
     assert isinstance(s.model, Recorder)
     return s.model
-
-
-def joined(chunks: list[Any]) -> Any:
-    full = chunks[0]
-    for chunk in chunks[1:]:
-        full = full + chunk
-    return full
 
 
 def test_transient_errors_are_retried_on_the_same_model() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -117,6 +119,11 @@ class InOrder(BaseRouter):
         return Ranking(
             list(self.models), "in order", task=request.task, task_source=request.task_source
         )
+
+
+def joined(chunks: Sequence[Any]) -> Any:
+    """A stream's chunks added up into one message chunk."""
+    return functools.reduce(operator.add, chunks)
 
 
 def spec(name: str, **kwargs: Any) -> ModelSpec:

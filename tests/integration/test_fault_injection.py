@@ -34,9 +34,9 @@ from typing import Any
 
 import psutil
 import pytest
-from _fixtures.fakes import InOrder
+from _fixtures.fakes import InOrder, joined
 from _fixtures.katan import KatanFactory, KatanServer
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessageChunk, HumanMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from tenacity import wait_fixed
 
 from llmrouter import (
@@ -82,13 +82,6 @@ def kill(server: KatanServer) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(server.process.pid, signal.SIGKILL)
     server.process.wait(timeout=10)
-
-
-def joined(chunks: Sequence[BaseMessageChunk]) -> BaseMessageChunk:
-    full = chunks[0]
-    for chunk in chunks[1:]:
-        full = full + chunk
-    return full
 
 
 def completion(text: str, model: str = "stub") -> bytes:

@@ -105,6 +105,7 @@ class Execution:
             streamed=streamed,
         )
         self._spec: ModelSpec | None = None  # the model being tried
+        self._model: ModelCall | None = None  # how to call it (built once per model)
         self._tries: RetryState | None = None  # its retry state, after its first failure
         self._first_try = 0.0  # time.monotonic() of its first try (retry deadlines count from it)
         self._began = 0.0  # time.perf_counter() of the current try
@@ -122,11 +123,12 @@ class Execution:
         if self._sleep is not None:
             sleep, self._sleep = Sleep(self._sleep), None
             return sleep
-        spec = self._spec
-        if spec is None:
+        spec, model = self._spec, self._model
+        if spec is None or model is None:
             spec = self._spec = self._next_candidate()
             if spec is None:
                 return None
+            model = self._model = ModelCall(runnable_for(spec, self.request.tools), self.ctx)
             self._tries = None
             self._first_try = time.monotonic()
         self._began = time.perf_counter()
@@ -135,7 +137,6 @@ class Execution:
             if self.record.streamed
             else spec.attempt_timeout or self.host.timeout
         )
-        model = ModelCall(runnable_for(spec, self.request.tools), self.ctx)
         return Call(spec, model, self.messages, deadline)
 
     def failed(self, call: Call, exc: BaseException) -> None:
@@ -260,7 +261,7 @@ class Execution:
 
     def _give_up(self, spec: ModelSpec, exc: BaseException) -> None:
         """After ``spec``'s last try failed: breaker bookkeeping and what to try next."""
-        self.error, self._spec = exc, None
+        self.error, self._spec, self._model = exc, None, None
         info = classify_error(exc)
         breaker = self.host.circuit_breaker
         if breaker is not None:

@@ -137,7 +137,7 @@ class RetryPolicy:
             True
         """
         if tries is None:
-            tries = RetryState(Retrying(**self._kwargs()), began)
+            tries = RetryState(self.retrying(), began)
         tries.failed(exc)
         return tries
 
