@@ -131,3 +131,42 @@ def test_report_from_store(tmp_path: Path) -> None:
     report = report_from_store(store, "e", control="candidate", feedback_effect=0.5)
     assert report.control == "candidate" and report.variants[0].variant == "candidate"
     assert report.comparisons[0].feedback_n_needed == 64
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"alpha": 2}, r"alpha must be a number strictly between 0 and 1, got 2"),
+        ({"alpha": 0}, r"alpha must be"),
+        ({"power": 1.5}, r"power must be"),
+        ({"feedback_effect": 0}, r"feedback_effect must be a non-zero finite number"),
+        ({"feedback_effect": float("inf")}, r"feedback_effect must be"),
+        ({"error_effect": 0}, r"error_effect must be a number in \(0, 1\]"),
+        ({"error_effect": 3}, r"error_effect must be"),
+    ],
+)
+def test_bad_report_options_are_configuration_errors(options: dict[str, float], match: str) -> None:
+    from llmrouter.errors import ConfigurationError
+
+    records, feedback = make_records()
+    with pytest.raises(ConfigurationError, match=match):
+        build_report("e", records, feedback, **options)
+
+
+def test_ab_router_report_with_bad_alpha_is_a_configuration_error() -> None:
+    from langchain_core.language_models import FakeListChatModel
+
+    from llmrouter import ABRouter, ModelSpec
+    from llmrouter.errors import ConfigurationError
+
+    router = ABRouter(
+        variants={
+            "control": ModelSpec(name="a", model=FakeListChatModel(responses=["x"])),
+            "candidate": ModelSpec(name="b", model=FakeListChatModel(responses=["y"])),
+        },
+        experiment="alpha-check",
+        store=":memory:",
+    )
+    router.invoke("hi")
+    with pytest.raises(ConfigurationError, match="alpha"):
+        router.report(alpha=2)

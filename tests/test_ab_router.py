@@ -413,7 +413,7 @@ def test_feedback_for_unknown_requests_and_bad_scores_is_refused() -> None:
         ({"variants": {}}, "variants must be a non-empty dict"),
         ({"variants": {"a": "gpt-4o", "b": spec("x")}}, r"variants\['a'\] is a str"),
         ({"models": [spec("x")]}, "do not pass models="),
-        ({"wieghts": {"control": 1}}, r"unknown argument\(s\) \['wieghts'\]"),
+        ({"wieghts": {"control": 1}}, r"unknown keyword 'wieghts' \(did you mean 'weights'\?\)"),
         ({"experiment": " "}, "experiment must be a non-empty name"),
         ({"store": "redis://host"}, "no built-in store for 'redis'"),
         ({"mode": "shadow", "guard": CanaryGuard()}, "no effect in shadow mode"),

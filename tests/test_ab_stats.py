@@ -121,3 +121,21 @@ def test_statistics_libraries_load_lazily() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == {"anywhere": [], "ours": []}
+
+
+@pytest.mark.parametrize("alpha", [0, 1, 2, -0.1, float("nan"), True, "0.05"])
+def test_levels_outside_zero_one_are_configuration_errors(alpha: object) -> None:
+    from llmrouter.errors import ConfigurationError
+
+    calls = [
+        lambda: welch_test(A1, A2, alpha=alpha),  # type: ignore[arg-type]
+        lambda: two_proportion_test(1, 10, 2, 10, alpha=alpha),  # type: ignore[arg-type]
+        lambda: sample_size_means(0.5, alpha=alpha),  # type: ignore[arg-type]
+        lambda: sample_size_means(0.5, power=alpha),  # type: ignore[arg-type]
+        lambda: sample_size_proportions(0.1, 0.2, alpha=alpha),  # type: ignore[arg-type]
+        lambda: mean_ci([1.0, 2.0], confidence=alpha),  # type: ignore[arg-type]
+        lambda: wilson_ci(1, 10, confidence=alpha),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(ConfigurationError, match=r"must be a number strictly between 0 and 1"):
+            call()

@@ -34,6 +34,7 @@ def test_open_store_accepts_urls_paths_and_instances(
     for spec in (None, ":memory:", "sqlite://", "sqlite:///:memory:"):
         store = open_store(spec)
         assert isinstance(store, SQLiteStore) and store.path == ":memory:"
+    (tmp_path / "data").mkdir()
     relative = open_store("sqlite:///data/exp.db")
     assert isinstance(relative, SQLiteStore) and relative.path == "data/exp.db"
     assert (tmp_path / "data" / "exp.db").is_file()
@@ -42,6 +43,29 @@ def test_open_store_accepts_urls_paths_and_instances(
     assert isinstance(open_store(tmp_path / "p.db"), SQLiteStore)
     assert isinstance(open_store(str(tmp_path / "s.db")), SQLiteStore)
     assert open_store(relative) is relative
+
+
+def test_open_store_refuses_missing_folders_and_non_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match=r"folder '.*nope' does not exist.*mkdir"):
+        open_store(f"sqlite:///{tmp_path}/nope/exp.db")
+    assert not (tmp_path / "nope").exists()  # nothing created behind the user's back
+    with pytest.raises(ConfigurationError, match=r"store must be an ExperimentStore.*got int 123"):
+        open_store(123)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []  # no file called "123"
+
+
+def test_a_store_path_with_a_tilde_is_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    store = SQLiteStore("~/exp.db")
+    assert store.path == str(tmp_path / "exp.db")
+    assert (tmp_path / "exp.db").is_file()
+    assert not Path("~").exists()
+    store.close()
 
 
 def test_open_store_rejects_unknown_schemes_with_the_way_out() -> None:

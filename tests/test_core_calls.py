@@ -13,7 +13,7 @@ from langchain_core.caches import InMemoryCache
 from langchain_core.callbacks import BaseCallbackHandler, get_usage_metadata_callback
 from langchain_core.messages import BaseMessage
 
-from llmrouter import ModelSpec, RouteRecord, route_of
+from llmrouter import ModelRouter, ModelSpec, RouteRecord, route_of
 from llmrouter.core._calls import unwrap
 
 USAGE = (7, 4)  # what each fake call reports: input, output tokens
@@ -130,3 +130,26 @@ def test_a_model_cache_hit_carries_this_requests_route() -> None:
     assert len(a.model.calls) == 1  # type: ignore[union-attr]
     assert first.request_id != second.request_id
     assert second.inner is None  # not the previous request's route, read back from the cache
+
+
+def test_the_callers_task_reaches_a_nested_router() -> None:
+    inner = ModelRouter(
+        models=[
+            ModelSpec(name="chat", model=Recorder(reply="chat")),
+            ModelSpec(name="coder", model=Recorder(reply="code"), tasks={"code"}),
+        ],
+        default="chat",
+    )
+    outer = ModelRouter(models=[ModelSpec(name="inner", model=inner)], default="inner")
+    assert outer.invoke("write a sort", task="code").content == "code"
+    assert outer.invoke("hello").content == "chat"
+    record = route_of(outer.invoke("write a sort", task="code"))
+    assert record.inner is not None and record.inner["model"] == "coder"
+    assert record.inner["task"] == "code"
+
+
+def test_a_leaf_model_never_receives_the_task_keyword() -> None:
+    leaf = Recorder(reply="code")
+    router = ModelRouter(models=[ModelSpec(name="coder", model=leaf, tasks={"code"})])
+    assert router.invoke("write a sort", task="code").content == "code"
+    assert "task" not in leaf.calls[-1]

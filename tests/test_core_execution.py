@@ -3,6 +3,7 @@ mid-stream continuation, limits, bad input, abandoned streams."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -10,15 +11,18 @@ from typing import Any
 import pytest
 from _fixtures.fakes import InOrder, Recorder, joined, spec
 from langchain_core.exceptions import ContextOverflowError
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.rate_limiters import InMemoryRateLimiter
 from tenacity import wait_none
 
 from llmrouter import AllModelsFailedError, ModelSpec, RouteRecord, route_of
+from llmrouter._callbacks import RunContext
 from llmrouter.core import RouteRequest
-from llmrouter.core._execution import CONTINUE_PROMPT
+from llmrouter.core._execution import CONTINUE_PROMPT, Call, Execution
 from llmrouter.errors import InvalidRequestError, StreamInterruptedError
 from llmrouter.resilience import CircuitBreaker, MemoryBreakerBoard, RetryPolicy
+from llmrouter.resilience._timeouts import StreamDeadlines
 
 FAST = RetryPolicy.attempts(3, wait=wait_none())
 
@@ -128,6 +132,138 @@ def test_first_token_timeout_on_streams() -> None:
     full = joined(list(router.stream("x")))
     assert full.content == "fast one"
     assert route_of(full).attempts[0].error_type == "AttemptTimeoutError"
+
+
+class Paced(Recorder):
+    """Streams ``pace``: (seconds to wait, text) per chunk; ``""`` is an empty chunk."""
+
+    pace: list[tuple[float, str]] = []
+    then_fail: bool = False
+    """Raise ConnectionError after the last chunk."""
+
+    def _stream(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        self._begin(stop, kw, messages)
+        for delay, text in self.pace:
+            time.sleep(delay)
+            yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+        if self.then_fail:
+            raise ConnectionError("reset by peer")
+
+    async def _astream(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> Any:
+        self._begin(stop, kw, messages)
+        for delay, text in self.pace:
+            await asyncio.sleep(delay)
+            yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+        if self.then_fail:
+            raise ConnectionError("reset by peer")
+
+
+def paced(
+    name: str, *pace: tuple[float, str], then_fail: bool = False, **settings: Any
+) -> ModelSpec:
+    return ModelSpec(name=name, model=Paced(pace=list(pace), then_fail=then_fail), **settings)
+
+
+def streamed(router: InOrder, mode: str) -> Any:
+    if mode == "stream":
+        return joined(list(router.stream("x")))
+    if mode == "invoke-streaming":
+        return router.model_copy(update={"streaming": True}).invoke("x")
+
+    async def collect() -> list[Any]:
+        return [c async for c in router.astream("x")]
+
+    return joined(asyncio.run(collect()))
+
+
+STREAM_MODES = ["stream", "astream", "invoke-streaming"]
+
+
+@pytest.mark.parametrize("mode", STREAM_MODES)
+def test_the_first_token_deadline_waits_for_content_not_an_empty_chunk(mode: str) -> None:
+    stalls = paced("stalls", (0, ""), (0, ""), (1.0, "late"))
+    router = InOrder(models=[stalls, spec("b", reply="fast one")], first_token_timeout=0.2)
+    started = time.monotonic()
+    full = streamed(router.model_copy(update={"retry": RetryPolicy.none()}), mode)
+    assert time.monotonic() - started < 0.8
+    assert full.content == "fast one"
+    first = route_of(full).attempts[0]
+    assert (first.model, first.partial, first.error_type) == (
+        "stalls",
+        False,
+        "AttemptTimeoutError",
+    )
+    assert "first chunk" in str(first.error)
+
+
+@pytest.mark.parametrize("mode", STREAM_MODES)
+def test_a_failure_after_only_empty_chunks_is_retried_and_falls_back_silently(mode: str) -> None:
+    """Nothing of the answer reached the caller: no StreamInterruptedError, no continuation."""
+    breaks = paced("breaks", (0, ""), then_fail=True)
+    router = InOrder(models=[breaks, spec("b", reply="whole answer")], retry=FAST)
+    full = streamed(router, mode)
+    assert full.content == "whole answer"
+    record = route_of(full)
+    assert [(a.model, a.ok, a.partial) for a in record.attempts] == [
+        ("breaks", False, False),
+        ("breaks", False, False),
+        ("breaks", False, False),
+        ("b", True, False),
+    ]
+    assert "continued" not in record.extra
+
+
+@pytest.mark.parametrize("mode", STREAM_MODES)
+def test_a_stall_between_chunks_continues_on_the_next_model(mode: str) -> None:
+    stalls = paced("stalls", (0, "one"), (0, " two"), (1.0, " three"))
+    router = InOrder(
+        models=[stalls, spec("b", reply=" and three")], idle_timeout=0.2, retry=RetryPolicy.none()
+    )
+    started = time.monotonic()
+    full = streamed(router, mode)
+    assert time.monotonic() - started < 0.8
+    assert full.content == "one two and three"
+    record = route_of(full)
+    assert record.extra["continued"] == [{"from": "stalls", "chars": 7}]
+    assert (record.attempts[0].partial, record.attempts[0].error_type) == (
+        True,
+        "AttemptTimeoutError",
+    )
+    assert "next chunk" in str(record.attempts[0].error)
+
+
+@pytest.mark.parametrize("mode", STREAM_MODES)
+def test_a_trickle_is_cut_at_the_stream_deadline(mode: str) -> None:
+    trickle = paced("trickle", *[(0.05, f"{i} ") for i in range(40)], stream_timeout=0.4)
+    router = InOrder(models=[trickle, spec("b", reply="rest")], retry=RetryPolicy.none())
+    started = time.monotonic()
+    full = streamed(router, mode)
+    assert time.monotonic() - started < 1.5
+    record = route_of(full)
+    assert record.model == "b" and record.attempts[0].partial
+    assert "complete answer" in str(record.attempts[0].error)
+    assert full.content.startswith("0 1 2 ") and full.content.endswith("rest")
+
+
+def test_stream_deadlines_per_model_win_and_the_attempt_timeout_bounds_a_stream() -> None:
+    """A model's own setting wins over the router's; without any ``stream_timeout``
+    the attempt timeout (``attempt_timeout`` or the router's ``timeout``) bounds it."""
+    own = paced("own", idle_timeout=1.5, first_token_timeout=2, stream_timeout=9)
+    plain = paced("plain")
+    router = InOrder(
+        models=[own, plain], idle_timeout=0.5, first_token_timeout=1, timeout=7, streaming=True
+    )
+    request = RouteRequest(messages=[HumanMessage("x")])
+    ranking = router.rank(request)
+    ex = Execution(router, request, ranking, RunContext(None, None), {}, streamed=True)
+    call = ex.next()
+    assert isinstance(call, Call) and call.stream == StreamDeadlines(2, 1.5, 9)
+    ex.failed(call, ValueError("no"))
+    call = ex.next()
+    assert isinstance(call, Call) and call.stream == StreamDeadlines(1, 0.5, 7)
+    assert InOrder(models=[plain]).idle_timeout == 60  # the documented default
 
 
 def test_mid_stream_failure_continues_on_the_next_model() -> None:

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 from uuid import UUID
 
 import pytest
 from _fixtures.fakes import InOrder, Recorder, ToolRecorder, spec
+from langchain_core.caches import InMemoryCache
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.globals import set_llm_cache
+from langchain_core.language_models import FakeListChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
 from llmrouter import (
     ROUTE_EVENT,
+    ABRouter,
     AllModelsFailedError,
+    Budget,
     ConfigurationError,
+    CostAwareRouter,
+    InvalidRequestError,
+    ModelRouter,
     ModelSpec,
+    MultiModalRouter,
     NoEligibleModelError,
     StreamInterruptedError,
     route_of,
 )
+from llmrouter.core import BaseRouter
 
 
 class Events(BaseCallbackHandler):
@@ -244,3 +255,226 @@ def test_ls_params_name_the_router() -> None:
     params = InOrder(models=[spec("a")], name="r1", temperature=0.0)._get_ls_params()
     assert params["ls_provider"] == "llmrouter" and params["ls_model_name"] == "r1"
     assert params["ls_temperature"] == 0.0
+
+
+# ----------------------------------------- caller mistakes (issue 9, item 12)
+
+
+class Tunable(Recorder):
+    """A candidate with a model-specific setting (accepted per call too)."""
+
+    beam_width: int = 1
+
+
+class ByTenant(InOrder):
+    route_keywords = InOrder.route_keywords | {"tenant"}
+
+
+def test_unknown_call_keyword_is_refused_before_any_model_is_called() -> None:
+    a = spec("a")
+    router = InOrder(models=[a])
+    with pytest.raises(InvalidRequestError, match=r"unknown call keyword 'bogus'") as info:
+        router.invoke("hi", bogus=1)
+    assert "router keywords" in str(info.value)
+    with pytest.raises(InvalidRequestError, match=r"did you mean 'temperature'\?"):
+        router.invoke("hi", temprature=0.5)
+    assert not model(a).calls
+
+
+async def test_unknown_call_keyword_is_refused_on_every_path() -> None:
+    router = InOrder(models=[spec("a")])
+    with pytest.raises(InvalidRequestError, match="bogus"):
+        await router.ainvoke("hi", bogus=1)
+    with pytest.raises(InvalidRequestError, match="bogus"):
+        list(router.stream("hi", bogus=1))
+    with pytest.raises(InvalidRequestError, match="bogus"):
+        router.bind(bogus=1).invoke("hi")
+
+
+def test_standard_and_model_specific_keywords_pass_through() -> None:
+    a = ModelSpec(name="a", model=Tunable())
+    router = InOrder(models=[a])
+    passed = {
+        "top_p": 0.5,
+        "seed": 7,
+        "response_format": {"type": "json_object"},
+        "tool_choice": "auto",
+        "parallel_tool_calls": False,
+        "logprobs": True,
+        "n": 1,
+        "top_k": 5,
+        "do_sample": True,
+        "stream_options": {"include_usage": True},
+        "beam_width": 4,  # a field of the candidate's model class
+        "_private": 1,  # plumbing of other libraries is not judged
+    }
+    router.invoke("hi", **passed)
+    call = model(a).calls[-1]
+    assert {k: call[k] for k in passed} == passed
+
+
+def test_keywords_of_a_nested_router_are_accepted() -> None:
+    inner = ByTenant(models=[spec("i")])
+    outer = InOrder(models=[ModelSpec(name="inner", model=inner)])
+    assert route_of(outer.invoke("hi", tenant="acme")).model == "inner"
+    with pytest.raises(InvalidRequestError, match="tenant"):
+        InOrder(models=[spec("x")]).invoke("hi", tenant="acme")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_tokens": "x"}, r"max_tokens must be a positive integer, got 'x'"),
+        ({"max_tokens": 0}, r"max_tokens must be a positive integer, got 0"),
+        ({"max_tokens": True}, r"max_tokens must be a positive integer"),
+        ({"max_new_tokens": -3}, r"max_new_tokens must be a positive integer"),
+        ({"temperature": -1}, r"temperature must be a number >= 0"),
+        ({"temperature": "hot"}, r"temperature must be a number >= 0"),
+        ({"temperature": float("nan")}, r"temperature must be a number >= 0"),
+        ({"top_p": 1.5}, r"top_p must be a number in \[0, 1\]"),
+        ({"task": 123}, r"task must be a non-empty string, got 123"),
+        ({"task": ""}, r"task must be a non-empty string"),
+        ({"stop": [1]}, r"stop must be a string or a list of strings"),
+    ],
+)
+def test_bad_call_values_are_invalid_requests(kwargs: dict[str, Any], match: str) -> None:
+    a = spec("a")
+    with pytest.raises(InvalidRequestError, match=match):
+        InOrder(models=[a]).invoke("hi", **kwargs)
+    assert not model(a).calls
+
+
+def test_min_quality_and_max_cost_are_checked_before_any_call() -> None:
+    from llmrouter import CostAwareRouter
+
+    a = spec("a")
+    router = CostAwareRouter(models=[a])
+    for kwargs in ({"min_quality": 2}, {"min_quality": -0.1}, {"max_cost": -1}):
+        with pytest.raises(InvalidRequestError, match=next(iter(kwargs))):
+            router.invoke("hi", **kwargs)
+    with pytest.raises(InvalidRequestError, match="min_quality"):
+        router.invoke("hi", config={"metadata": {"min_quality": 1.5}})
+    assert not model(a).calls
+    router.invoke("hi", min_quality=0.5, max_cost=1)
+    assert model(a).calls
+
+
+def test_stop_may_be_a_string() -> None:
+    a = spec("a")
+    router = InOrder(models=[a], stop="END")
+    assert router.stop == ["END"]
+    router.invoke("hi")
+    assert model(a).calls[-1]["stop"] == ["END"]
+    router.invoke("hi", stop="\n")
+    assert model(a).calls[-1]["stop"] == ["\n"]
+    list(router.stream("hi", stop="\n"))
+    assert model(a).calls[-1]["stop"] == ["\n"]
+
+
+def test_bad_router_stop_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="stop"):
+        InOrder(models=[spec("a")], stop=[1])
+
+
+# ------------------------------------------- construction, pickling, caching (issue 9)
+
+
+@pytest.mark.parametrize(
+    ("make", "typo", "meant"),
+    [
+        (lambda **kw: ModelRouter(models=[spec("a")], **kw), "defualt", "default"),
+        (lambda **kw: CostAwareRouter(models=[spec("a")], **kw), "budegt", "budget"),
+        (lambda **kw: CostAwareRouter(models=[spec("a")], **kw), "max_cots", "max_cost"),
+        (lambda **kw: InOrder(models=[spec("a")], **kw), "temprature", "temperature"),
+    ],
+)
+def test_a_misspelled_router_keyword_is_refused_with_the_closest_name(
+    make: Any, typo: str, meant: str
+) -> None:
+    with pytest.raises(
+        ConfigurationError, match=rf"{typo}: unknown keyword; did you mean '{meant}'"
+    ):
+        make(**{typo: 1})
+
+
+def test_a_misspelled_budget_can_no_longer_switch_spending_limits_off() -> None:
+    with pytest.raises(ConfigurationError, match="did you mean 'budget'"):
+        CostAwareRouter(models=[spec("a")], budegt=Budget(usd=0.0001, per="day"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"temperature": -3}, "temperature"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"timeout": float("inf")}, "timeout"),
+    ],
+)
+def test_router_settings_outside_their_range_are_refused(
+    kwargs: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=rf"  - {field}: "):
+        ModelRouter(models=[spec("a")], default="a", **kwargs)
+
+
+def fake(name: str) -> ModelSpec:
+    """A picklable model (the Recorder holds a lock)."""
+    return ModelSpec(name=name, model=FakeListChatModel(responses=["A"]))
+
+
+def _routers() -> list[BaseRouter]:
+    return [
+        ModelRouter(models=[fake("a")], default="a", temperature=0.5),
+        CostAwareRouter(models=[fake("a")], budget=Budget(usd=1.0)),
+        ABRouter(variants={"a": fake("a"), "b": fake("b")}, experiment="e"),
+        MultiModalRouter(text=fake("a")),
+    ]
+
+
+@pytest.mark.parametrize("router", _routers(), ids=lambda r: type(r).__name__)
+def test_routers_pickle_as_their_settings(router: BaseRouter) -> None:
+    router.invoke("warm up")  # built models, locks and caches must not stop pickling
+    copy = pickle.loads(pickle.dumps(router))
+    assert type(copy) is type(router) and copy is not router
+    assert [s.name for s in copy.models] == [s.name for s in router.models]
+    assert copy.temperature == router.temperature
+    assert copy.invoke("hi").content == "A"
+
+
+def test_an_ab_router_copy_reopens_its_own_store(tmp_path: Any) -> None:
+    db = tmp_path / "exp.db"
+    router = ABRouter(
+        variants={"a": fake("a"), "b": fake("b")}, experiment="e", store=f"sqlite:///{db}"
+    )
+    router.invoke("hi", thread_id="u1")
+    copy = pickle.loads(pickle.dumps(router))
+    copy.invoke("hi", thread_id="u2")
+    assert copy.store is not router.store
+    assert len(copy.store.records("e")) == 2  # one file, seen by both
+    router.close()  # each closes the store it opened
+    assert len(copy.store.records("e")) == 2
+    copy.close()
+
+
+def test_a_router_never_serves_an_old_route_record_from_langchains_cache() -> None:
+    model = Recorder(reply="hello", usage=(10, 5))
+    router = ModelRouter(
+        models=[ModelSpec(name="a", model=model, input_cost=1.0, output_cost=2.0)], default="a"
+    )
+    set_llm_cache(InMemoryCache())
+    try:
+        first, second = router.invoke("hi"), router.invoke("hi")
+    finally:
+        set_llm_cache(None)
+    before, after = route_of(first), route_of(second)
+    assert len(model.calls) == 1  # the model's answer came from the cache
+    assert second.content == "hello"
+    assert after.request_id != before.request_id
+    assert before.cost_usd and before.cost_usd > 0 and after.cost_usd == 0.0
+    assert after.extra["cache_hit"] is True and "cache_hit" not in before.extra
+
+
+def test_a_router_refuses_a_cache_of_its_own() -> None:
+    with pytest.raises(ConfigurationError, match="does not cache its own answers"):
+        ModelRouter(models=[spec("a")], default="a", cache=InMemoryCache())

@@ -60,6 +60,8 @@ def test_downgrade_keeps_models_that_fit_and_reserves_the_dearest_kept() -> None
     assert third.allowed == ["small"]
     # a new day starts from zero
     assert g.status(now=ts(2025, 1, 2))[0].spent_usd == 0
+    (status,) = g.status(now=ts(2025, 1, 1, 3))  # third is in flight: reserved, not spent
+    assert (status.spent_usd, status.reserved_usd, status.open_reservations) == (0.01, 0.06, 1)
     assert g.status(now=ts(2025, 1, 1, 4))[0].spent_usd == pytest.approx(0.07)
 
 
@@ -150,3 +152,39 @@ def test_concurrent_admissions_never_overspend(tmp_path: Path) -> None:
         t.join()
     assert len(admitted) == 14 and len(refused) == 18  # floor(0.1 / 0.007)
     assert guards[0].status()[0].spent_usd == pytest.approx(0.098)
+
+
+def test_refusal_reports_spent_and_reserved_separately() -> None:
+    g = guard(Budget(usd=0.01, per="day", on_exceeded="refuse"))
+    now = ts(2025, 3, 3, 3)
+    g.settle(g.admit([("m", 0.004)], now=now).reservation, 0.003, model="m")
+    g.admit([("m", 0.002)], now=now)  # two calls in flight
+    g.admit([("m", 0.002)], now=now)
+    (status,) = g.status(now=now)
+    assert status.spent_usd == pytest.approx(0.003)
+    assert status.reserved_usd == pytest.approx(0.004) and status.open_reservations == 2
+    assert status.committed_usd == pytest.approx(0.007)
+    assert status.remaining_usd == pytest.approx(0.003)
+    # spent + reserved + this estimate == the limit: it fits (no refusal on a rounding error)
+    assert g.admit([("m", 0.003)], now=now).allowed == ["m"]
+    with pytest.raises(BudgetExceededError) as info:
+        g.admit([("m", 0.0005)], now=now)
+    err = info.value
+    assert err.spent_usd == pytest.approx(0.003) and err.reserved_usd == pytest.approx(0.007)
+    message = str(err)
+    assert "spent $0.003000" in message
+    assert "$0.007000 reserved by 3 calls in flight" in message
+    assert "$0.000000 left" in message
+    assert str(pickle.loads(pickle.dumps(err))) == message
+
+
+def test_reservations_older_than_the_timeout_count_as_spent_not_in_flight() -> None:
+    g = BudgetGuard(
+        [Budget(usd=1.0, per="day")], SpendLedger(":memory:"), "t", reservation_timeout=60.0
+    )
+    now = ts(2025, 3, 3, 3)
+    g.admit([("m", 0.25)], now=now - 120)  # never settled: its process died
+    g.admit([("m", 0.125)], now=now - 10)  # in flight
+    (status,) = g.status(now=now)
+    assert (status.spent_usd, status.reserved_usd, status.open_reservations) == (0.25, 0.125, 1)
+    assert status.remaining_usd == 0.625  # a crashed call is still charged its estimate

@@ -30,7 +30,7 @@ def test_ledger_reserve_settle_release_and_sum_by_window() -> None:
 
 
 def test_ledger_persists_across_connections(tmp_path: Path) -> None:
-    path = tmp_path / "deep" / "spend.db"
+    path = tmp_path / "spend.db"  # a file in an existing folder (see _sqlite.database_path)
     first = SpendLedger(path)
     with first.transaction() as txn:
         rid = txn.reserve("r", None, 0.3, at=10.0)
@@ -66,3 +66,22 @@ def test_a_forked_process_books_into_the_same_ledger(tmp_path: Path) -> None:
     ledger.settle(parent, 0.125)
     assert ledger.spent("r", 0, 100) == pytest.approx(0.625)
     assert [row["user"] for row in ledger.rows("r")] == ["", "child"]
+
+
+def test_totals_split_settled_spend_from_open_reservations_and_expire_stale_ones() -> None:
+    ledger = SpendLedger(":memory:")
+    with ledger.transaction() as txn:
+        settled = txn.reserve("r", None, 0.5, at=100.0)
+        released = txn.reserve("r", None, 0.25, at=100.0)
+        txn.reserve("r", None, 0.125, at=10.0)  # its process died: never settled
+        txn.reserve("r", "bob", 0.0625, at=150.0)  # in flight
+    ledger.settle(settled, 0.375, model="m")
+    ledger.release(released)
+    totals = ledger.totals("r", since=0.0, until=200.0, stale_before=50.0)
+    # the stale reservation counts as spent at its estimate, not as in flight
+    assert (totals.settled_usd, totals.reserved_usd, totals.open_reservations) == (0.5, 0.0625, 1)
+    assert totals.committed_usd == ledger.spent("r", 0.0, 200.0) == 0.5625
+    bob = ledger.totals("r", 0.0, 200.0, "bob", any_user=False, stale_before=50.0)
+    assert (bob.settled_usd, bob.reserved_usd) == (0.0, 0.0625)
+    with ledger.transaction() as txn:
+        assert txn.totals("r", 0.0, 200.0, stale_before=0.0).reserved_usd == 0.1875

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _fixtures.fakes import Recorder, ToolRecorder
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.outputs import ChatResult
 from langchain_core.tools import tool
@@ -123,7 +126,7 @@ def test_max_cost_excludes_dear_models_and_is_overridable_per_call() -> None:
     assert record.candidates == ["small"] and record.extra["max_cost"] == 0.3
     with pytest.raises(NoEligibleModelError):
         router.invoke(PROMPT, max_tokens=100, config={"metadata": {"max_cost": 0.1}})
-    with pytest.raises(ConfigurationError, match="max_cost must be a non-negative number"):
+    with pytest.raises(ValueError, match="max_cost must be a number"):
         router.invoke(PROMPT, max_cost="cheap")
 
 
@@ -417,3 +420,230 @@ def test_interrupted_and_abandoned_streams_are_never_undercounted() -> None:
     assert last["state"] == "settled" and last["usd"] == pytest.approx(
         max(record.estimates.values())
     )
+
+
+# ------------------------------------------- reservations: in flight vs spent
+
+
+async def test_a_cancelled_call_settles_its_reservation_at_once() -> None:
+    ledger = SpendLedger(":memory:")
+    router = CostAwareRouter(
+        models=[priced("slow", cls=Paced, delay=5.0)],
+        budget=Budget(usd=1.0, per="day"),
+        spend_db=ledger,
+    )
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(router.ainvoke(PROMPT, max_tokens=10), 0.2)
+    # the request was sent: it is charged its estimate (never less), and is no longer open
+    (row,) = ledger.rows()
+    assert row["state"] == "settled"
+    assert row["usd"] == pytest.approx((PROMPT_TOKENS * 100 + 10 * 200) / 1e6)
+    (status,) = router.budget_status()
+    assert status.reserved_usd == 0 and status.open_reservations == 0
+    assert status.spent_usd == pytest.approx(row["usd"])
+
+
+def test_budget_status_and_records_report_spent_and_reserved_separately() -> None:
+    ledger = SpendLedger(":memory:")
+    router = CostAwareRouter(
+        models=[priced("small", usage=(1, 1))],
+        budget=Budget(usd=1.0, per="day"),
+        spend_db=ledger,
+    )
+    router.invoke(PROMPT, max_tokens=10)  # settled: 0.0003
+    with ledger.transaction() as txn:  # another process's call in flight
+        txn.reserve(router.router_name, None, 0.25, at=time.time())
+    budget = route_of(router.invoke(PROMPT, max_tokens=10)).extra["budget"]
+    assert budget["spent_usd"] == [pytest.approx(0.0003)]
+    assert budget["in_flight_usd"] == [pytest.approx(0.25)]
+    (status,) = router.budget_status()
+    assert status.spent_usd == pytest.approx(0.0006) and status.reserved_usd == 0.25
+
+
+def _budget_worker(db: str, threads: int, calls: int, out: Any) -> None:
+    """One process of the multi-process test: ``threads`` threads, ``calls`` calls each."""
+    spec = ModelSpec(
+        name="small",
+        model=Recorder(reply="ok", usage=(20, 12), sleep=0.002),
+        input_cost=0.15,
+        output_cost=0.6,
+    )
+    router = CostAwareRouter(
+        name="shared", models=[spec], budget=Budget(usd=0.01, per="day"), spend_db=db
+    )
+    refused: list[str] = []
+    in_flight: list[float] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        for _ in range(calls):
+            try:
+                record = route_of(router.invoke(PROMPT_206, max_tokens=300))
+            except BudgetExceededError as exc:
+                with lock:
+                    refused.append(str(exc))
+                continue
+            with lock:
+                in_flight.append(record.extra["budget"]["in_flight_usd"][0])
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    out.put((refused, max(in_flight, default=0.0)))
+
+
+# 341 chars (86 + 4 tokens) and 300 output tokens at $0.15/$0.60: $0.0001935 estimated;
+# the model reports 20 + 12 tokens: $0.0000102 actual.
+PROMPT_206 = "Summarize: " + "routers pick models. " * 15 + "x" * 15
+
+
+def test_four_processes_of_eight_threads_are_not_refused_under_the_limit(tmp_path: Path) -> None:
+    """Item 7: 32 concurrent calls reserve at most 32 x $0.0001935 = $0.0062 of $0.01."""
+    db = str(tmp_path / "spend.db")
+    SpendLedger(db).close()
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    processes = [ctx.Process(target=_budget_worker, args=(db, 8, 8, out)) for _ in range(4)]
+    for p in processes:
+        p.start()
+    results = [out.get(timeout=120) for _ in processes]
+    for p in processes:
+        p.join(60)
+        assert p.exitcode == 0
+    refused = [msg for msgs, _ in results for msg in msgs]
+    assert refused == []
+    ledger = SpendLedger(db)
+    rows = ledger.rows("shared")
+    assert len(rows) == 256 and {r["state"] for r in rows} == {"settled"}
+    assert sum(r["usd"] for r in rows) == pytest.approx(256 * 0.0000102)
+    router = CostAwareRouter(
+        name="shared", models=[priced("small")], budget=Budget(usd=0.01), spend_db=db
+    )
+    (status,) = router.budget_status()
+    assert status.spent_usd == pytest.approx(256 * 0.0000102)
+    assert status.reserved_usd == 0 and status.open_reservations == 0
+    # calls did overlap: some admissions saw other calls' reservations in flight
+    assert max(peak for _, peak in results) > 0
+
+
+# ------------------------------------- item 8: models that ignore max_tokens
+
+
+class Paced(Recorder):
+    """A Recorder whose async calls wait ``delay`` seconds on the event loop."""
+
+    delay: float = 0.0
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        await asyncio.sleep(self.delay)
+        return self._generate(messages, stop, None, **kwargs)
+
+
+async def test_overrunning_calls_stay_within_the_stated_bound() -> None:
+    """64 concurrent workers; the model ignores max_tokens=5 and answers 50 tokens."""
+    ledger = SpendLedger(":memory:")
+    limit = 0.01
+    router = CostAwareRouter(
+        models=[
+            priced("ignores", cls=Paced, delay=0.01, usage=(7, 50), input_cost=1.0, output_cost=2.0)
+        ],
+        budget=Budget(usd=limit, per="day"),
+        spend_db=ledger,
+    )
+    estimate, actual = (7 + 5 * 2) / 1e6, (7 + 50 * 2) / 1e6
+    records: list[Any] = []
+
+    async def worker() -> None:
+        while True:
+            try:
+                records.append(route_of(await router.ainvoke(PROMPT, max_tokens=5)))
+            except BudgetExceededError:
+                return
+
+    await asyncio.gather(*(worker() for _ in range(64)))
+    spent = router.budget_status()[0].spent_usd
+    assert spent == pytest.approx(len(records) * actual)
+    # the stated bound: the limit plus the overruns of calls admitted before this
+    # process saw the model overrun (here: none, the first 64 calls fit the limit)
+    overrun_before_learning = sum(
+        actual - r.extra["budget"]["reserved_usd"]
+        for r in records
+        if r.extra["budget"]["reserved_usd"] < actual - 1e-12
+    )
+    assert overrun_before_learning <= 64 * (actual - estimate) + 1e-12
+    # once the overrun is learned (and in-flight reservations raised with it), spend
+    # stays within one call's actual cost of the limit; before: $0.0137 on $0.01
+    assert spent <= limit + actual
+    assert spent > limit - 2 * actual  # and the budget was used, not refused early
+    later = [r for r in records[64:]]
+    assert later and all(r.extra["budget"]["reserved_usd"] == pytest.approx(actual) for r in later)
+
+
+async def test_a_stream_past_its_reservation_is_stopped() -> None:
+    """64 concurrent streams; the model ignores max_tokens=5 and streams 400 words."""
+    ledger = SpendLedger(":memory:")
+    limit = 0.0005
+    router = CostAwareRouter(
+        models=[
+            priced(
+                "ignores",
+                reply=" ".join(["word"] * 400),
+                usage=(7, 500),
+                input_cost=1.0,
+                output_cost=2.0,
+            )
+        ],
+        budget=Budget(usd=limit, per="day"),
+        spend_db=ledger,
+    )
+    estimate = (7 + 5 * 2) / 1e6
+    chunk_cost = 2 * 2.0 / 1e6  # one chunk (" word") is 2 estimated tokens
+
+    async def one() -> list[Any] | None:
+        try:
+            return [c async for c in router.astream(PROMPT, max_tokens=5)]
+        except BudgetExceededError:
+            return None
+
+    results = await asyncio.gather(*(one() for _ in range(64)))
+    streams = [chunks for chunks in results if chunks is not None]
+    assert len(streams) == int(limit / estimate)  # 29 admitted
+    for chunks in streams:
+        assert len(chunks) < 20  # stopped after about 5 tokens, not 400 words
+        route = route_of(chunks[-1])
+        assert route.model == "ignores"
+        assert chunks[-1].response_metadata["finish_reason"] == "length"
+        stopped = route.extra["budget"]["stopped"]
+        assert stopped["reason"].startswith("output reached the reservation")
+    spent = router.budget_status()[0].spent_usd
+    assert spent <= limit + len(streams) * chunk_cost + 1e-12
+    assert {r["state"] for r in ledger.rows()} == {"settled"}
+
+
+def test_a_sync_stream_past_its_reservation_is_stopped() -> None:
+    router = CostAwareRouter(
+        models=[
+            priced(
+                "ignores",
+                reply=" ".join(["word"] * 400),
+                usage=(7, 500),
+                input_cost=1.0,
+                output_cost=2.0,
+            )
+        ],
+        budget=Budget(usd=1.0, per="day"),
+        spend_db=":memory:",
+    )
+    chunks = list(router.stream(PROMPT, max_tokens=5))
+    assert len(chunks) < 20
+    budget = route_of(chunks[-1]).extra["budget"]
+    assert budget["settled_usd"] <= budget["reserved_usd"] + 2 * 2.0 / 1e6
+    assert router.budget_status()[0].spent_usd == pytest.approx(budget["settled_usd"])

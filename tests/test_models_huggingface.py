@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import shutil
 import threading
 import time
@@ -13,13 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
+from _fixtures.fakes import Recorder
+from langchain_core.exceptions import ContextOverflowError
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 from langchain_huggingface import HuggingFacePipeline
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from llmrouter import ModelSpec
+from llmrouter import ConfigurationError, ModelRouter, ModelSpec, route_of
 from llmrouter.models import huggingface_pipeline
-from llmrouter.models._huggingface import ChatHuggingFacePipeline, loaded_pipelines
+from llmrouter.models._huggingface import (
+    DEFAULT_MAX_NEW_TOKENS,
+    ChatHuggingFacePipeline,
+    loaded_pipelines,
+)
+from llmrouter.resilience import ErrorKind, classify_error
 from llmrouter.testing import build_tiny_chat_model
 
 MAX_NEW = 12
@@ -233,8 +241,10 @@ def test_stop_sequence_truncates(
 
 
 def test_generation_errors_reach_the_caller(chat: ChatHuggingFacePipeline) -> None:
-    with pytest.raises(ValueError):
-        chat.invoke("hello there", max_new_tokens=-1)
+    calls = chat.pipeline_calls
+    with pytest.raises(ValueError, match="top_k"):  # raised inside transformers
+        chat.invoke("hello there", do_sample=True, top_k=-3)
+    assert chat.pipeline_calls == calls + 1
     assert chat.invoke("hello there").content  # the batcher recovered
 
 
@@ -371,3 +381,281 @@ def test_lazy_and_loaded_once_for_every_adapter(tmp_path: Path) -> None:
     assert a.hf_pipeline.pipeline_kwargs["return_full_text"] is False
     huggingface_pipeline(path, name="third").chat_model.invoke("hi")
     assert loaded_pipelines().count(path) == 1
+
+
+# ------------------------------------------------------------------ context window
+
+WINDOW = 128
+
+
+@pytest.fixture(scope="module")
+def small_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model with a 128-token context window."""
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-small"), n_positions=WINDOW)
+
+
+@pytest.fixture(scope="module")
+def small(small_dir: Path) -> ChatHuggingFacePipeline:
+    model = huggingface_pipeline(str(small_dir), name="small", do_sample=False).chat_model
+    assert isinstance(model, ChatHuggingFacePipeline)
+    return model
+
+
+def user_text(chat: ChatHuggingFacePipeline, tokens: int, word: str = "") -> str:
+    """A user message whose rendered prompt is exactly ``tokens`` tokens long."""
+    text = word
+    while chat.count_prompt_tokens([HumanMessage(text + "~")]) <= tokens:
+        text += "~"  # one token each: the tiny tokenizer learnt no merges of "~"
+    assert chat.count_prompt_tokens([HumanMessage(text)]) == tokens
+    return text
+
+
+class Spy:
+    """Wraps a shared pipeline's call; records the prompts and keywords of each call."""
+
+    def __init__(self, pipeline: Any, poison: str | None = None) -> None:
+        self.pipeline, self.poison = pipeline, poison
+        self.calls: list[tuple[list[str], dict[str, Any]]] = []
+
+    def __call__(self, prompts: list[str], **kwargs: Any) -> Any:
+        self.calls.append((list(prompts), kwargs))
+        if self.poison is not None and any(self.poison in p for p in prompts):
+            raise RuntimeError("poisoned batch")
+        return self.pipeline(prompts, **kwargs)
+
+
+def spy_on(chat: ChatHuggingFacePipeline, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> Spy:
+    shared = chat._load()
+    spy = Spy(shared.pipeline, **kw)
+    monkeypatch.setattr(shared, "pipeline", spy)
+    return spy
+
+
+def test_output_limit_is_capped_by_the_context_window(small: ChatHuggingFacePipeline) -> None:
+    text = user_text(small, WINDOW - 20)
+    for kwargs in ({}, {"max_tokens": 200}, {"max_new_tokens": 500}):
+        reply = small.invoke(text, **kwargs)  # crashed with IndexError before
+        assert reply.usage_metadata is not None
+        assert reply.usage_metadata["input_tokens"] == WINDOW - 20
+        assert reply.usage_metadata["total_tokens"] <= WINDOW
+    chunks = list(small.stream(text, max_tokens=200))
+    assert chunks[-1].usage_metadata is not None
+    assert chunks[-1].usage_metadata["total_tokens"] <= WINDOW
+
+
+def test_default_output_limit(
+    tiny_model_dir: Path, small: ChatHuggingFacePipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert DEFAULT_MAX_NEW_TOKENS == 256
+    spy = spy_on(small, monkeypatch)
+    small.invoke(user_text(small, WINDOW - 20))  # the model's generation config says 16
+    small.invoke(user_text(small, WINDOW - 5))
+    small.invoke(user_text(small, WINDOW - 5), max_tokens=3)
+    assert [kwargs["max_new_tokens"] for _, kwargs in spy.calls] == [16, 5, 3]
+
+
+def test_default_output_limit_without_a_generation_config_limit(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model_dir, bare)
+    config = json.loads((bare / "generation_config.json").read_text())
+    del config["max_new_tokens"]
+    (bare / "generation_config.json").write_text(json.dumps(config))
+    chat = huggingface_pipeline(str(bare)).chat_model
+    assert isinstance(chat, ChatHuggingFacePipeline)
+    spy = spy_on(chat, monkeypatch)
+    chat.invoke("hi")
+    chat.invoke(user_text(chat, 400))
+    assert [kwargs["max_new_tokens"] for _, kwargs in spy.calls] == [256, 512 - 400]
+
+
+def test_a_prompt_that_does_not_fit_fails_before_generating(
+    small: ChatHuggingFacePipeline,
+) -> None:
+    last_fit = small.invoke(user_text(small, WINDOW - 1), max_tokens=50)
+    assert last_fit.usage_metadata is not None
+    assert last_fit.usage_metadata["output_tokens"] <= 1
+    calls = small.pipeline_calls
+    for tokens in (WINDOW, WINDOW + 40):
+        for call in (small.invoke, lambda text: list(small.stream(text))):
+            with pytest.raises(ContextOverflowError, match="context window") as caught:
+                call(user_text(small, tokens))
+            assert f"{tokens} tokens" in str(caught.value)
+            assert classify_error(caught.value).kind is ErrorKind.CONTEXT_LENGTH
+    assert small.pipeline_calls == calls  # nothing was generated
+
+
+def test_a_router_falls_back_from_a_small_local_window(small_dir: Path) -> None:
+    # The spec claims a larger window than the model has (a wrong or copied number),
+    # so the router's own window check lets the long prompt through to the model.
+    local = huggingface_pipeline(
+        str(small_dir), name="local", tasks={"chat"}, max_new_tokens=8, context_window=4096
+    )
+    large = ModelSpec(
+        name="large", model=Recorder(reply="from large"), tasks={"chat"}, context_window=100_000
+    )
+    router = ModelRouter(models=[local, large], routes={"chat": "local"})
+    assert router.invoke("hi", task="chat").response_metadata["model_name"] == "local"
+    reply = router.invoke("word " * 300, task="chat")  # crashed with IndexError (fatal) before
+    assert reply.content == "from large"
+    record = route_of(reply)
+    assert [(a.model, a.ok, a.kind) for a in record.attempts] == [
+        ("local", False, "context_length"),
+        ("large", True, None),
+    ]
+    texts = ["hi", "word " * 300, "ok there", "Summarize.", "def add(a, b):"]
+    replies = router.batch(texts, task="chat")
+    assert [route_of(r).model for r in replies] == ["local", "large", "local", "local", "local"]
+
+
+def test_sampling_near_the_limit_never_crashes(small: ChatHuggingFacePipeline) -> None:
+    words = ["cat", "The", "def", "price", "Paris", "{", "42", "dog", ""]
+    texts = [user_text(small, WINDOW - gap, words[gap % len(words)]) for gap in range(1, 41)]
+    replies = small.batch(texts, max_tokens=200, temperature=1.5, top_k=0, return_exceptions=True)
+    failures = [r for r in replies if not isinstance(r, AIMessage)]
+    assert failures == []
+    for reply in replies:
+        assert isinstance(reply, AIMessage) and reply.usage_metadata is not None
+        assert reply.usage_metadata["total_tokens"] <= WINDOW
+
+
+# ------------------------------------------------------------------ failures stay their own
+
+
+async def test_a_too_long_request_fails_alone_when_gathered(
+    small: ChatHuggingFacePipeline,
+) -> None:
+    texts = [*PROMPTS, "hi", "ok there", "Summarize.", "word " * 300]
+    replies = await asyncio.gather(*(small.ainvoke(t) for t in texts), return_exceptions=True)
+    assert [type(r).__name__ for r in replies] == ["AIMessage"] * 7 + ["ContextOverflowError"]
+
+
+def test_a_too_long_request_fails_alone_in_a_batch(small: ChatHuggingFacePipeline) -> None:
+    texts = [*PROMPTS, "hi", "word " * 300, "ok there", "Summarize."]
+    replies = small.batch(texts, return_exceptions=True)
+    assert [isinstance(r, ContextOverflowError) for r in replies] == [False] * 5 + [True] + [
+        False
+    ] * 2
+    assert all(isinstance(r, AIMessage) for i, r in enumerate(replies) if i != 5)
+
+
+def test_a_failed_batch_is_retried_one_by_one(
+    chat: ChatHuggingFacePipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [*PROMPTS, "hi", "POISON", "ok there", "Summarize."]
+    alone = [chat.invoke(t).content for t in texts if t != "POISON"]
+    spy = spy_on(chat, monkeypatch, poison="POISON")
+    replies = chat.batch(texts, return_exceptions=True)
+    assert isinstance(replies[5], RuntimeError)
+    assert [r.content for r in replies if isinstance(r, AIMessage)] == alone
+    assert max(len(prompts) for prompts, _ in spy.calls) > 1  # it did batch first
+
+
+# ------------------------------------------------------------------ stop
+
+
+def test_stop_as_a_string_is_one_sequence(chat: ChatHuggingFacePipeline) -> None:
+    full = str(chat.invoke("def add(a, b):").content)
+    # a 3-character stop string first found at `at`, one of whose characters comes earlier
+    at = next(
+        i
+        for i in range(2, len(full) - 3)
+        if full.find(full[i : i + 3]) == i and any(c in full[:i] for c in full[i : i + 3])
+    )
+    stop = full[at : at + 3]
+    assert chat.invoke("def add(a, b):", stop=stop).content == full[:at]
+    assert chat.invoke("def add(a, b):", stop=[stop]).content == full[:at]
+    chunks = list(chat.stream("def add(a, b):", stop=stop))
+    assert "".join(str(c.content) for c in chunks) == full[:at]
+    assert chat.invoke("def add(a, b):", stop="\x00never").content == full
+
+
+# ------------------------------------------------------------------ configuration
+
+
+def test_factory_validates_its_arguments(tiny_model_dir: Path) -> None:
+    assert huggingface_pipeline(tiny_model_dir).chat_model.model_id == str(tiny_model_dir)
+    bad: list[tuple[tuple[Any, ...], dict[str, Any], str]] = [
+        ((None,), {}, "model_id_or_path must be a non-empty str or os.PathLike"),
+        (("",), {}, "model_id_or_path must be a non-empty str or os.PathLike"),
+        ((str(tiny_model_dir),), {"max_new_tokens": "lots"}, "max_new_tokens must be a positive"),
+        ((str(tiny_model_dir),), {"max_new_tokens": 0}, "max_new_tokens must be a positive"),
+        ((str(tiny_model_dir),), {"max_tokens": 1.5}, "max_tokens must be a positive"),
+        ((str(tiny_model_dir),), {"max_tokens": True}, "max_tokens must be a positive"),
+        ((str(tiny_model_dir),), {"temperature": -1}, "temperature must be a number >= 0"),
+        ((str(tiny_model_dir),), {"temperature": "hot"}, "temperature must be a number >= 0"),
+        (
+            (str(tiny_model_dir),),
+            {"pipeline_kwargs": {"max_new_tokens": -3}},
+            "max_new_tokens must be a positive",
+        ),
+    ]
+    for args, kwargs, message in bad:
+        with pytest.raises(ConfigurationError, match=message):
+            huggingface_pipeline(*args, **kwargs)
+
+
+def test_per_call_settings_are_validated(chat: ChatHuggingFacePipeline) -> None:
+    calls = chat.pipeline_calls
+    with pytest.raises(ValueError, match="max_tokens must be a positive integer, got 'x'"):
+        chat.invoke("hi", max_tokens="x")
+    with pytest.raises(
+        ValueError, match=r"temperature must be a number >= 0 \(0 = greedy\), got -2"
+    ):
+        chat.invoke("hi", temperature=-2)
+    assert chat.pipeline_calls == calls
+
+
+def test_warm_up_loads_the_pipeline_now(tmp_path: Path) -> None:
+    path = str(build_tiny_chat_model(tmp_path, seed=3))
+    chat = huggingface_pipeline(path, max_new_tokens=2).chat_model
+    assert isinstance(chat, ChatHuggingFacePipeline) and not chat.is_loaded
+    assert chat.warm_up() is chat
+    assert chat.is_loaded and loaded_pipelines().count(path) == 1
+    assert chat.pipeline_calls == 0
+
+
+def bad_sources(tmp_path: Path) -> list[tuple[str, str]]:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "weights.bin").write_bytes(b"")
+    return [
+        (str(tmp_path / "missing" / "model"), "does not exist"),
+        (str(tmp_path / "empty"), "has no config.json"),
+        (str(tmp_path / "weights.bin"), "is a file, not a model directory"),
+        ("not a model!", "neither an existing local path nor a valid Hugging Face Hub repo id"),
+        ("nobody-here/no-such-model", "not in the local Hugging Face cache, and HF_HUB_OFFLINE=1"),
+    ]
+
+
+def test_warm_up_explains_a_bad_model_source(tmp_path: Path) -> None:
+    for source, message in bad_sources(tmp_path):
+        chat = huggingface_pipeline(source).chat_model
+        assert isinstance(chat, ChatHuggingFacePipeline)
+        with pytest.raises(ConfigurationError, match=message) as caught:
+            chat.warm_up()
+        assert source in str(caught.value)
+        assert classify_error(caught.value).kind is ErrorKind.FATAL
+        fresh = huggingface_pipeline(source).chat_model  # no warm_up: the first call says it
+        with pytest.raises(ConfigurationError, match=message):
+            fresh.invoke("hi")
+        with pytest.raises(ConfigurationError, match=message):
+            list(fresh.stream("hi"))
+
+
+def test_a_bad_model_source_is_not_retried_and_the_router_falls_back(tmp_path: Path) -> None:
+    broken = huggingface_pipeline(str(tmp_path / "nowhere"), name="broken", tasks={"chat"})
+    spare = ModelSpec(name="spare", model=Recorder(reply="spare"), tasks={"chat"})
+    reply = ModelRouter(models=[broken, spare], routes={"chat": "broken"}).invoke("hi", task="chat")
+    assert reply.content == "spare"
+    first = route_of(reply).attempts[0]
+    assert (first.model, first.error_type, first.kind) == ("broken", "ConfigurationError", "fatal")
+    assert first.error is not None and "does not exist" in first.error
+    assert len(route_of(reply).attempts) == 2  # no retry on the broken model
+
+
+def test_a_misspelled_generation_keyword_is_refused_with_the_closest_name() -> None:
+    with pytest.raises(ConfigurationError, match=r"'do_smple' \(did you mean 'do_sample'\?\)"):
+        huggingface_pipeline("/tmp", do_smple=True)
+    spec = huggingface_pipeline("/tmp", top_k=3, return_full_text=False, max_batch_size=2)
+    assert spec.chat_model.pipeline_kwargs == {"top_k": 3, "return_full_text": False}

@@ -10,7 +10,7 @@ import huggingface_hub.constants
 import pytest
 from _fixtures.tiny_multimodal import MediaServer, png_bytes, wav_bytes
 from huggingface_hub.errors import OfflineModeIsEnabled
-from langchain_core.embeddings import DeterministicFakeEmbedding
+from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 from langchain_core.messages import AIMessage, SystemMessage
 
 from llmrouter.errors import ModalityError
@@ -76,6 +76,50 @@ def test_embeddings_factory_with_a_factory() -> None:
     assert built == []
     assert len(embedding_of(spec.chat_model.invoke("x"))) == 3
     assert built == [1]
+
+
+def test_embeddings_spec_model_is_a_langchain_embeddings() -> None:
+    spec = embeddings_model(DeterministicFakeEmbedding(size=4), name="fake")
+    embedder = spec.model
+    assert isinstance(embedder, Embeddings) and embedder is spec.chat_model
+    vectors = embedder.embed_documents(["one", "two"])
+    assert len(vectors) == 2 and all(len(v) == 4 for v in vectors)
+    assert embedder.embed_query("one") == vectors[0]
+    assert embedding_of(spec.chat_model.invoke("one")) == vectors[0]
+
+
+async def test_embeddings_spec_model_async_and_lazy() -> None:
+    built: list[int] = []
+
+    def build() -> DeterministicFakeEmbedding:
+        built.append(1)
+        return DeterministicFakeEmbedding(size=3)
+
+    spec = embeddings_model(build, name="lazy")
+    assert isinstance(spec.model, Embeddings) and built == []  # nothing built yet
+    assert len(await spec.model.aembed_query("x")) == 3
+    assert len((await spec.model.aembed_documents(["x", "y"]))[1]) == 3
+    assert built == [1]
+
+
+def test_chat_embeddings_of_chat_embeddings_is_not_nested() -> None:
+    inner = ChatEmbeddings(embeddings=DeterministicFakeEmbedding(size=2), model_name="fake")
+    outer = ChatEmbeddings(embeddings=inner)
+    assert outer.embeddings is inner.embeddings and outer.model_label == "fake"
+
+
+def test_minilm_embeddings_in_a_rag_vector_store() -> None:
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    embedder = embeddings_model().model  # all-MiniLM-L6-v2, offline
+    assert isinstance(embedder, Embeddings)
+    store = InMemoryVectorStore.from_texts(
+        ["The cat sleeps on the sofa.", "Interest rates rose by a quarter point."],
+        embedding=embedder,
+    )
+    (hit,) = store.similarity_search("Where is the kitten napping?", k=1)
+    assert hit.page_content == "The cat sleeps on the sofa."
+    assert len(embedder.embed_query("x")) == 384
 
 
 def test_media_models_need_a_human_message() -> None:

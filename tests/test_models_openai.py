@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
+import time
 from typing import Any
 
 import openai
 import pytest
+from _fixtures.fakes import InOrder
 from _fixtures.katan import KatanFactory, KatanServer
 from langchain_core.load import dumps
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessageChunk
 from langchain_openai import ChatOpenAI
+from tenacity import wait_none
 
 from llmrouter import ModelSpec
-from llmrouter.errors import ConfigurationError
+from llmrouter.errors import AllModelsFailedError, ConfigurationError
 from llmrouter.models import openai_compatible
+from llmrouter.resilience import RetryPolicy
 
 SECRET = "sk-llmrouter-test-SECRET-4f9c2a"
 
@@ -217,3 +222,128 @@ def test_transformers_backend(katan_transformers_server: KatanServer) -> None:
     streamed = sum(chunks[1:], chunks[0])
     assert streamed.usage_metadata is not None
     assert streamed.usage_metadata["output_tokens"] <= 3
+
+
+# ------------------------------------------------------------ settings checked early
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"api_key": 123}, "api_key must be a str"),
+        ({"api_key": ["sk"]}, "api_key must be a str"),
+        ({"timeout": "x"}, "timeout must be a positive number of seconds or None"),
+        ({"timeout": 0}, "timeout must be a positive number of seconds or None"),
+        ({"timeout": -2.5}, "timeout must be a positive number of seconds or None"),
+        ({"timeout": True}, "timeout must be a positive number of seconds or None"),
+        ({"base_url": "not a url"}, "base_url must be an http(s) URL"),
+        ({"base_url": "ftp://127.0.0.1/v1"}, "base_url must be an http(s) URL"),
+        ({"base_url": "http://"}, "base_url must be an http(s) URL"),
+        ({"base_url": 123}, "base_url must be an http(s) URL"),
+    ],
+)
+def test_bad_key_timeout_or_url_is_a_configuration_error(
+    given: dict[str, Any], expected: str
+) -> None:
+    settings: dict[str, Any] = {"base_url": "http://127.0.0.1:9/v1", "api_key": SECRET, **given}
+    with pytest.raises(ConfigurationError, match=re.escape(expected)) as caught:
+        openai_compatible("m", **settings)
+    assert "openai_compatible('m')" in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+def test_a_bad_base_url_from_the_environment_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "localhost:8000")
+    with pytest.raises(ConfigurationError, match="OPENAI_BASE_URL"):
+        openai_compatible("m", api_key=SECRET)
+
+
+@pytest.mark.parametrize("timeout", [None, 5, 2.5, openai.Timeout(10.0, connect=2.0)])
+def test_good_timeouts_reach_the_client(timeout: Any) -> None:
+    chat = openai_compatible("m", "https://127.0.0.1:9/v1", api_key=SECRET, timeout=timeout)
+    assert chat.chat_model.request_timeout == timeout  # type: ignore[attr-defined]
+
+
+def test_without_a_timeout_the_client_still_has_one() -> None:
+    """ChatOpenAI passes ``timeout=None`` to the SDK, which means "wait forever"."""
+    chat = openai_compatible("m", "http://127.0.0.1:9/v1", api_key=SECRET).chat_model
+    timeout = chat.request_timeout  # type: ignore[attr-defined]
+    assert isinstance(timeout, openai.Timeout)
+    assert timeout.read is not None and timeout.connect is not None
+    assert chat.root_client.timeout == timeout  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------ one retry layer
+
+
+@pytest.fixture(scope="module")
+def failing(katan_factory: KatanFactory) -> KatanServer:
+    """Every chat completion gets a 500 (llm-katan logs each one)."""
+    return katan_factory(["--error-rate", "1.0"])
+
+
+def failures_logged(server: KatanServer) -> int:
+    return server.log().count("| 500 | simulated")
+
+
+def requests_for(server: KatanServer, spec: ModelSpec, streamed: bool = False) -> tuple[int, int]:
+    """(attempts in the route record, requests the server received) for one failed call."""
+    router = InOrder(
+        models=[spec], retry=RetryPolicy.attempts(3, wait=wait_none()), circuit_breaker=None
+    )
+    before = failures_logged(server)
+    with pytest.raises(AllModelsFailedError) as caught:
+        if streamed:
+            list(router.stream("count my requests"))
+        else:
+            router.invoke("count my requests")
+    time.sleep(0.2)  # the server logs after answering
+    return len(caught.value.record.attempts), failures_logged(server) - before
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["invoke", "stream"])
+@pytest.mark.parametrize("given", ["ChatOpenAI", "openai_compatible", "factory"])
+def test_one_retry_layer_whichever_way_the_model_is_given(
+    given: str, streamed: bool, failing: KatanServer
+) -> None:
+    user = ChatOpenAI(model=failing.model, base_url=failing.base_url, api_key=SECRET)
+    model: Any = {
+        "ChatOpenAI": user,
+        "factory": lambda: ChatOpenAI(
+            model=failing.model, base_url=failing.base_url, api_key=SECRET, max_retries=4
+        ),
+    }.get(given)
+    spec = (
+        openai_compatible(failing.model, failing.base_url, api_key=SECRET, name="wrapped")
+        if model is None
+        else ModelSpec(name="wrapped", model=model)
+    )
+    started = time.monotonic()
+    attempts, received = requests_for(failing, spec, streamed)
+    assert (attempts, received) == (3, 3)
+    assert time.monotonic() - started < 3  # no SDK backoff (0.5 s, 1 s, ...) in between
+    assert user.max_retries is None  # the user's own object is left as it was
+    assert user.root_client.max_retries == openai.DEFAULT_MAX_RETRIES
+
+
+def test_sdk_retries_can_be_kept(failing: KatanServer) -> None:
+    user = ChatOpenAI(model=failing.model, base_url=failing.base_url, api_key=SECRET, max_retries=1)
+    spec = ModelSpec(name="own-retries", model=user, sdk_retries=True)
+    assert spec.chat_model is user
+    assert requests_for(failing, spec) == (3, 6)  # each attempt: one try + one SDK retry
+
+
+def test_openai_compatible_keeps_an_explicit_max_retries(failing: KatanServer) -> None:
+    spec = openai_compatible(failing.model, failing.base_url, api_key=SECRET, max_retries=1)
+    assert spec.sdk_retries and spec.chat_model.max_retries == 1  # type: ignore[attr-defined]
+    plain = openai_compatible(failing.model, failing.base_url, api_key=SECRET)
+    assert not plain.sdk_retries and plain.chat_model.max_retries == 0  # type: ignore[attr-defined]
+
+
+def test_a_misspelled_keyword_is_refused_with_the_closest_name() -> None:
+    with pytest.raises(ConfigurationError, match=r"'max_tokns' \(did you mean 'max_tokens'\?\)"):
+        openai_compatible("m", "http://127.0.0.1:9/v1", api_key="EMPTY", max_tokns=5)
+    spec = openai_compatible(
+        "m", "http://127.0.0.1:9/v1", api_key="EMPTY", max_tokens=5, extra_body={"a": 1}
+    )
+    assert spec.chat_model.max_tokens == 5

@@ -114,6 +114,13 @@ def test_embeddings_keyword_takes_an_embeddings_object() -> None:
             {"image_generation": ModelSpec(name="cap", model=Recorder(), modality="image_to_text")},
             "'cap' has modality 'image_to_text' but was given as image_generation=",
         ),
+        (
+            {"text": Recorder(), "embeddings": ModelSpec(name="chat", model=Recorder())},
+            "embeddings[0] is ModelSpec 'chat' of modality 'text', not an embedding model",
+        ),
+        ({"text": Recorder(), "embeddings": Recorder()}, "embeddings[0] is a Recorder, not an"),
+        ({"text": Recorder(), "embedings": Recorder()}, "did you mean 'embeddings'?"),
+        ({"text": Recorder(), "temperature": -1}, "temperature: Input should be greater than"),
     ],
 )
 def test_invalid_configuration(kwargs: dict[str, Any], message: str) -> None:
@@ -248,7 +255,8 @@ def test_missing_route() -> None:
 
 
 def test_text_without_a_text_route_and_several_takers() -> None:
-    router = MultiModalRouter(image_generation=spec("p"), embeddings=spec("e"))
+    embedder = ModelSpec(name="e", model=Recorder(), modality="embeddings")
+    router = MultiModalRouter(image_generation=spec("p"), embeddings=embedder)
     with pytest.raises(ModalityError, match="pass task=<route>"):
         router.invoke("hello")
 
@@ -364,6 +372,13 @@ class TestMultiModalRouterStandardUnit(ChatModelUnitTests):
             "gpt-4o-mini", base_url="http://127.0.0.1:9/v1", api_key="sk-unit", name="remote"
         )
         return {"text": remote, "image_to_text": spec("captioner")}
+
+    @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        # a router holds no credentials (its models do), and rejects unknown keywords
+        params = dict(super().standard_chat_model_params)
+        params.pop("api_key")
+        return params
 
     @property
     def supports_model_override(self) -> bool:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from llmrouter._sqlite import ForkedMemoryDatabaseError, SQLiteDatabase
+from llmrouter._sqlite import ForkedMemoryDatabaseError, SQLiteDatabase, database_path
+from llmrouter.errors import ConfigurationError
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT)"
 
@@ -236,3 +237,21 @@ def test_opening_retries_while_the_file_is_locked(tmp_path: Path) -> None:
     assert len(calls) == 3
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         db._retry_locked(lambda: db.connection().execute("SELECT * FROM missing_table"))
+
+
+def test_database_path_checks_type_folder_and_expands_the_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert database_path("~/a.db", "db") == str(tmp_path / "a.db")
+    assert database_path(":memory:", "db") == ":memory:"
+    with pytest.raises(ConfigurationError, match=r"db='.*missing/a.db': the folder .* does not"):
+        database_path(tmp_path / "missing" / "a.db", "db")
+    with pytest.raises(ConfigurationError, match=r"must be a file path.*got int"):
+        database_path(123, "db")
+    with pytest.raises(ConfigurationError, match="db is empty"):
+        database_path(" ", "db")
+    with pytest.raises(ConfigurationError, match="is a folder"):
+        database_path(tmp_path, "db")
+    made = database_path(tmp_path / "new" / "deeper" / "a.db", "db", create_parent=True)
+    assert Path(made).parent.is_dir()

@@ -533,3 +533,57 @@ def test_kinds() -> None:
         "semantic",
         "llm",
     )
+
+
+# ------------------------------------ scores for tuning (issue 9, item 16)
+
+
+def test_semantic_explain_keeps_the_best_score_below_the_threshold() -> None:
+    clf = SemanticClassifier(
+        {"b": ["b1"], "a": ["a2"]}, threshold=0.61, embeddings=_TableEmbeddings()
+    )
+    result, details = clf.explain("1,0,0")
+    assert result is None
+    assert details["task"] == "b" and details["score"] == pytest.approx(0.6)
+    assert details["threshold"] == pytest.approx(0.61)
+    assert details["scores"] == pytest.approx({"b": 0.6, "a": 0.0})
+    matched, details = SemanticClassifier(
+        {"b": ["b1"]}, threshold=0.5, embeddings=_TableEmbeddings()
+    ).explain("1,0,0")
+    assert matched is not None and matched.task == "b"
+    assert details["score"] == pytest.approx(0.6) and details["threshold"] == 0.5
+
+
+async def test_semantic_aexplain_matches_explain() -> None:
+    clf = SemanticClassifier({"b": ["b1"]}, threshold=0.61, embeddings=_TableEmbeddings())
+    assert await clf.aexplain("1,0,0") == clf.explain("1,0,0")
+
+
+def test_explain_of_other_classifiers(keywords: KeywordClassifier) -> None:
+    result, details = keywords.explain("Write a Python function")
+    assert result == keywords.classify("Write a Python function")
+    assert details == {"matches": keywords.matches("Write a Python function")}
+    # a custom classifier gets explain() for free, with no details
+    assert _ThreadRecorder().explain("chat") == (
+        Classification(task="chat", confidence=1.0, method="recorder"),
+        {},
+    )
+
+
+def test_router_records_the_semantic_score_when_it_falls_back() -> None:
+    from _fixtures.fakes import spec
+
+    from llmrouter import ModelRouter, route_of
+
+    clf = SemanticClassifier({"b": ["b1"]}, threshold=0.61, embeddings=_TableEmbeddings())
+    router = ModelRouter(
+        models=[spec("chat", reply="C"), spec("bee", reply="B", tasks={"b"})],
+        default="chat",
+        classifier=clf,
+    )
+    record = route_of(router.invoke("1,0,0"))
+    assert record.model == "chat" and record.task_source == "classifier:none"
+    assert record.extra["classifier"]["task"] == "b"
+    assert record.extra["classifier"]["score"] == pytest.approx(0.6)
+    assert record.extra["classifier"]["threshold"] == pytest.approx(0.61)
+    assert "confidence" not in record.extra

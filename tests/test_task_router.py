@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from _fixtures.fakes import Recorder, spec
+from _fixtures.fakes import Recorder, ToolRecorder, spec
 from langchain_core.language_models import FakeListChatModel
 
 from llmrouter import ConfigurationError, ModelRouter, ModelSpec, UnknownTaskError, route_of
@@ -59,7 +59,8 @@ def test_keyword_beats_config_metadata() -> None:
 def test_no_task_goes_to_default() -> None:
     record = route_of(make_router().invoke("hello"))
     assert record.model == "local" and record.task is None and record.task_source == "none"
-    assert record.candidates == ["local"]
+    # fallbacks: the general models (here the other one serving "chat")
+    assert record.candidates == ["local", "remote"]
 
 
 def test_task_without_route_goes_to_first_declaring_model() -> None:
@@ -192,3 +193,128 @@ def test_failing_classifier_falls_back_to_default_and_is_recorded() -> None:
     record = route_of(make_router(classifier=broken).invoke("write code"))
     assert record.model == "local" and record.task_source == "classifier:error"
     assert record.extra["classifier_error"] == "TimeoutError: boom"
+
+
+# ------------------------------------------------- no-task requests (issue 9, item 11)
+
+
+def _add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def tool_router(**kwargs: object) -> ModelRouter:
+    models = [
+        spec("plain", reply="P", tasks={"summarize"}),  # the default: cannot call tools
+        spec("coder", cls=ToolRecorder, reply="C", tasks={"code_generation"}),
+        spec("general", cls=ToolRecorder, reply="G"),  # no tasks: a general model
+        spec("chatty", cls=ToolRecorder, reply="H", tasks={"chat"}),
+    ]
+    return ModelRouter(models=models, **({"default": "plain"} | kwargs))
+
+
+def test_no_task_ranks_default_then_general_models() -> None:
+    record = route_of(tool_router().invoke("hello"))
+    assert record.model == "plain" and record.reason == "no task given: default model"
+    # the specialist coder is no fallback for a request with no task
+    assert record.candidates == ["plain", "general", "chatty"]
+
+
+def test_no_task_with_tools_falls_back_to_a_general_model_that_takes_tools() -> None:
+    msg = tool_router().bind_tools([_add]).invoke("add 1 and 2")
+    record = route_of(msg)
+    assert record.model == "general" and msg.content == "G"
+
+
+def test_no_task_falls_back_when_the_default_fails() -> None:
+    router = tool_router(max_retries=0)
+    recorder(router, "plain").fail_with = ConnectionError
+    record = route_of(router.invoke("hello"))
+    assert [a.model for a in record.attempts] == ["plain", "general"]
+
+
+def test_single_model_router_answers_no_task_requests() -> None:
+    router = ModelRouter(models=[spec("only", reply="O", tasks={"summarize"})])
+    record = route_of(router.invoke("hello"))
+    assert record.model == "only" and record.reason == "no task given: the only model"
+    # a task nothing serves goes there too, as to a default
+    assert route_of(router.invoke("x", task="poetry")).model == "only"
+
+
+def test_the_only_general_model_is_the_implicit_default() -> None:
+    router = ModelRouter(models=[spec("coder", tasks={"code_generation"}), spec("g", reply="G")])
+    record = route_of(router.invoke("hello"))
+    assert record.model == "g" and record.candidates == ["g"]
+    assert record.reason == "no task given: the only general model"
+    assert route_of(router.invoke("x", task="code_generation")).candidates == ["coder", "g"]
+
+
+def test_several_general_models_and_no_default_still_ask_for_a_default() -> None:
+    router = ModelRouter(models=[spec("a"), spec("b")])
+    with pytest.raises(UnknownTaskError, match="no task given"):
+        router.invoke("hello")
+
+
+def test_bound_task_survives_bind_tools() -> None:
+    router = tool_router()
+    msg = router.bind(task="code_generation").bind_tools([_add]).invoke("add")
+    record = route_of(msg)
+    assert record.task == "code_generation" and record.task_source == "explicit"
+    assert record.model == "coder"
+    assert recorder(router, "coder").calls[-1]["tools"] == ["_add"]
+
+
+def test_bound_task_survives_with_structured_output() -> None:
+    from pydantic import BaseModel
+
+    class Sum(BaseModel):
+        total: int
+
+    router = tool_router()
+    chain = router.bind(task="code_generation").with_structured_output(Sum, include_raw=True)
+    out = chain.invoke("add 1 and 2")
+    assert isinstance(out, dict)
+    assert route_of(out["raw"]).task == "code_generation" and route_of(out["raw"]).model == "coder"
+
+
+def test_bound_keywords_survive_rebinding_and_with_config() -> None:
+    router = tool_router()
+    bound = router.bind(task="code_generation").with_config(tags=["t"]).bind(max_tokens=5)
+    route = route_of(bound.bind_tools([_add]).invoke("x"))
+    assert route.task == "code_generation"
+    assert recorder(router, "coder").calls[-1]["max_tokens"] == 5
+
+
+def test_create_agent_keeps_the_bound_task() -> None:
+    agents = pytest.importorskip("langchain.agents")
+    router = tool_router()
+    agent = agents.create_agent(router.bind(task="code_generation"), tools=[_add])
+    result = agent.invoke({"messages": [("user", "add 1 and 2")]})
+    answer = result["messages"][-1]
+    assert answer.content == "C"
+    assert route_of(answer).task == "code_generation"
+
+
+def test_context_window_too_small_is_ranked_last() -> None:
+    models = [
+        ModelSpec(name="tiny", model=Recorder(reply="T"), tasks={"summarize"}, context_window=64),
+        ModelSpec(name="big", model=Recorder(reply="B"), tasks={"summarize"}),
+    ]
+    router = ModelRouter(models=models, routes={"summarize": "tiny"})
+    short = route_of(router.invoke("Summarize: hi", task="summarize"))
+    assert short.model == "tiny" and "context_window" not in short.extra
+    long = route_of(router.invoke("Summarize: " + "words " * 200, task="summarize"))
+    assert long.model == "big" and long.candidates == ["big", "tiny"]
+    assert long.extra["context_window"]["too_long_for"] == ["tiny"]
+    assert long.extra["context_window"]["prompt_tokens"]["tiny"] > 64
+    assert "exceeds the context window of 'tiny'" in long.reason
+
+
+def test_context_window_counts_max_tokens() -> None:
+    models = [
+        ModelSpec(name="tiny", model=Recorder(reply="T"), context_window=64),
+        ModelSpec(name="big", model=Recorder(reply="B")),
+    ]
+    router = ModelRouter(models=models, default="tiny")
+    assert route_of(router.invoke("hi")).model == "tiny"
+    assert route_of(router.invoke("hi", max_tokens=100)).model == "big"

@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ForkedMemoryDatabaseError", "SQLiteDatabase"]
+from llmrouter.errors import ConfigurationError
+
+__all__ = ["ForkedMemoryDatabaseError", "SQLiteDatabase", "database_path"]
 
 _FORKED_AWAY: list[sqlite3.Connection] = []
 """Connections a forked child inherited: kept referenced, because closing one in the
@@ -70,6 +72,40 @@ os.register_at_fork(
     after_in_parent=_after_fork_in_parent,
     after_in_child=_after_fork_in_child,
 )
+
+
+def database_path(path: object, what: str, *, create_parent: bool = False) -> str:
+    """``path`` as a database location: ``":memory:"``, or a file whose folder exists.
+
+    ``~`` is expanded. A missing folder is an error (a typo in a folder name would
+    otherwise scatter databases over the disk) unless ``create_parent`` (for
+    llmrouter's own default locations).
+
+    Raises:
+        ConfigurationError: ``path`` is not a str or path, is empty, or names a
+            folder that does not exist.
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise ConfigurationError(
+            f"{what} must be a file path (str or pathlib.Path) or ':memory:', "
+            f"got {type(path).__name__} {path!r}"
+        )
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigurationError(f"{what} is empty: give a file path or ':memory:'")
+    if text == ":memory:":
+        return text
+    file = Path(text).expanduser()
+    if create_parent:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    elif not file.parent.is_dir():
+        raise ConfigurationError(
+            f"{what}={text!r}: the folder {str(file.parent)!r} does not exist; create it "
+            "first (e.g. mkdir -p) or choose a path in an existing folder"
+        )
+    if file.is_dir():
+        raise ConfigurationError(f"{what}={text!r} is a folder; give a file path inside it")
+    return str(file)
 
 
 class ForkedMemoryDatabaseError(sqlite3.ProgrammingError):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,35 @@ class ConfigurationError(LLMRouterError, ValueError):
 
     The message names the offending field and how to fix it.
     """
+
+
+def reject_unknown_keywords(
+    what: str, given: Iterable[str], allowed: Collection[str], hint: str = ""
+) -> None:
+    """Raise `ConfigurationError` for keywords ``what`` does not take.
+
+    The message names each unknown keyword with the closest valid one, so a typo
+    such as ``budegt=`` cannot silently switch a setting off.
+
+    Examples:
+        >>> try:
+        ...     reject_unknown_keywords("Router", ["budegt"], ["budget", "models"])
+        ... except ConfigurationError as exc:
+        ...     print(exc)
+        Router got unknown keyword 'budegt' (did you mean 'budget'?)
+    """
+    unknown = [key for key in given if key not in allowed]
+    if not unknown:
+        return
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
+        parts.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    noun = "keyword" if len(unknown) == 1 else "keywords"
+    message = f"{what} got unknown {noun} {', '.join(parts)}"
+    if not all("did you mean" in part for part in parts):
+        message += f"; valid keywords are {sorted(allowed)}"
+    raise ConfigurationError(message + (f". {hint}" if hint else ""))
 
 
 class UnknownTaskError(LLMRouterError, ValueError):
@@ -56,11 +86,21 @@ class AllModelsFailedError(LLMRouterError, RuntimeError):
         )
         super().__init__(
             f"all {len(record.attempts)} attempt(s) failed for router {record.router!r}:{lines}"
-            "\nCheck the models' endpoints/credentials, or add a fallback model to the router."
+            f"\n{_next_step(record)}"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.record, self.last_error))
+
+
+def _next_step(record: RouteRecord) -> str:
+    """What to do after every attempt failed, from what the failures were."""
+    failed = [a for a in record.attempts if not a.ok]
+    if failed and all(a.error_type == "ConfigurationError" for a in failed):
+        return "Fix the models' settings named above (paths, ids, arguments)."
+    if failed and all(a.kind == "context_length" for a in failed):
+        return "The prompt fits no model's context window: shorten it or add a larger model."
+    return "Check the models' endpoints/credentials, or add a fallback model to the router."
 
 
 class StreamInterruptedError(LLMRouterError, RuntimeError):
@@ -109,11 +149,18 @@ class BudgetExceededError(LLMRouterError, RuntimeError):
         self.status = status
         self.needed_usd = needed_usd
         self.model = model
+        self.spent_usd = status.spent_usd
+        """Settled spend in the window (actual costs of finished calls)."""
+        self.reserved_usd = getattr(status, "reserved_usd", 0.0)
+        """Estimates reserved by calls still in flight."""
         budget = status.budget
         if budget.windowed:
             resets = datetime.fromtimestamp(status.window_end, tz=timezone.utc)
+            calls = getattr(status, "open_reservations", 0)
             where = (
-                f"spent ${status.spent_usd:.6f} of {budget.describe(status.user)}, "
+                f"spent ${status.spent_usd:.6f} and ${self.reserved_usd:.6f} reserved by "
+                f"{calls} call{'' if calls == 1 else 's'} in flight, of "
+                f"{budget.describe(status.user)}; "
                 f"${max(status.remaining_usd, 0.0):.6f} left until {resets:%Y-%m-%d %H:%M} UTC"
             )
         else:

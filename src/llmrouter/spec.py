@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, BaseLanguageModel, BaseLLM
@@ -21,6 +22,7 @@ from pydantic import (
 from llmrouter.errors import ConfigurationError
 from llmrouter.resilience._limits import ConcurrencyLimit
 from llmrouter.resilience._retry import RetryPolicy
+from llmrouter.resilience._sdk import without_sdk_retries
 
 ModelFactory = Callable[[], BaseLanguageModel[Any]]
 
@@ -52,11 +54,11 @@ class ModelSpec(BaseModel):
     """Task names this model serves. Empty means a general model that serves any task."""
     modality: str = "text"
     """What the model produces or consumes, e.g. ``text``, ``image_generation``."""
-    input_cost: float = Field(default=0.0, ge=0)
+    input_cost: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     """USD per million input tokens."""
-    output_cost: float = Field(default=0.0, ge=0)
+    output_cost: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     """USD per million output tokens."""
-    cached_input_cost: float | None = Field(default=None, ge=0)
+    cached_input_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     """USD per million cached input tokens (``None``: same as ``input_cost``)."""
     context_window: int | None = Field(default=None, gt=0)
     """Maximum prompt plus output tokens; ``None`` when unknown."""
@@ -65,14 +67,22 @@ class ModelSpec(BaseModel):
     tags: frozenset[str] = frozenset()
     retry: RetryPolicy | None = None
     """Retry policy for this model; ``None``: the router's policy."""
-    attempt_timeout: float | None = Field(default=None, gt=0)
+    attempt_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     """Seconds one attempt may take; ``None``: the router's ``timeout``."""
-    first_token_timeout: float | None = Field(default=None, gt=0)
-    """Seconds a stream may take to send its first chunk; ``None``: the router's."""
+    first_token_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    """Seconds a stream may take to send its first chunk with content; ``None``: the router's."""
+    idle_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    """Seconds a stream may go without a chunk once its answer began; ``None``: the router's."""
+    stream_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    """Seconds a whole streamed attempt may take; ``None``: the router's."""
     max_concurrency: int | None = Field(default=None, gt=0)
     """Most calls in flight on this model at once, across every router sharing the spec."""
     rate_limiter: BaseRateLimiter | None = None
     """A LangChain rate limiter (e.g. ``InMemoryRateLimiter``) applied before each call."""
+    sdk_retries: bool = False
+    """Keep the model's own client retries (``max_retries`` of ``ChatOpenAI`` and the
+    like). By default calls go through a copy with ``max_retries=0``, so the router's
+    retry policy is the only retry layer and attempts are not multiplied."""
 
     _resolved: BaseChatModel | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -82,7 +92,9 @@ class ModelSpec(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigurationError(explain_validation_error(exc, "ModelSpec")) from exc
+            raise ConfigurationError(
+                explain_validation_error(exc, "ModelSpec", type(self).model_fields)
+            ) from exc
 
     @field_validator("name")
     @classmethod
@@ -116,6 +128,16 @@ class ModelSpec(BaseModel):
             return frozenset({value})
         return value
 
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        state["__pydantic_private__"] = None  # the built model, lock and limit: per process
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self.__pydantic_private__ = None
+        self.model_post_init(None)  # fresh private attributes
+
     def serves(self, task: str | None) -> bool:
         """True if this model serves ``task`` (a model with no tasks serves any)."""
         return task is None or not self.tasks or task in self.tasks
@@ -132,15 +154,31 @@ class ModelSpec(BaseModel):
 
     @property
     def chat_model(self) -> BaseChatModel:
-        """The model as a chat model, built on first use (thread-safe, once)."""
+        """The model as a chat model, built on first use (thread-safe, once); without
+        its SDK retries unless ``sdk_retries`` (a copy: the given model is not changed)."""
         resolved = self._resolved
         if resolved is None:
             with self._lock:
                 resolved = self._resolved
                 if resolved is None:
-                    resolved = _as_chat_model(self.name, self.model)
+                    resolved = _as_chat_model(self.name, self.model, self.sdk_retries)
                     object.__setattr__(self, "_resolved", resolved)
         return resolved
+
+    def warm_up(self) -> ModelSpec:
+        """Build the model now and load what it loads lazily (local weights), so a bad
+        path or id fails here with a `ConfigurationError` instead of on the first call.
+
+        Examples:
+            >>> from langchain_core.language_models import FakeListChatModel
+            >>> spec = ModelSpec(name="fake", model=lambda: FakeListChatModel(responses=["hi"]))
+            >>> spec.warm_up().chat_model.invoke("x").content
+            'hi'
+        """
+        warm = getattr(self.chat_model, "warm_up", None)
+        if callable(warm):
+            warm()
+        return self
 
     @property
     def limit(self) -> ConcurrencyLimit | None:
@@ -162,8 +200,12 @@ class ModelSpec(BaseModel):
         return type(self.chat_model).bind_tools is not BaseChatModel.bind_tools
 
 
-def _as_chat_model(name: str, model: BaseLanguageModel[Any] | ModelFactory) -> BaseChatModel:
+def _as_chat_model(
+    name: str, model: BaseLanguageModel[Any] | ModelFactory, sdk_retries: bool = False
+) -> BaseChatModel:
     built = model if isinstance(model, BaseLanguageModel) else model()
+    if not sdk_retries and isinstance(built, BaseLanguageModel):
+        built = without_sdk_retries(built)
     if isinstance(built, BaseChatModel):
         return built
     if isinstance(built, BaseLLM):
@@ -176,11 +218,26 @@ def _as_chat_model(name: str, model: BaseLanguageModel[Any] | ModelFactory) -> B
     )
 
 
-def explain_validation_error(exc: ValidationError, what: str) -> str:
-    """Turn a pydantic error into one readable message naming each field."""
+def explain_validation_error(exc: ValidationError, what: str, allowed: Collection[str] = ()) -> str:
+    """Turn a pydantic error into one readable message naming each field.
+
+    An unknown keyword (pydantic's ``extra_forbidden``) is named with the closest
+    of ``allowed``, so a typo such as ``budegt=`` says what was meant.
+    """
     lines = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "(arguments)"
         message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(field, list(allowed), n=1, cutoff=0.6)
+            message = (
+                f"unknown keyword; did you mean {close[0]!r}?"
+                if close
+                else (
+                    f"unknown keyword; {what} takes {sorted(allowed)}"
+                    if allowed
+                    else "unknown keyword"
+                )
+            )
         lines.append(f"  - {field}: {message}")
     return f"invalid {what}:\n" + "\n".join(lines)

@@ -43,6 +43,13 @@ class TestModelRouterUnit(ChatModelUnitTests):
         return {"models": [spec], "default": "remote"}
 
     @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        # a router holds no credentials (its models do), and rejects unknown keywords
+        params = dict(super().standard_chat_model_params)
+        params.pop("api_key")
+        return params
+
+    @property
     def supports_model_override(self) -> bool:
         # the router picks the model; a per-call `model=` goes to the backend as is
         return False

@@ -13,6 +13,7 @@ computes an `ExperimentReport` from records, feedback and events,
 from __future__ import annotations
 
 import importlib
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from llmrouter.ab._render import plot_report, report_table, report_text
 from llmrouter.ab._stats import (
     TestResult,
+    check_level,
     mean_ci,
     percentile,
     sample_size_means,
@@ -31,6 +33,7 @@ from llmrouter.ab._stats import (
     wilson_ci,
 )
 from llmrouter.ab._store import ExperimentEvent, ExperimentRecord, ExperimentStore, Feedback
+from llmrouter.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -217,7 +220,31 @@ def build_report(
     ``shares`` and ``shadow_rate`` fill the share column. Scores given to one
     request are averaged first, so each request counts once in the feedback
     statistics.
+
+    Raises:
+        ConfigurationError: if ``alpha`` or ``power`` is not strictly between 0 and 1,
+            ``feedback_effect`` is zero or not finite, or ``error_effect`` is not in (0, 1].
     """
+    alpha, power = check_level("alpha", alpha), check_level("power", power)
+    if (
+        isinstance(feedback_effect, bool)
+        or not isinstance(feedback_effect, (int, float))
+        or feedback_effect == 0
+        or not math.isfinite(feedback_effect)
+    ):
+        raise ConfigurationError(
+            f"feedback_effect must be a non-zero finite number (Cohen's d to detect), got "
+            f"{feedback_effect!r}; e.g. feedback_effect=0.2"
+        )
+    if (
+        isinstance(error_effect, bool)
+        or not isinstance(error_effect, (int, float))
+        or not 0 < error_effect <= 1
+    ):
+        raise ConfigurationError(
+            f"error_effect must be a number in (0, 1] (the error-rate increase to detect), "
+            f"got {error_effect!r}; e.g. error_effect=0.05"
+        )
     records = list(records)
     order = list(variants or [])
     for record in records:

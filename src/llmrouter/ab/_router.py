@@ -44,10 +44,11 @@ from llmrouter.ab._store import (
     ExperimentStore,
     ExperimentStoreWarning,
     Feedback,
+    SQLiteStore,
     open_store,
 )
 from llmrouter.core import BaseRouter, Ranking, RouteRequest
-from llmrouter.errors import ConfigurationError, ExperimentError
+from llmrouter.errors import ConfigurationError, ExperimentError, reject_unknown_keywords
 from llmrouter.record import RouteRecord
 from llmrouter.spec import ModelSpec
 
@@ -166,13 +167,7 @@ class ABRouter(BaseRouter):
     def _variants_to_models(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        unknown = sorted(set(data) - set(cls.model_fields) - {"models"})
-        if unknown:
-            raise ValueError(
-                f"unknown argument(s) {unknown}; ABRouter takes "
-                f"{sorted(set(cls.model_fields) - set(BaseRouter.model_fields))} "
-                "(and the chat-model settings temperature, max_tokens, stop, name, ...)"
-            )
+        reject_unknown_keywords("ABRouter", sorted(data), set(cls.model_fields))
         if "models" in data:
             raise ValueError("ABRouter derives models from variants=; do not pass models=")
         variants = data.get("variants")
@@ -236,6 +231,9 @@ class ABRouter(BaseRouter):
         self._shadows = ShadowRunner(
             self._persist, workers=self.shadow_workers, max_pending=self.max_pending_shadows
         )
+        # A router dropped without close() still stops its threads and closes its store.
+        owned = self.store if self.store in _OWNED_STORES else None
+        weakref.finalize(self, _release, self._shadows, owned)
         if self.schedule is not None:
             shares = dict(self.weights)
             for i, (_, step) in enumerate(self.schedule.steps):
@@ -566,6 +564,13 @@ class ABRouter(BaseRouter):
         """Wait for the shadow runs of async calls on this loop (and of sync calls)."""
         return await self._shadows.await_all(timeout)
 
+    def _init_kwargs(self) -> dict[str, Any]:
+        kwargs = super()._init_kwargs()
+        kwargs.pop("models", None)  # derived from variants
+        if self.store in _OWNED_STORES and isinstance(self.store, SQLiteStore):
+            kwargs["store"] = self.store.path  # the copy opens (and owns) its own
+        return kwargs
+
     def close(self, timeout: float | None = None) -> None:
         """Wait for shadow runs (up to ``timeout``), stop their threads, close an owned store.
 
@@ -600,3 +605,10 @@ class ABRouter(BaseRouter):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {**super()._identifying_params, "experiment": self.experiment, "mode": self.mode}
+
+
+def _release(shadows: ShadowRunner, store: ExperimentStore | None) -> None:
+    """What a garbage-collected router held: shadow threads, and a store it opened."""
+    shadows.shutdown()
+    if store is not None:
+        store.close()

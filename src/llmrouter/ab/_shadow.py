@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,8 @@ from llmrouter.spec import ModelSpec
 __all__ = ["ShadowJob", "ShadowRunner", "ShadowTarget"]
 
 logger = logging.getLogger("llmrouter.ab._router")  # one logger for the A/B router
+
+Book = Callable[[ExperimentRecord], None]
 
 
 @dataclass(frozen=True)
@@ -71,12 +75,14 @@ class ShadowRunner:
 
     def __init__(
         self,
-        book: Callable[[ExperimentRecord], None],
+        book: Book,
         *,
         workers: int,
         max_pending: int,
     ) -> None:
-        self._book = book
+        # Weak: an idle runner must not keep its router alive (the router's finalizer
+        # stops the threads); a run in flight holds the booking function strongly.
+        self._book = weakref.WeakMethod(book) if inspect.ismethod(book) else lambda: book
         self._workers = workers
         self._max_pending = max_pending
         self._lock = threading.Lock()
@@ -91,7 +97,8 @@ class ShadowRunner:
 
     def start(self, job: ShadowJob | None) -> None:
         """Queue ``job`` on the thread pool; never raises, never waits."""
-        if job is None:
+        book = self._book()
+        if job is None or book is None:
             return
         try:
             for target in job.targets:
@@ -102,7 +109,7 @@ class ShadowRunner:
                         self._executor = concurrent.futures.ThreadPoolExecutor(
                             self._workers, thread_name_prefix="llmrouter-shadow"
                         )
-                    future = self._executor.submit(self._run, job, target)
+                    future = self._executor.submit(self._run, job, target, book)
                     self._futures.add(future)
                 future.add_done_callback(self._future_done)
         except Exception:  # e.g. interpreter shutting down: the user's call must go on
@@ -110,7 +117,8 @@ class ShadowRunner:
 
     def astart(self, job: ShadowJob | None) -> None:
         """Start ``job`` as tasks on the running loop; never raises, never waits."""
-        if job is None:
+        book = self._book()
+        if job is None or book is None:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -118,7 +126,7 @@ class ShadowRunner:
                 with self._lock:
                     if not self._admit(job, target, self.tasks):
                         continue
-                    task = loop.create_task(self._arun(job, target))
+                    task = loop.create_task(self._arun(job, target, book))
                     self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
         except Exception:
@@ -145,7 +153,7 @@ class ShadowRunner:
 
     # ------------------------------------------------------------------- run
 
-    def _run(self, job: ShadowJob, target: ShadowTarget) -> None:
+    def _run(self, job: ShadowJob, target: ShadowTarget, book: Book) -> None:
         started = time.perf_counter()
         message: BaseMessage | None = None
         error: BaseException | None = None
@@ -158,9 +166,9 @@ class ShadowRunner:
             )
         except Exception as exc:
             error = exc
-        self._book(_record(job, target, started, message, error))
+        book(_record(job, target, started, message, error))
 
-    async def _arun(self, job: ShadowJob, target: ShadowTarget) -> None:
+    async def _arun(self, job: ShadowJob, target: ShadowTarget, book: Book) -> None:
         started = time.perf_counter()
         message: BaseMessage | None = None
         error: BaseException | None = None
@@ -168,11 +176,11 @@ class ShadowRunner:
             call = _runnable(job, target.spec).ainvoke(job.messages, stop=job.stop, **job.kwargs)
             message = await acall_with_timeout(call, target.timeout, target.spec.name)
         except asyncio.CancelledError as exc:  # e.g. the event loop is closing
-            self._book(_record(job, target, started, None, exc))
+            book(_record(job, target, started, None, exc))
             raise
         except Exception as exc:
             error = exc
-        await asyncio.to_thread(self._book, _record(job, target, started, message, error))
+        await asyncio.to_thread(book, _record(job, target, started, message, error))
 
     # ------------------------------------------------------------------ wait
 
@@ -206,6 +214,13 @@ class ShadowRunner:
         if executor is not None:
             executor.shutdown(wait=done, cancel_futures=True)
         return done
+
+    def shutdown(self) -> None:
+        """Stop the threads without waiting (the owning router is gone)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
 
 
 def _runnable(job: ShadowJob, spec: ModelSpec) -> Any:

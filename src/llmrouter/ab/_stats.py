@@ -24,8 +24,30 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llmrouter.errors import ConfigurationError
+
 INSTALL_HINT = "pip install 'llmrouter[ab]'  (scipy and matplotlib)"
 """How to get the optional libraries of experiment statistics and plots."""
+
+
+def check_level(name: str, value: object) -> float:
+    """``value`` as a float strictly between 0 and 1 (a significance level, power, ...).
+
+    Raises:
+        ConfigurationError: for anything else (``alpha=2`` would otherwise overflow deep
+            inside the sample-size search).
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 < value < 1
+    ):
+        raise ConfigurationError(
+            f"{name} must be a number strictly between 0 and 1, got {value!r}; "
+            f"e.g. alpha=0.05, power=0.8, confidence=0.95"
+        )
+    return float(value)
 
 
 def _scipy_stats() -> Any:
@@ -65,6 +87,7 @@ def welch_test(
     Raises:
         ValueError: with fewer than two values in a group.
     """
+    alpha = check_level("alpha", alpha)
     if len(control) < 2 or len(candidate) < 2:
         raise ValueError("Welch's t-test needs at least two values per group")
     stats = _scipy_stats()
@@ -106,6 +129,7 @@ def two_proportion_test(
     Raises:
         ValueError: if a group is empty or a count is out of range.
     """
+    alpha = check_level("alpha", alpha)
     for events, n in ((control_events, control_n), (candidate_events, candidate_n)):
         if n <= 0 or not 0 <= events <= n:
             raise ValueError(f"need 0 <= events <= n and n > 0, got events={events}, n={n}")
@@ -131,6 +155,7 @@ def sample_size_means(effect_size: float, alpha: float = 0.05, power: float = 0.
     Exact power from the noncentral t distribution (as in G*Power or
     statsmodels' ``TTestIndPower``): d = 0.2, 0.5, 0.8 need 394, 64, 26.
     """
+    alpha, power = check_level("alpha", alpha), check_level("power", power)
     d = abs(effect_size)
     if d == 0 or not math.isfinite(d):
         raise ValueError(f"effect_size must be a non-zero finite number, got {effect_size}")
@@ -154,6 +179,7 @@ def sample_size_proportions(
     p_control: float, p_candidate: float, alpha: float = 0.05, power: float = 0.8
 ) -> int:
     """Requests per variant for a two-sided two-proportion test (Cohen's h, normal)."""
+    alpha, power = check_level("alpha", alpha), check_level("power", power)
     for p in (p_control, p_candidate):
         if not 0 <= p <= 1:
             raise ValueError(f"proportions must lie in [0, 1], got {p}")
@@ -167,6 +193,7 @@ def sample_size_proportions(
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float] | None:
     """Student t interval of the mean; ``None`` with fewer than two values."""
+    confidence = check_level("confidence", confidence)
     if len(values) < 2:
         return None
     stats = _scipy_stats()
@@ -190,6 +217,7 @@ def _quiet() -> Iterator[None]:
 
 def wilson_ci(events: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
     """Wilson score interval of a proportion; ``None`` when ``n == 0``."""
+    confidence = check_level("confidence", confidence)
     if n == 0:
         return None
     ci = (

@@ -20,10 +20,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from llmrouter._sqlite import ForkedMemoryDatabaseError, SQLiteDatabase
+from llmrouter._sqlite import ForkedMemoryDatabaseError, SQLiteDatabase, database_path
 from llmrouter.errors import (
     ConfigurationError,
     ExperimentError,
@@ -232,18 +233,20 @@ class SQLiteStore(ExperimentStore):
     """
 
     def __init__(self, path: str | Path = ":memory:", *, busy_timeout_s: float = 30.0) -> None:
-        self.path = str(path)
-        """The database file, or ``":memory:"``."""
+        self.path = database_path(path, "store")
+        """The database file (``~`` expanded), or ``":memory:"``."""
         self.busy_timeout_s = busy_timeout_s
         """How long a write waits for another process's transaction."""
         self._closed = False
-        if self.path != ":memory:":
-            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         # opened now: a bad path or a file that is no database fails here, not on first write
         self._db = SQLiteDatabase(self.path, _SCHEMA, timeout=busy_timeout_s)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the copy opens the same file (":memory:": a new, empty database)
+        return (partial(SQLiteStore, busy_timeout_s=self.busy_timeout_s), (self.path,))
 
     # ------------------------------------------------------------ connection
 
@@ -366,6 +369,11 @@ def open_store(store: ExperimentStore | str | Path | None) -> ExperimentStore:
         return SQLiteStore(":memory:")
     if isinstance(store, Path):
         return SQLiteStore(store)
+    if not isinstance(store, str):
+        raise ConfigurationError(
+            f"store must be an ExperimentStore, a file path, 'sqlite:///path.db' or "
+            f"':memory:', got {type(store).__name__} {store!r}"
+        )
     text = str(store).strip()
     if text in (":memory:", "sqlite://", "sqlite:///:memory:"):
         return SQLiteStore(":memory:")

@@ -69,13 +69,21 @@ class ModelCall:
 
     __slots__ = ("bound", "ctx", "model", "router", "runnable")
 
-    def __init__(self, runnable: Runnable[LanguageModelInput, BaseMessage], ctx: RunContext):
+    def __init__(
+        self,
+        runnable: Runnable[LanguageModelInput, BaseMessage],
+        ctx: RunContext,
+        task: str | None = None,
+    ):
         self.runnable = runnable
         self.ctx = ctx
         target = unwrap(runnable)
         self.model: BaseChatModel | None = target[0] if target is not None else None
         self.bound: dict[str, Any] = target[1] if target is not None else {}
         self.router = self.model is not None and _is_router(self.model)
+        if self.router and task is not None and "task" not in self.bound:
+            # the caller's task= reaches a nested router (one bound to a task keeps its own)
+            self.bound = {**self.bound, "task": task}
 
     def _kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         merged = {**self.bound, **kwargs} if self.bound else dict(kwargs)

@@ -20,13 +20,9 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 
 from llmrouter.core._execution import Call, Execution, Sleep
+from llmrouter.core._relay import has_content
 from llmrouter.record import ROUTE_EVENT
-from llmrouter.resilience._timeouts import (
-    acall_with_timeout,
-    afirst_item,
-    call_with_timeout,
-    first_item,
-)
+from llmrouter.resilience._timeouts import acall_with_timeout, atimed, call_with_timeout, timed
 
 # ------------------------------------------------------------------------- sync
 
@@ -47,7 +43,7 @@ def run(ex: Execution) -> ChatResult:
 
 
 def stream(ex: Execution) -> Iterator[ChatGenerationChunk]:
-    """Stream from the first candidate that opens; continue elsewhere if it breaks."""
+    """Stream from the first candidate that answers; continue elsewhere if it breaks."""
     try:
         while (step := ex.next()) is not None:
             if isinstance(step, Sleep):
@@ -55,14 +51,12 @@ def stream(ex: Execution) -> Iterator[ChatGenerationChunk]:
                 continue
             with _slot(step):
                 try:
-                    chunks, first = _open(ex, step)
+                    chunks = _open(ex, step)
                 except Exception as exc:
                     ex.failed(step, exc)
                     continue
                 ex.streaming(step)
                 try:
-                    if first is not None:
-                        yield ex.relay.pass_on(first)
                     for chunk in chunks:
                         yield ex.relay.pass_on(chunk)
                 except Exception as exc:
@@ -89,11 +83,11 @@ def _invoke(ex: Execution, call: Call) -> BaseMessage:
         return call_with_timeout(invoke, call.deadline, call.spec.name)
 
 
-def _open(ex: Execution, call: Call) -> tuple[Iterator[BaseMessage], BaseMessage | None]:
+def _open(ex: Execution, call: Call) -> Iterator[BaseMessage]:
     if call.spec.rate_limiter is not None:
         call.spec.rate_limiter.acquire(blocking=True)
-    chunks = iter(call.model.stream(call.messages, ex.stop, ex.kwargs))
-    return chunks, first_item(chunks, call.deadline, call.spec.name)
+    stream = call.model.stream(call.messages, ex.stop, ex.kwargs)
+    return timed(stream, call.stream, call.spec.name, has_content)
 
 
 def _slot(call: Call) -> AbstractContextManager[None]:
@@ -137,14 +131,12 @@ async def astream(ex: Execution) -> AsyncIterator[ChatGenerationChunk]:
                 continue
             async with _aslot(step):
                 try:
-                    chunks, first = await _aopen(ex, step)
+                    chunks = await _aopen(ex, step)
                 except Exception as exc:
                     ex.failed(step, exc)
                     continue
                 ex.streaming(step)
                 try:
-                    if first is not None:
-                        yield ex.relay.pass_on(first)
                     async for chunk in chunks:
                         yield ex.relay.pass_on(chunk)
                 except Exception as exc:
@@ -172,13 +164,11 @@ async def _ainvoke(ex: Execution, call: Call) -> BaseMessage:
         return message
 
 
-async def _aopen(
-    ex: Execution, call: Call
-) -> tuple[AsyncIterator[BaseMessage], BaseMessage | None]:
+async def _aopen(ex: Execution, call: Call) -> AsyncIterator[BaseMessage]:
     if call.spec.rate_limiter is not None:
         await call.spec.rate_limiter.aacquire(blocking=True)
-    chunks = aiter(call.model.astream(call.messages, ex.stop, ex.kwargs))
-    return chunks, await afirst_item(chunks, call.deadline, call.spec.name)
+    stream = call.model.astream(call.messages, ex.stop, ex.kwargs)
+    return atimed(stream, call.stream, call.spec.name, has_content)
 
 
 def _aslot(call: Call) -> AbstractAsyncContextManager[None]:

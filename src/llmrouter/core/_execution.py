@@ -22,6 +22,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from llmrouter._callbacks import RunContext
+from llmrouter._redact import redact, secrets_of
 from llmrouter.core._calls import ModelCall
 from llmrouter.core._relay import OWNED_KEYS, Relay
 from llmrouter.core._types import Ranking, RouteRequest, RouterHost, runnable_for
@@ -29,6 +30,7 @@ from llmrouter.errors import AllModelsFailedError, NoEligibleModelError, StreamI
 from llmrouter.record import Attempt, RouteRecord, Usage
 from llmrouter.resilience import ErrorKind, RetryPolicy, classify_error
 from llmrouter.resilience._retry import RetryState
+from llmrouter.resilience._timeouts import StreamDeadlines
 from llmrouter.spec import ModelSpec
 
 CONTINUE_PROMPT = (
@@ -38,17 +40,24 @@ CONTINUE_PROMPT = (
 """What the next model is told when it completes an interrupted stream."""
 
 
+UNBOUNDED = StreamDeadlines()
+"""No stream deadline at all."""
+
+
 @dataclass(frozen=True)
 class Call:
-    """Call ``spec`` once with ``messages``: the answer (or a stream's first chunk)
-    within ``deadline`` seconds, holding a slot of ``spec.limit`` and a token of
-    ``spec.rate_limiter`` when the spec has them."""
+    """Call ``spec`` once with ``messages``: the answer within ``deadline`` seconds (a
+    stream: its chunks within ``stream``), holding a slot of ``spec.limit`` and a token
+    of ``spec.rate_limiter`` when the spec has them."""
 
     spec: ModelSpec
     model: ModelCall
     """How to call it: inside the router's run (see `llmrouter.core._calls`)."""
     messages: list[BaseMessage]
     deadline: float | None
+    """Seconds for a whole answer (``invoke``; ``None`` for a stream)."""
+    stream: StreamDeadlines = UNBOUNDED
+    """A stream's deadlines: first content chunk, between chunks, whole stream."""
 
     @property
     def plain(self) -> bool:
@@ -128,16 +137,26 @@ class Execution:
             spec = self._spec = self._next_candidate()
             if spec is None:
                 return None
-            model = self._model = ModelCall(runnable_for(spec, self.request.tools), self.ctx)
+            request = self.request
+            task = request.task if request.task_source == "explicit" else None
+            model = self._model = ModelCall(runnable_for(spec, request.tools), self.ctx, task)
             self._tries = None
             self._first_try = time.monotonic()
         self._began = time.perf_counter()
-        deadline = (
-            spec.first_token_timeout or self.host.first_token_timeout
-            if self.record.streamed
-            else spec.attempt_timeout or self.host.timeout
-        )
-        return Call(spec, model, self.messages, deadline)
+        host = self.host
+        if self.record.streamed:
+            # The attempt timeout bounds a whole streamed attempt unless stream_timeout says
+            # otherwise; empty chunks do not meet the first-chunk deadline (see Relay).
+            deadlines = StreamDeadlines(
+                first=spec.first_token_timeout or host.first_token_timeout,
+                idle=spec.idle_timeout or host.idle_timeout,
+                total=spec.stream_timeout
+                or host.stream_timeout
+                or spec.attempt_timeout
+                or host.timeout,
+            )
+            return Call(spec, model, self.messages, None, deadlines)
+        return Call(spec, model, self.messages, spec.attempt_timeout or host.timeout)
 
     def failed(self, call: Call, exc: BaseException) -> None:
         """The try failed before any output reached the caller: retry or move on."""
@@ -165,9 +184,13 @@ class Execution:
         self._succeeded(call.spec, relay.usage, relay.upstream, relay.text)
 
     def interrupted(self, call: Call, exc: BaseException) -> bool:
-        """A stream failed after output was sent. True: continue on the next model
-        (told to complete the partial answer); False: stop and raise."""
+        """A stream failed. Before the model sent part of the answer (empty chunks do
+        not count) it is a failed try: retry or move on (True). After: True to continue
+        on the next model (told to complete the partial answer); False: stop and raise."""
         relay = self.relay
+        if not relay.answering:
+            self.failed(call, exc)
+            return True
         self._attempt_failed(call.spec, exc, partial=True)
         self._give_up(call.spec, exc)
         if self.host.stream_recovery == "raise" or relay.tool_calls or not relay.text:
@@ -253,7 +276,7 @@ class Execution:
                 ok=False,
                 latency_s=time.perf_counter() - self._began,
                 error_type=type(exc).__name__,
-                error=str(exc)[:500],
+                error=redact(str(exc), secrets_of(spec.chat_model))[:500],
                 kind=classify_error(exc).kind.value,
                 partial=partial,
             )
@@ -308,6 +331,9 @@ class Execution:
             record.cost_usd = spec.cost(
                 record.usage.input_tokens, record.usage.output_tokens, cached
             )
+            if usage.get("total_cost") == 0:  # LangChain's mark of an answer from its cache
+                record.cost_usd = 0.0
+                record.extra["cache_hit"] = True
         self.request.answer = text
 
     def _failure(self) -> Exception:

@@ -12,6 +12,20 @@ from langchain_core.outputs import ChatGenerationChunk
 OWNED_KEYS = ("model_name", "route")
 
 
+def has_content(message: BaseMessage) -> bool:
+    """True for a chunk that carries part of the answer: text, another content block,
+    or a tool call chunk (a role-only or metadata-only chunk carries none)."""
+    if getattr(message, "tool_call_chunks", None):
+        return True
+    content = message.content
+    if isinstance(content, str):
+        return bool(content)
+    return any(
+        block if isinstance(block, str) else block.get("type") != "text" or block.get("text")
+        for block in content
+    )
+
+
 class Relay:
     """Passes candidates' stream chunks through, keeping what the record needs.
 
@@ -22,13 +36,15 @@ class Relay:
     def __init__(self) -> None:
         self.text = ""
         self.tool_calls = False
+        self.answering = False
+        """The current model has sent part of the answer (not just empty chunks)."""
         self.usage: UsageMetadata | None = None
         self.upstream: dict[str, Any] = {}
         self._list_content = False
 
     def start_model(self) -> None:
         """A (new) model starts streaming: usage and backend metadata are its own."""
-        self.usage, self.upstream = None, {}
+        self.usage, self.upstream, self.answering = None, {}, False
 
     def pass_on(self, chunk: BaseMessage) -> ChatGenerationChunk:
         message = (
@@ -44,6 +60,7 @@ class Relay:
         if message.chunk_position == "last":
             message = message.model_copy(update={"chunk_position": None})
         self.tool_calls = self.tool_calls or bool(message.tool_call_chunks)
+        self.answering = self.answering or has_content(message)
         self.text += message.text
         self._list_content = isinstance(message.content, list)
         return ChatGenerationChunk(message=message)

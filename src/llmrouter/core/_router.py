@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
+from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
@@ -37,7 +38,9 @@ from pydantic import (
 
 from llmrouter._callbacks import PARENT_KEY, RunContext, with_parent
 from llmrouter.core import _drivers
+from llmrouter.core._binding import RouterBinding
 from llmrouter.core._execution import Execution
+from llmrouter.core._keywords import check_call, check_options, normalise_stop
 from llmrouter.core._types import TOOLS_KEY, Ranking, RouteRequest, ToolBinding
 from llmrouter.errors import ConfigurationError, InvalidRequestError
 from llmrouter.record import RouteRecord
@@ -58,20 +61,28 @@ class BaseRouter(BaseChatModel, ABC):
     passed to whichever model answers; per-call values win.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     models: list[ModelSpec]
     """Candidate models; names must be unique."""
-    temperature: float | None = None
+    temperature: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     """Default sampling temperature passed to the answering model."""
-    max_tokens: int | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
     """Default output token limit passed to the answering model."""
     stop: list[str] | None = None
-    """Default stop sequences passed to the answering model."""
-    timeout: float | None = Field(default=None, gt=0)
+    """Default stop sequences passed to the answering model (a lone string is one sequence)."""
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     """Seconds one attempt on one model may take (a model's ``attempt_timeout`` wins)."""
-    first_token_timeout: float | None = Field(default=None, gt=0)
-    """Seconds a stream may take to its first chunk (a model's own setting wins)."""
+    first_token_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    """Seconds a stream may take to its first chunk with content: text or a tool
+    call, not an empty role chunk (a model's own setting wins)."""
+    idle_timeout: float | None = Field(default=60.0, gt=0, allow_inf_nan=False)
+    """Seconds a stream may go without a chunk once its answer began (a model's own
+    setting wins; ``None``: no limit)."""
+    stream_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    """Seconds a whole streamed attempt may take, first chunk to last (a model's own
+    setting wins). ``None``: the attempt timeout (``timeout`` or the model's
+    ``attempt_timeout``) bounds it, if there is one."""
     max_retries: int = Field(default=2, ge=0)
     """Retries per model on retryable errors, when ``retry`` is not given."""
     retry: RetryPolicy | None = None
@@ -85,6 +96,11 @@ class BaseRouter(BaseChatModel, ABC):
     streaming: bool = False
     """If True, ``invoke`` streams from the answering model under the hood and
     returns the joined answer (the route record says ``streamed``)."""
+    cache: BaseCache | bool | None = Field(default=False, exclude=True)
+    """Always off for the router itself: a cached router answer would repeat an old
+    route record (request id, cost). The models it calls use LangChain's cache as
+    configured (``set_llm_cache`` or their own ``cache=``); a hit there is recorded
+    with cost 0 and ``extra["cache_hit"]``."""
 
     _llmrouter_is_router: ClassVar[bool] = True  # ROUTER_MARKER: nested routers share runs
 
@@ -94,12 +110,46 @@ class BaseRouter(BaseChatModel, ABC):
     peek_keywords: ClassVar[frozenset[str]] = frozenset()
 
     _by_name: dict[str, ModelSpec] = PrivateAttr(default_factory=dict)
+    _call_keywords: tuple[frozenset[str] | None] | None = PrivateAttr(default=None)
+    """Cache of `llmrouter.core._keywords.accepted_keywords` (computed on first need)."""
 
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigurationError(explain_validation_error(exc, type(self).__name__)) from exc
+            raise ConfigurationError(
+                explain_validation_error(exc, type(self).__name__, self._keywords())
+            ) from exc
+
+    @classmethod
+    def _keywords(cls) -> set[str]:
+        """The keywords the constructor takes (a typo is named with the closest)."""
+        return set(cls.model_fields)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as its settings: unpickling builds the router again (locks, caches
+        # and in-memory breaker state are per process).
+        return (_rebuild, (type(self), self._init_kwargs()))
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        """Constructor keywords that build this router again (for pickling)."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value  # stop="END" means ["END"]
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _no_router_cache(cls, value: Any) -> bool:
+        if value is None or value is False:
+            return False
+        raise ValueError(
+            "a router does not cache its own answers (a cached answer would repeat an old "
+            "route record); give the cache to the models instead (set_llm_cache(...) or "
+            "their own cache=), and the router records each hit at cost 0"
+        )
 
     @field_validator("models", mode="before")
     @classmethod
@@ -166,6 +216,15 @@ class BaseRouter(BaseChatModel, ABC):
 
     # ------------------------------------------------------------ tool binding
 
+    def bind(self, **kwargs: Any) -> RouterBinding:
+        """Bind call keywords (``task=``, ``max_tokens=``, ...) to the router.
+
+        The result is a `RouterBinding`: unlike a plain `RunnableBinding`, its
+        ``bind_tools`` and ``with_structured_output`` keep the bound keywords, so
+        ``create_agent(router.bind(task="x"), tools)`` still routes by task.
+        """
+        return RouterBinding(bound=self, kwargs=kwargs, config={})
+
     def bind_tools(
         self,
         tools: Sequence[dict[str, Any] | type | Any],
@@ -197,6 +256,8 @@ class BaseRouter(BaseChatModel, ABC):
         metadata = ctx.metadata
         tools = kwargs.pop(TOOLS_KEY, None)
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in self.route_keywords}
+        check_options(options, metadata, self.route_keywords)
+        check_call(self, kwargs)  # caller mistakes: refused before any model is tried
         task, source = options.pop("task", None), "explicit"
         if task is None and metadata.get("task") is not None:
             task, source = str(metadata["task"]), "config"
@@ -322,7 +383,7 @@ class BaseRouter(BaseChatModel, ABC):
         _check_messages(messages)
         ctx = RunContext(run_manager, kwargs.pop(PARENT_KEY, None))
         request, kwargs = self._request(messages, ctx, kwargs)
-        request.stop = self.stop if stop is None else stop
+        request.stop = self.stop if stop is None else normalise_stop(stop)
         return request, ctx, kwargs
 
     def _generate(
@@ -421,6 +482,10 @@ class BaseRouter(BaseChatModel, ABC):
         if stop or self.stop:
             params["ls_stop"] = stop or self.stop
         return params
+
+
+def _rebuild(cls: type[BaseRouter], kwargs: dict[str, Any]) -> BaseRouter:
+    return cls(**kwargs)
 
 
 def _reported(

@@ -119,6 +119,8 @@ class RouterHost(Protocol):
     circuit_breaker: CircuitBreaker | None
     timeout: float | None
     first_token_timeout: float | None
+    idle_timeout: float | None
+    stream_timeout: float | None
     stream_recovery: Literal["continue", "raise"]
 
     @property

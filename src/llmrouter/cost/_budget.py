@@ -4,8 +4,10 @@ A windowed budget (``per="hour" | "day" | "month"``) is checked against spend
 persisted in a `SpendLedger`, so a restart does not reset it and several
 processes can share one limit. `BudgetGuard` admits a request by checking and
 reserving its estimate in one ledger transaction, then settles the reservation
-to the actual cost or releases it. Concurrent calls therefore cannot spend more
-than the limit unless a call costs more than its estimate.
+to the actual cost or releases it. A request is refused only when settled spend
+plus the reservations of calls in flight plus its own estimate exceed the limit,
+so concurrent calls cannot spend more than the limit unless a call costs more
+than its reservation (see docs/cost.md, "How far over can spend go").
 """
 
 from __future__ import annotations
@@ -109,19 +111,30 @@ class Budget(BaseModel):
 
 @dataclass(frozen=True)
 class BudgetStatus:
-    """Where one budget stands: spend so far in its current window."""
+    """Where one budget stands in its current window: spent, and reserved by calls in flight."""
 
     budget: Budget
     user: str | None
     spent_usd: float
-    """Settled spend plus open reservations in the window (0 for per-request budgets)."""
+    """Settled spend in the window: actual costs of finished calls (0 for per-request
+    budgets). A reservation left open longer than the reservation timeout (its process
+    died) counts here at its estimate."""
     window_start: float
     window_end: float
+    reserved_usd: float = 0.0
+    """Estimates reserved by calls in flight (settled to their actual cost when they end)."""
+    open_reservations: int = 0
+    """Number of calls in flight holding a reservation."""
+
+    @property
+    def committed_usd(self) -> float:
+        """Spent plus reserved: what a new request's estimate must fit on top of."""
+        return self.spent_usd + self.reserved_usd
 
     @property
     def remaining_usd(self) -> float:
-        """What is left in the window (negative if a call cost more than its estimate)."""
-        return self.budget.usd - self.spent_usd
+        """What a new request may still reserve (negative if calls cost more than reserved)."""
+        return self.budget.usd - self.spent_usd - self.reserved_usd
 
 
 @dataclass
@@ -142,6 +155,9 @@ class Admission:
 class BudgetGuard:
     """Applies a router's budgets: admit (check and reserve), then settle or release.
 
+    ``reservation_timeout`` (seconds): an open reservation older than this belongs to
+    a call whose process died; it is reported as spent at its estimate, not in flight.
+
     Examples:
         >>> from llmrouter.cost._budget import Budget, BudgetGuard
         >>> from llmrouter.cost._ledger import SpendLedger
@@ -155,9 +171,17 @@ class BudgetGuard:
         0.008
     """
 
-    def __init__(self, budgets: Sequence[Budget], ledger: SpendLedger | None, scope: str) -> None:
+    def __init__(
+        self,
+        budgets: Sequence[Budget],
+        ledger: SpendLedger | None,
+        scope: str,
+        *,
+        reservation_timeout: float = 900.0,
+    ) -> None:
         self.budgets = list(budgets)
         self.scope = scope
+        self.reservation_timeout = reservation_timeout
         if ledger is None and any(b.windowed for b in self.budgets):
             raise ConfigurationError("a windowed budget needs a SpendLedger to persist spend")
         self.ledger = ledger
@@ -193,15 +217,25 @@ class BudgetGuard:
         *,
         model: str | None = None,
         user: str | None = None,
+        resize: Sequence[tuple[int, float]] = (),
     ) -> None:
-        """Record the actual cost of an admitted request."""
+        """Record the actual cost of an admitted request (and, atomically with it, raise
+        open reservations (row id, USD) of calls of a model seen to cost more)."""
         if self.ledger is not None and self.windowed:
-            self.ledger.settle(reservation, usd, model=model, scope=self.scope, user=user)
+            self.ledger.settle(
+                reservation, usd, model=model, scope=self.scope, user=user, resize=resize
+            )
 
     def release(self, reservation: int | None) -> None:
         """Free the reservation of a request that spent nothing."""
         if self.ledger is not None and reservation is not None:
             self.ledger.release(reservation)
+
+    def resize(self, reservations: Sequence[tuple[int, float]]) -> None:
+        """Raise open reservations (row id, USD): their model was seen to cost more."""
+        if self.ledger is not None and reservations:
+            with self.ledger.transaction() as txn:
+                txn.resize(reservations)
 
     def status(self, user: str | None = None, now: float | None = None) -> list[BudgetStatus]:
         """Spend so far against each budget (for ``user`` where a budget is per user)."""
@@ -219,11 +253,29 @@ class BudgetGuard:
         statuses = []
         for budget in self.budgets:
             start, end = budget.window(now)
-            spent = 0.0
-            if budget.windowed and txn is not None:
-                spent = txn.spent(self.scope, start, end, user, any_user=budget.key != "user")
             who = user if budget.key == "user" else None
-            statuses.append(BudgetStatus(budget, who, spent, start, end))
+            if not (budget.windowed and txn is not None):
+                statuses.append(BudgetStatus(budget, who, 0.0, start, end))
+                continue
+            totals = txn.totals(
+                self.scope,
+                start,
+                end,
+                user,
+                any_user=budget.key != "user",
+                stale_before=now - self.reservation_timeout,
+            )
+            statuses.append(
+                BudgetStatus(
+                    budget,
+                    who,
+                    totals.settled_usd,
+                    start,
+                    end,
+                    totals.reserved_usd,
+                    totals.open_reservations,
+                )
+            )
         return statuses
 
     def _decide(
@@ -259,10 +311,17 @@ class BudgetGuard:
         return admission
 
 
+_EPSILON_USD = 1e-12
+"""Float sums of prices are inexact: an estimate that fits to a billionth of a cent fits."""
+
+
 def _exceeded(statuses: list[BudgetStatus], estimate: float) -> list[BudgetStatus]:
-    """The budgets that ``estimate`` does not fit (a free call fits every budget)."""
+    """The budgets that ``estimate`` does not fit: spent + reserved + estimate > limit
+    (a free call fits every budget)."""
     if estimate <= 0:
         return []
     return [
-        s for s in statuses if estimate > (s.remaining_usd if s.budget.windowed else s.budget.usd)
+        s
+        for s in statuses
+        if estimate > (s.remaining_usd if s.budget.windowed else s.budget.usd) + _EPSILON_USD
     ]

@@ -5,6 +5,11 @@ Before a call, a router *reserves* its estimate inside one `SpendLedger.transact
 processes); after the call the reservation is *settled* to the actual cost, or
 *released* when every attempt failed. A restart does not reset the spend, and
 several processes can share one file.
+
+`SpendLedger.totals` keeps the two apart: *settled* spend (what calls cost) and
+*reserved* (estimates of calls still in flight). A reservation older than
+``stale_before`` belongs to a call whose process died before settling it: it
+counts as settled spend at its estimate, no longer as in flight.
 """
 
 from __future__ import annotations
@@ -12,14 +17,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmrouter._sqlite import SQLiteDatabase
+from llmrouter._sqlite import SQLiteDatabase, database_path
 
-__all__ = ["LedgerTransaction", "SpendLedger", "default_spend_db"]
+__all__ = ["LedgerTransaction", "SpendLedger", "SpendTotals", "default_spend_db"]
 
 
 def default_spend_db() -> Path:
@@ -47,13 +53,31 @@ CREATE INDEX IF NOT EXISTS spend_scope_at ON spend (scope, at);
 _COLUMNS = ("id", "scope", "user", "at", "usd", "state", "model")
 
 
+@dataclass(frozen=True)
+class SpendTotals:
+    """Spend in a window, split into what calls cost and what calls in flight hold."""
+
+    settled_usd: float
+    """Actual cost of finished calls, plus the estimates of stale reservations."""
+    reserved_usd: float
+    """Estimates reserved by calls still in flight."""
+    open_reservations: int
+    """How many calls are in flight."""
+
+    @property
+    def committed_usd(self) -> float:
+        """Settled plus reserved: what a new call's estimate is added to."""
+        return self.settled_usd + self.reserved_usd
+
+
 class SpendLedger:
     """Spend per (scope, user) over time, in SQLite (WAL); safe across threads and processes.
 
-    ``path`` is a file (created with its folders), ``":memory:"`` for a
+    ``path`` is a file in an existing folder, ``":memory:"`` for a
     process-local ledger, or ``None`` for `default_spend_db`. A reserved amount
-    counts as spent until it is settled or released, so an abandoned call
-    (e.g. a process killed mid-request) is charged its estimate, never less.
+    counts against a budget until it is settled or released, so an abandoned call
+    (e.g. a process killed mid-request) is charged its estimate, never less;
+    `totals` reports it as in flight until it is older than ``stale_before``.
 
     Examples:
         >>> from llmrouter.cost._ledger import SpendLedger
@@ -66,10 +90,10 @@ class SpendLedger:
     """
 
     def __init__(self, path: str | Path | None = None, *, timeout: float = 30.0) -> None:
-        self.path = str(path) if path is not None else str(default_spend_db())
-        if self.path != ":memory:":
-            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            self.path = str(Path(self.path).expanduser())
+        if path is None:  # our own default location: its folders are ours to create
+            self.path = database_path(default_spend_db(), "spend_db", create_parent=True)
+        else:
+            self.path = database_path(path, "spend_db")
         self._db = SQLiteDatabase(self.path, _SCHEMA, timeout=timeout)
 
     def __repr__(self) -> str:
@@ -94,6 +118,23 @@ class SpendLedger:
         query, args = _spent_query(scope, since, until, user, any_user=any_user)
         return float(self._db.fetch(query, args)[0][0])
 
+    def totals(
+        self,
+        scope: str,
+        since: float,
+        until: float,
+        user: str | None = None,
+        *,
+        any_user: bool = True,
+        stale_before: float = float("-inf"),
+    ) -> SpendTotals:
+        """Settled spend and open reservations in ``[since, until)``, apart.
+
+        Reservations made before ``stale_before`` count as settled (at their estimate).
+        """
+        query, args = _totals_query(scope, since, until, user, any_user, stale_before)
+        return _totals(self._db.fetch(query, args)[0])
+
     def settle(
         self,
         reservation: int | None,
@@ -103,11 +144,16 @@ class SpendLedger:
         scope: str = "",
         user: str | None = None,
         at: float | None = None,
+        resize: Sequence[tuple[int, float]] = (),
     ) -> None:
-        """Replace a reservation by the actual cost (or record spend with no reservation)."""
-        if reservation is None and usd <= 0:
+        """Replace a reservation by the actual cost (or record spend with no reservation);
+        in the same transaction, set other open reservations (row id, USD) to new amounts."""
+        if reservation is None and usd <= 0 and not resize:
             return
         with self._db.transaction() as conn:
+            LedgerTransaction(conn).resize(resize)
+            if reservation is None and usd <= 0:
+                return
             if reservation is not None:
                 conn.execute(
                     "UPDATE spend SET usd = ?, state = 'settled', model = ? WHERE id = ?",
@@ -161,6 +207,27 @@ class LedgerTransaction:
         query, args = _spent_query(scope, since, until, user, any_user=any_user)
         return float(self._conn.execute(query, args).fetchone()[0])
 
+    def totals(
+        self,
+        scope: str,
+        since: float,
+        until: float,
+        user: str | None = None,
+        *,
+        any_user: bool = True,
+        stale_before: float = float("-inf"),
+    ) -> SpendTotals:
+        """`SpendLedger.totals`, as of this transaction."""
+        query, args = _totals_query(scope, since, until, user, any_user, stale_before)
+        return _totals(self._conn.execute(query, args).fetchone())
+
+    def resize(self, reservations: Sequence[tuple[int, float]]) -> None:
+        """Set open reservations (row id, USD) to new amounts; settled ones are left alone."""
+        self._conn.executemany(
+            "UPDATE spend SET usd = ? WHERE id = ? AND state = 'reserved'",
+            [(usd, rid) for rid, usd in reservations],
+        )
+
     def reserve(self, scope: str, user: str | None, usd: float, *, at: float) -> int:
         """Reserve ``usd`` at time ``at``; returns the reservation's row id."""
         cursor = self._conn.execute(
@@ -182,3 +249,28 @@ def _spent_query(
     if not any_user:
         query, args = query + " AND user = ?", (*args, user or "")
     return query, args
+
+
+def _totals_query(
+    scope: str,
+    since: float,
+    until: float,
+    user: str | None,
+    any_user: bool,
+    stale_before: float,
+) -> tuple[str, tuple[Any, ...]]:
+    in_flight = "state = 'reserved' AND at >= ?"
+    query = (
+        f"SELECT COALESCE(SUM(CASE WHEN {in_flight} THEN 0 ELSE usd END), 0), "
+        f"COALESCE(SUM(CASE WHEN {in_flight} THEN usd ELSE 0 END), 0), "
+        f"COUNT(CASE WHEN {in_flight} THEN 1 END) "
+        "FROM spend WHERE scope = ? AND at >= ? AND at < ? AND state != 'released'"
+    )
+    args: tuple[Any, ...] = (stale_before, stale_before, stale_before, scope, since, until)
+    if not any_user:
+        query, args = query + " AND user = ?", (*args, user or "")
+    return query, args
+
+
+def _totals(row: tuple[Any, ...]) -> SpendTotals:
+    return SpendTotals(float(row[0]), float(row[1]), int(row[2]))

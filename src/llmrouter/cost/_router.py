@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 import math
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from langchain_core.language_models import BaseChatModel
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from llmrouter.core import BaseRouter, LatencyTracker, Ranking, RouteRequest
 from llmrouter.cost._budget import Budget, BudgetGuard, BudgetStatus
 from llmrouter.cost._ledger import SpendLedger
+from llmrouter.cost._options import call_number, configured_max_tokens
+from llmrouter.cost._spending import Spending
 from llmrouter.cost._tokens import TokenCounter, TokenizerLike
-from llmrouter.errors import ConfigurationError, NoEligibleModelError
+from llmrouter.errors import NoEligibleModelError
 from llmrouter.record import RouteRecord
 from llmrouter.spec import ModelSpec
 
 __all__ = ["Blend", "CostAwareRouter"]
-
-logger = logging.getLogger("llmrouter")
 
 
 class Blend(BaseModel):
@@ -54,7 +57,8 @@ class _State:
     """A router's mutable state (one private attribute: pydantic's are slow to reach)."""
 
     counter: TokenCounter
-    guard: BudgetGuard | None = None
+    spending: Spending | None = None
+    """Budget accounting (``None`` without a budget)."""
     latency: LatencyTracker = field(default_factory=LatencyTracker)
     model_limits: dict[str, int | None] = field(default_factory=dict)
 
@@ -133,6 +137,9 @@ class CostAwareRouter(BaseRouter):
     per router name: routers with the same name and database share it."""
     latency_alpha: float = Field(default=0.3, gt=0, le=1)
     """Weight of the newest observation in the latency average."""
+    reservation_timeout: float = Field(default=900.0, gt=0)
+    """Seconds after which a reservation never settled (its process died mid-call)
+    stops counting as in flight and counts as spent at its estimate."""
 
     route_keywords = BaseRouter.route_keywords | {"max_cost", "min_quality", "user"}
     # max_tokens sizes the estimate but must still reach the model: read, not consumed
@@ -160,7 +167,14 @@ class CostAwareRouter(BaseRouter):
                     if isinstance(self.spend_db, SpendLedger)
                     else SpendLedger(self.spend_db)
                 )
-            state.guard = BudgetGuard(budgets, ledger, scope=self.router_name)
+            state.spending = Spending(
+                BudgetGuard(
+                    budgets,
+                    ledger,
+                    scope=self.router_name,
+                    reservation_timeout=self.reservation_timeout,
+                )
+            )
         return self
 
     @property
@@ -172,9 +186,10 @@ class CostAwareRouter(BaseRouter):
     # ------------------------------------------------------------ public extras
 
     def budget_status(self, user: str | None = None) -> list[BudgetStatus]:
-        """Spend so far against each budget (for ``user`` where a budget is per user)."""
-        guard = self._fast.guard
-        return [] if guard is None else guard.status(user)
+        """Each budget's window: settled spend, and reservations of calls in flight
+        (for ``user`` where a budget is per user)."""
+        spending = self._fast.spending
+        return [] if spending is None else spending.guard.status(user)
 
     @property
     def observed_latency(self) -> dict[str, float]:
@@ -204,22 +219,12 @@ class CostAwareRouter(BaseRouter):
             )
         ordered, reason = self._order(options)
         preferred = ordered[0].spec.name
-        guard = state.guard
-        if guard is not None:  # last: it reserves spend, nothing may raise after it
-            user = _option(request, "user")
-            admission = guard.admit(
-                [(o.spec.name, o.estimate) for o in ordered],
-                user=str(user) if user is not None else None,
-            )
+        spending = state.spending
+        if spending is not None:  # last: it reserves spend, nothing may raise after it
+            ranked = [(o.spec, o.estimate) for o in ordered]
+            admission = spending.admit(self, request, ranked, extra)
             excluded.update(admission.excluded)
             ordered = [o for o in ordered if o.spec.name in admission.allowed]
-            extra["budget"] = {
-                "user": str(user) if user is not None else None,
-                "reserved_usd": admission.reserved_usd,
-                "reservation": admission.reservation,
-                "limits": [s.budget.describe(s.user) for s in admission.statuses],
-                "spent_usd": [round(s.spent_usd, 12) for s in admission.statuses],
-            }
             if ordered[0].spec.name != preferred:
                 _, reason = self._order(ordered)
                 reason += f" (downgraded by budget from {preferred!r})"
@@ -237,17 +242,17 @@ class CostAwareRouter(BaseRouter):
         )
 
     async def arank(self, request: RouteRequest) -> Ranking:
-        guard = self._fast.guard
-        if guard is not None and guard.windowed:  # SQLite I/O off the loop
-            return await asyncio.to_thread(self.rank, request)
-        return self.rank(request)
+        spending = self._fast.spending
+        if spending is None or not spending.guard.windowed:
+            return self.rank(request)
+        return await spending.rank_off_loop(self.rank, request)
 
     def _eligible_options(
         self, request: RouteRequest, extra: dict[str, Any], state: _State
     ) -> tuple[list[_Option], dict[str, str]]:
         task = request.task
-        max_cost = _number(request, "max_cost", self.max_cost)
-        min_quality = _number(request, "min_quality", self.min_quality)
+        max_cost = call_number(request, "max_cost", self.max_cost)
+        min_quality = call_number(request, "min_quality", self.min_quality)
         tools = request.tools.schemas if request.tools is not None else ()
         excluded: dict[str, str] = {}
         options: list[_Option] = []
@@ -299,7 +304,7 @@ class CostAwareRouter(BaseRouter):
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
         if spec.name not in state.model_limits:  # models are configured once: look up once
-            state.model_limits[spec.name] = _configured_max_tokens(spec.chat_model)
+            state.model_limits[spec.name] = configured_max_tokens(spec.chat_model)
         return state.model_limits[spec.name] or self.default_output_tokens
 
     def _order(self, options: list[_Option]) -> tuple[list[_Option], str]:
@@ -327,36 +332,76 @@ class CostAwareRouter(BaseRouter):
     # ------------------------------------------------------------- after a call
 
     def on_finish(self, request: RouteRequest, record: RouteRecord) -> None:
-        self._fast.latency.observe_record(record)
+        state = self._fast
+        state.latency.observe_record(record)
         counting = record.extra.get("token_counting")
         if isinstance(counting, dict) and record.model in counting:
             record.extra["token_count"] = counting[record.model]
-        budget, guard = record.extra.get("budget"), self._fast.guard
-        if guard is None or not isinstance(budget, dict):
-            return
-        try:
-            reservation = budget.get("reservation")
-            if record.model is None and record.extra.get("abandoned"):
-                # the caller stopped reading mid-stream: tokens were likely billed, usage
-                # never came; keep the reserved estimate as spend (never less than real)
-                actual, source = float(budget.get("reserved_usd") or 0.0), "reserved estimate"
-            elif record.model is None:  # every attempt failed: nothing was spent
-                guard.release(reservation)
-                budget["settled_usd"] = 0.0
-                return
-            else:
-                actual, source = _actual_cost(record)
-            guard.settle(reservation, actual, model=record.model, user=budget.get("user"))
-            budget["settled_usd"], budget["settled_from"] = actual, source
-        except Exception:  # the answer is here; a bookkeeping failure must not lose it
-            logger.exception("%s: could not record spend in %r", self.router_name, self.spend_db)
+        if state.spending is not None:
+            state.spending.finish(self, request, record)
 
     async def aon_finish(self, request: RouteRequest, record: RouteRecord) -> None:
-        guard = self._fast.guard
-        if guard is not None and guard.windowed:
+        spending = self._fast.spending
+        if spending is not None and spending.guard.windowed:
             await asyncio.to_thread(self.on_finish, request, record)
         else:
             self.on_finish(request, record)
+
+    # ----------------------------------------------- call wrappers (settle promptly)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        spending = self._fast.spending
+        if spending is None:
+            return super()._generate(messages, stop, run_manager, **kwargs)
+        with spending.call(self):
+            return super()._generate(messages, stop, run_manager, **kwargs)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        spending = self._fast.spending
+        if spending is None:
+            return await super()._agenerate(messages, stop, run_manager, **kwargs)
+        async with spending.acall(self):
+            return await super()._agenerate(messages, stop, run_manager, **kwargs)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        spending = self._fast.spending
+        chunks = super()._stream(messages, stop, run_manager, **kwargs)
+        yield from (chunks if spending is None else spending.stream(self, chunks))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        spending = self._fast.spending
+        chunks = super()._astream(messages, stop, run_manager, **kwargs)
+        if spending is None:
+            async for chunk in chunks:
+                yield chunk
+            return
+        async with contextlib.aclosing(spending.astream(self, chunks)) as guarded:
+            async for chunk in guarded:
+                yield chunk
 
 
 def _objective_name(objective: str | Blend) -> str:
@@ -380,55 +425,3 @@ def _blend_scores(options: list[_Option], weights: Blend) -> dict[str, float]:
         + weights.quality * (1.0 - o.quality if o.quality is not None else 1.0)
         for o in options
     }
-
-
-def _option(request: RouteRequest, key: str) -> Any:
-    """A per-call setting: the call keyword, else ``config["metadata"]``."""
-    if request.options.get(key) is not None:
-        return request.options[key]
-    if key == "user" and request.metadata.get("user") is None:
-        return request.metadata.get("user_id")
-    return request.metadata.get(key)
-
-
-def _number(request: RouteRequest, key: str, default: float | None) -> float | None:
-    value = _option(request, key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigurationError(f"{key} must be a non-negative number, got {value!r}")
-    return float(value)
-
-
-def _configured_max_tokens(chat: BaseChatModel) -> int | None:
-    """The output limit a chat model is configured with, if it says."""
-    holders: list[Any] = [chat, getattr(chat, "llm", None)]
-    settings = getattr(chat, "pipeline_kwargs", None)
-    if isinstance(settings, dict):
-        holders.insert(0, settings)
-    for holder in holders:
-        for key in ("max_new_tokens", "max_tokens"):
-            value = holder.get(key) if isinstance(holder, dict) else getattr(holder, key, None)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value
-    return None
-
-
-def _actual_cost(record: RouteRecord) -> tuple[float, str]:
-    """What the request cost: the innermost priced usage, else the estimate.
-
-    Models that failed mid-stream (``partial`` attempts) sent tokens but no usage:
-    their estimates are added, so spend is never under-counted.
-    """
-    cost, inner = record.cost_usd, record.inner
-    while inner is not None:  # a nested router answered: its record priced the real model
-        if inner.get("cost_usd") is not None:
-            cost = float(inner["cost_usd"])
-        inner = inner.get("inner")
-    source = "usage"
-    if cost is None:
-        cost, source = record.estimated_cost_usd or 0.0, "estimate"
-    partial = [record.estimates.get(a.model, 0.0) for a in record.attempts if a.partial]
-    if partial:
-        cost, source = cost + sum(partial), source + " + estimate of interrupted streams"
-    return cost, source

@@ -6,6 +6,7 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, BaseLanguageModel
+from pydantic import BaseModel
 
 from llmrouter.spec import ModelFactory, ModelSpec
 
@@ -17,6 +18,16 @@ def split_spec_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     spec = {k: v for k, v in kwargs.items() if k in SPEC_FIELDS}
     rest = {k: v for k, v in kwargs.items() if k not in SPEC_FIELDS}
     return spec, rest
+
+
+def keywords_of(*classes: type[BaseModel]) -> set[str]:
+    """Every field name and string alias of pydantic ``classes`` (what they accept)."""
+    names: set[str] = set()
+    for cls in classes:
+        for name, info in cls.model_fields.items():
+            names.add(name)
+            names |= {a for a in (info.alias, info.validation_alias) if isinstance(a, str)}
+    return names
 
 
 def make_spec(

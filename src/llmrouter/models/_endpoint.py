@@ -26,8 +26,8 @@ from huggingface_hub import AsyncInferenceClient
 from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
 from pydantic import ValidationError
 
-from llmrouter.errors import ConfigurationError
-from llmrouter.models._common import make_spec, split_spec_kwargs
+from llmrouter.errors import ConfigurationError, reject_unknown_keywords
+from llmrouter.models._common import SPEC_FIELDS, make_spec, split_spec_kwargs
 from llmrouter.models._openai import close_with_loop
 from llmrouter.spec import ModelSpec
 
@@ -87,13 +87,13 @@ def huggingface_endpoint(
     spec_kwargs, rest = split_spec_kwargs(kwargs)
     chat_kwargs = {k: v for k, v in rest.items() if k in _CHAT_KEYWORDS}
     endpoint_kwargs = {k: v for k, v in rest.items() if k in _ENDPOINT_KEYWORDS - _CHAT_KEYWORDS}
-    unknown = sorted(rest.keys() - chat_kwargs.keys() - endpoint_kwargs.keys())
-    if unknown:
-        raise ConfigurationError(
-            f"huggingface_endpoint({target!r}): unknown keyword(s) {unknown}. Use a "
-            "ModelSpec, ChatHuggingFace or HuggingFaceEndpoint field; send other request "
-            "fields with model_kwargs={'extra_body': {...}}"
-        )
+    reject_unknown_keywords(
+        f"huggingface_endpoint({target!r})",
+        sorted(rest),
+        _CHAT_KEYWORDS | _ENDPOINT_KEYWORDS | SPEC_FIELDS,
+        "Use a ModelSpec, ChatHuggingFace or HuggingFaceEndpoint field; send other request "
+        "fields with model_kwargs={'extra_body': {...}}",
+    )
     env_token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGINGFACEHUB_API_TOKEN")
     hf_hosted = _is_hf_hosted(target, is_url)
     if not (api_key or env_token or not hf_hosted or _has_saved_login()):

@@ -8,6 +8,11 @@ the real ``HuggingFacePipeline.from_model_id`` loading path and closes those gap
   per (model id, device, model kwargs) serves every adapter in the process;
 - only the generated text is returned, cut at the first ``stop`` sequence
   (streaming holds back text that could start one);
+- prompt and output fit the model's context window: the output limit is capped,
+  and a prompt that cannot fit fails before generating, with the
+  ``ContextOverflowError`` routers fall back on (checks in ``_hf_checks``);
+- a request's failure stays its own: a failed batch is run again one by one;
+- a bad model path is reported plainly, by ``warm_up()`` or on the first call;
 - ``usage_metadata`` counted with the model's own tokenizer, ``finish_reason``;
 - concurrent calls (``batch``, ``abatch``, threads) are coalesced into one
   pipeline call by a leader micro-batcher with no background thread;
@@ -16,13 +21,14 @@ the real ``HuggingFacePipeline.from_model_id`` loading path and closes those gap
 
 from __future__ import annotations
 
-import json
+import functools
+import inspect
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -31,9 +37,30 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Chat
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables.config import run_in_executor
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
-from llmrouter.models._common import default_name, freeze, make_spec, split_spec_kwargs
+from llmrouter.errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    LLMRouterError,
+    reject_unknown_keywords,
+)
+from llmrouter.models._common import (
+    SPEC_FIELDS,
+    default_name,
+    freeze,
+    make_spec,
+    split_spec_kwargs,
+)
+from llmrouter.models._hf_checks import (
+    DEFAULT_MAX_NEW_TOKENS,
+    check_generation,
+    check_model_id,
+    check_model_source,
+    context_window_of,
+    context_window_on_disk,
+    output_limit,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -41,6 +68,7 @@ if TYPE_CHECKING:
     from llmrouter.spec import ModelSpec
 
 __all__ = [
+    "DEFAULT_MAX_NEW_TOKENS",
     "ChatHuggingFacePipeline",
     "clear_pipelines",
     "huggingface_pipeline",
@@ -168,9 +196,16 @@ class _SharedPipeline:
         self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        eos = self.pipeline.model.generation_config.eos_token_id
+        generation_config = self.pipeline.model.generation_config
+        eos = generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self.eos_ids = frozenset(i for i in eos_ids if i is not None)
+        self.window = context_window_of(self.pipeline.model)
+        """Most prompt plus output tokens the model takes (``None``: unknown)."""
+        self.default_new_tokens: int = (
+            getattr(generation_config, "max_new_tokens", None) or DEFAULT_MAX_NEW_TOKENS
+        )
+        """Output limit when neither the call nor the adapter sets one."""
         self.templated = _templated(self.tokenizer)
         self.calls = 0
         self.batcher = _MicroBatcher(self._run_group)
@@ -207,12 +242,17 @@ class _SharedPipeline:
     def _run_group(self, group: list[_Request]) -> None:
         try:
             results = self.generate([r.prompt for r in group], group[0].kwargs)
+        except Exception as exc:
+            if len(group) == 1:
+                group[0].future.set_exception(exc)
+            else:  # one bad request must not fail the others: run each alone
+                for request in group:
+                    self._run_group([request])
+            return
         except BaseException as exc:
             for request in group:
                 request.future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
+            raise
         for request, result in zip(group, results, strict=True):
             request.future.set_result(result)
 
@@ -272,20 +312,37 @@ def _shared_pipeline(
                 return _CACHE[key][1]
         from langchain_huggingface import HuggingFacePipeline
 
+        check_model_source(model_id)
         index, device_map = _device_args(device)
-        llm = HuggingFacePipeline.from_model_id(
-            model_id=model_id,
-            task="text-generation",
-            device=index,
-            device_map=device_map,
-            model_kwargs=dict(model_kwargs) or None,
-            pipeline_kwargs={"return_full_text": False},
-        )
+        try:
+            llm = HuggingFacePipeline.from_model_id(
+                model_id=model_id,
+                task="text-generation",
+                device=index,
+                device_map=device_map,
+                model_kwargs=dict(model_kwargs) or None,
+                pipeline_kwargs={"return_full_text": False},
+            )
+        except (OSError, ValueError, ImportError) as exc:
+            raise _load_error(model_id, exc) from exc
         shared = _SharedPipeline(llm)
         with _CACHE_LOCK:
             _CACHE[key] = (model_id, shared)
             _LOAD_LOCKS.pop(key, None)
     return shared
+
+
+def _load_error(model_id: str, exc: Exception) -> Exception:
+    """What to raise when loading ``model_id`` failed with ``exc``: a
+    `ConfigurationError`, unless a retry may fix it (a dropped download)."""
+    from llmrouter.resilience._classify import ErrorKind, classify_error
+
+    if isinstance(exc, LLMRouterError) or classify_error(exc).kind is ErrorKind.RETRYABLE:
+        return exc
+    return ConfigurationError(
+        f"cannot load model {model_id!r} ({type(exc).__name__}: {exc}); check the "
+        "model id or path and model_kwargs"
+    )
 
 
 _TOKENIZERS: dict[Hashable, Any] = {}
@@ -308,11 +365,14 @@ def _tokenizer_alone(model_id: str, model_kwargs: dict[str, Any]) -> Any:
         try:
             from transformers import AutoTokenizer
 
+            check_model_source(model_id)
             found = AutoTokenizer.from_pretrained(model_id, **model_kwargs)
         except Exception as exc:
             found = exc
         with _CACHE_LOCK:
             found = _TOKENIZERS.setdefault(key, found)
+    if isinstance(found, ConfigurationError):
+        raise OSError(f"cannot load the tokenizer of {model_id!r}: {found}") from found
     if isinstance(found, Exception):
         raise OSError(
             f"cannot load the tokenizer of {model_id!r} ({type(found).__name__}: {found})"
@@ -337,10 +397,17 @@ def _device_args(device: int | str | None) -> tuple[int | None, str | None]:
 class ChatHuggingFacePipeline(BaseChatModel):
     """A chat model over a local transformers text-generation pipeline.
 
-    The pipeline loads on the first generation and is shared by every adapter
-    with the same ``model_id``, ``device`` and ``model_kwargs``. ``ainvoke`` and
-    ``astream`` run generation in worker threads (LangChain's executor), so the
-    event loop keeps running.
+    The pipeline loads on the first generation (or `warm_up`) and is shared by
+    every adapter with the same ``model_id``, ``device`` and ``model_kwargs``.
+    ``ainvoke`` and ``astream`` run generation in worker threads (LangChain's
+    executor), so the event loop keeps running.
+
+    Output limit: the call's ``max_tokens``/``max_new_tokens``, else the adapter's
+    (``pipeline_kwargs``), else the model's generation config ``max_new_tokens``,
+    else `DEFAULT_MAX_NEW_TOKENS` (256); always capped at the context window
+    minus the prompt's tokens. A prompt leaving no room for one new token raises
+    langchain-core's ``ContextOverflowError`` before generating, so routers fall
+    back to a model with a larger window. ``stop`` is a string or a list of them.
 
     Examples:
         >>> import tempfile
@@ -371,6 +438,17 @@ class ChatHuggingFacePipeline(BaseChatModel):
 
     _shared: _SharedPipeline | None = PrivateAttr(default=None)
 
+    @field_validator("model_id", mode="before")
+    @classmethod
+    def _model_id_is_text(cls, value: Any) -> str:
+        return check_model_id(value)
+
+    @field_validator("pipeline_kwargs")
+    @classmethod
+    def _usable_generation(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_generation(value)
+        return value
+
     @property
     def _llm_type(self) -> str:
         return "huggingface-pipeline-chat"
@@ -398,6 +476,33 @@ class ChatHuggingFacePipeline(BaseChatModel):
         """The underlying langchain_huggingface ``HuggingFacePipeline`` (loads it)."""
         return self._load().llm
 
+    def warm_up(self) -> ChatHuggingFacePipeline:
+        """Load the pipeline now (once per process) rather than on the first call.
+
+        Returns this adapter. Call it at start-up to find a bad model path before
+        serving, e.g. ``spec.chat_model.warm_up()`` for a spec built by
+        `huggingface_pipeline`. Without it, the first call raises the same error.
+
+        Raises:
+            ConfigurationError: the model cannot be loaded; the message says why
+                (the path does not exist, a directory without ``config.json``, not
+                a valid hub repo id, not cached while ``HF_HUB_OFFLINE=1``, ...).
+
+        Examples:
+            >>> import tempfile
+            >>> from llmrouter.testing import build_tiny_chat_model
+            >>> from llmrouter.models import huggingface_pipeline
+            >>> path = str(build_tiny_chat_model(tempfile.mkdtemp()))
+            >>> huggingface_pipeline(path).chat_model.warm_up().is_loaded
+            True
+            >>> huggingface_pipeline("/no/such/dir").chat_model.warm_up()  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            llmrouter.errors.ConfigurationError: model path '/no/such/dir' does not exist ...
+        """
+        self._load()
+        return self
+
     def _load(self) -> _SharedPipeline:
         if self._shared is None:
             self._shared = _shared_pipeline(self.model_id, self.device, self.model_kwargs)
@@ -417,7 +522,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
     # ------------------------------------------------------------------ helpers
 
     def _settings(self, stop: list[str] | None, call: dict[str, Any]) -> dict[str, Any]:
-        """Generation keywords: the defaults, then this call's overrides."""
+        """Generation keywords: the defaults, then this call's overrides (unchecked)."""
         settings = {k: v for k, v in self.pipeline_kwargs.items() if k not in _PIPELINE_ONLY}
         if "max_tokens" in settings:
             settings.setdefault("max_new_tokens", settings.pop("max_tokens"))
@@ -433,6 +538,30 @@ class ChatHuggingFacePipeline(BaseChatModel):
         if stop:
             settings["stop_sequence"] = list(stop)  # transformers stops early on these
         return settings
+
+    def _prepare(
+        self,
+        shared: _SharedPipeline,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        call: dict[str, Any],
+    ) -> tuple[str, dict[str, Any], int]:
+        """The prompt, its generation keywords and its token count, checked before
+        any batching: a request that cannot run fails here, alone.
+
+        Raises:
+            InvalidRequestError: a per-call output limit or temperature is unusable.
+            ContextOverflowError: the prompt leaves no room in the context window.
+        """
+        check_generation(call, InvalidRequestError)
+        prompt = self._render(messages, shared.tokenizer)
+        prompt_tokens = shared.count_tokens(prompt, prompt=True)
+        settings = self._settings(stop, call)
+        wanted = settings.get("max_new_tokens") or shared.default_new_tokens
+        settings["max_new_tokens"] = output_limit(
+            wanted, prompt_tokens, shared.window, self.model_id
+        )
+        return prompt, settings, prompt_tokens
 
     def count_prompt_tokens(self, messages: Sequence[BaseMessage]) -> int:
         """The input tokens a generation on ``messages`` reports, counted without generating.
@@ -480,12 +609,11 @@ class ChatHuggingFacePipeline(BaseChatModel):
     def _metadata(
         self,
         shared: _SharedPipeline,
-        prompt: str,
+        input_tokens: int,
         text: str,
         finish: str,
         generated: int | None = None,
     ) -> tuple[UsageMetadata, dict[str, Any]]:
-        input_tokens = shared.count_tokens(prompt, prompt=True)
         # the tokens the model really generated (what compute costs); re-tokenizing
         # the text is only the fallback, it can differ from what was generated
         output_tokens = generated if generated is not None else shared.count_tokens(text)
@@ -505,14 +633,14 @@ class ChatHuggingFacePipeline(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        stop = _stops(stop)
         shared = self._load()
-        prompt = self._render(messages, shared.tokenizer)
-        settings = self._settings(stop, kwargs)
+        prompt, settings, prompt_tokens = self._prepare(shared, messages, stop, kwargs)
         request = _Request(prompt, settings, freeze(settings))
         result = shared.batcher.submit(request, self.batch_wait_ms / 1000, self.max_batch_size)
         text, cut = _cut_at_stop(result.text, stop)
         finish = "stop" if cut or result.ended else "length"
-        usage, metadata = self._metadata(shared, prompt, text, finish, result.generated)
+        usage, metadata = self._metadata(shared, prompt_tokens, text, finish, result.generated)
         message = AIMessage(content=text, usage_metadata=usage, response_metadata=metadata)
         return ChatResult(
             generations=[ChatGeneration(message=message, generation_info={"finish_reason": finish})]
@@ -527,9 +655,9 @@ class ChatHuggingFacePipeline(BaseChatModel):
     ) -> Generator[ChatGenerationChunk, None, None]:
         from transformers import TextIteratorStreamer
 
+        stop = _stops(stop)
         shared = self._load()
-        prompt = self._render(messages, shared.tokenizer)
-        settings = self._settings(stop, kwargs)
+        prompt, settings, prompt_tokens = self._prepare(shared, messages, stop, kwargs)
         streamer = TextIteratorStreamer(
             shared.tokenizer, skip_prompt=True, skip_special_tokens=True
         )
@@ -569,7 +697,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
         ended = cut or not outcome or outcome[0].ended
         generated = outcome[0].generated if outcome else None
         usage, metadata = self._metadata(
-            shared, prompt, text, "stop" if ended else "length", generated
+            shared, prompt_tokens, text, "stop" if ended else "length", generated
         )
         yield ChatGenerationChunk(
             message=AIMessageChunk(
@@ -608,6 +736,13 @@ def _chunk(text: str) -> ChatGenerationChunk:
     return ChatGenerationChunk(message=AIMessageChunk(content=text))
 
 
+def _stops(stop: str | Sequence[str] | None) -> list[str] | None:
+    """``stop`` as a list: one string is one stop sequence, not its characters."""
+    if stop is None:
+        return None
+    return [stop] if isinstance(stop, str) else list(stop)
+
+
 def _cut_at_stop(text: str, stop: list[str] | None) -> tuple[str, bool]:
     """``text`` up to the first stop sequence, and whether one was found."""
     hits = [i for i in (text.find(s) for s in stop or () if s) if i >= 0]
@@ -628,8 +763,20 @@ def _stop_prefix_len(text: str, stop: list[str] | None) -> int:
 # --------------------------------------------------------------------------- factory
 
 
+@functools.cache
+def _generation_keywords() -> frozenset[str]:
+    """What a text-generation pipeline call takes: GenerationConfig fields, the
+    pipeline's own settings, and the OpenAI-style ``max_tokens`` this adapter maps."""
+    from transformers import GenerationConfig, TextGenerationPipeline
+
+    own = inspect.signature(TextGenerationPipeline._sanitize_parameters).parameters
+    config = GenerationConfig()  # type: ignore[no-untyped-call]
+    names = set(config.to_dict()) | set(own) | {"max_tokens"}
+    return frozenset(names - {"self", "_from_model_config", "transformers_version"})
+
+
 def huggingface_pipeline(
-    model_id_or_path: str,
+    model_id_or_path: str | os.PathLike[str],
     *,
     name: str | None = None,
     device: int | str | None = None,
@@ -644,6 +791,15 @@ def huggingface_pipeline(
     ``pipeline_kwargs`` dict, are generation defaults (``max_new_tokens``, ...).
     Local models cost nothing unless ``input_cost``/``output_cost`` are given;
     ``context_window`` defaults to the model config's when it is on disk.
+    Without ``max_new_tokens``/``max_tokens`` a call generates at most the model's
+    generation-config limit, else `DEFAULT_MAX_NEW_TOKENS` (256), capped by the
+    context window. The model loads on first use; ``spec.chat_model.warm_up()``
+    loads it now and reports a bad path as a `ConfigurationError`.
+
+    Raises:
+        ConfigurationError: ``model_id_or_path`` is not a non-empty ``str`` or
+            ``os.PathLike``; ``max_new_tokens``/``max_tokens`` is not a positive
+            integer, or ``temperature`` not a number >= 0.
 
     Examples:
         >>> import tempfile
@@ -657,41 +813,27 @@ def huggingface_pipeline(
         >>> spec.chat_model.pipeline_kwargs
         {'max_new_tokens': 8, 'do_sample': False}
     """
+    model_id = check_model_id(model_id_or_path)
     spec_kwargs, rest = split_spec_kwargs(kwargs)
     adapter_fields = set(ChatHuggingFacePipeline.model_fields) - {"model_id", "pipeline_kwargs"}
     adapter = {k: v for k, v in rest.items() if k in adapter_fields}
     generation = dict(rest.pop("pipeline_kwargs", None) or {})
     generation.update({k: v for k, v in rest.items() if k not in adapter_fields})
+    reject_unknown_keywords(
+        f"huggingface_pipeline({model_id!r})",
+        [k for k in rest if k not in adapter_fields and k != "pipeline_kwargs"],
+        _generation_keywords() | adapter_fields | SPEC_FIELDS,
+        "Generation settings are transformers GenerationConfig fields; pass others "
+        "in pipeline_kwargs={...}",
+    )
+    check_generation(generation)
     if spec_kwargs.get("context_window") is None:
-        spec_kwargs["context_window"] = _context_window(model_id_or_path)
+        spec_kwargs["context_window"] = context_window_on_disk(model_id)
     model = ChatHuggingFacePipeline(
-        model_id=model_id_or_path,
+        model_id=model_id,
         device=device,
         model_kwargs=dict(model_kwargs or {}),
         pipeline_kwargs=generation,
         **adapter,
     )
-    return make_spec(name or default_name(model_id_or_path), model, spec_kwargs)
-
-
-def _context_window(model_id_or_path: str) -> int | None:
-    """The model's maximum positions, if its config is already on disk (no download)."""
-    config_path = Path(model_id_or_path) / "config.json"
-    if not config_path.is_file():
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(model_id_or_path, "config.json")
-        except Exception:  # not a valid repo id, ...
-            return None
-        if not isinstance(cached, str):
-            return None
-        config_path = Path(cached)
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, ValueError):
-        return None
-    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
-        if isinstance(config.get(key), int) and config[key] > 0:
-            return int(config[key])
-    return None
+    return make_spec(name or default_name(model_id), model, spec_kwargs)

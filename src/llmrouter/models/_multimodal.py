@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.embeddings import Embeddings
@@ -31,9 +31,9 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables.config import run_in_executor
-from pydantic import Field, PrivateAttr, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 
-from llmrouter.errors import ModalityError
+from llmrouter.errors import ConfigurationError, ModalityError
 from llmrouter.models._common import freeze, make_spec, split_spec_kwargs
 from llmrouter.multimodal._detect import as_prompt_value, inspect_content, last_human
 from llmrouter.multimodal._media import image_block, read_block
@@ -42,6 +42,7 @@ from llmrouter.spec import ModelSpec
 __all__ = [
     "ChatEmbeddings",
     "ChatHuggingFaceInference",
+    "LazyEmbeddings",
     "MediaChatModel",
     "clear_media_models",
     "embeddings_model",
@@ -144,6 +145,10 @@ class MediaChatModel(BaseChatModel, ABC):
     ... see `llmrouter.multimodal._content.as_prompt_value`).
     """
 
+    accepts_any_call_keyword: ClassVar[bool] = True
+    """Backend settings pass through per call, so a router lets any call keyword reach
+    this model (see `llmrouter.core._keywords`)."""
+
     def _convert_input(self, model_input: Any) -> PromptValue:
         return as_prompt_value(model_input)
 
@@ -240,14 +245,82 @@ def _one_media(message: HumanMessage, kind: Literal["image", "audio"]) -> list[d
 # ---------------------------------------------------------------------- embeddings
 
 
-class ChatEmbeddings(MediaChatModel):
-    """A LangChain `Embeddings` as a chat model: the answer's content is the vector.
+class LazyEmbeddings(Embeddings):
+    """An `Embeddings` built on first use by a zero-argument factory (thread-safe, once).
 
-    The content of the answer is the embedding of the last human message's text
-    as a JSON array (``JsonOutputParser`` or `llmrouter.multimodal._content.embedding_of`
-    turn it back into floats); ``response_metadata["dimensions"]`` is its length.
+    Examples:
+        >>> from langchain_core.embeddings import DeterministicFakeEmbedding
+        >>> from llmrouter.models._multimodal import LazyEmbeddings
+        >>> lazy = LazyEmbeddings(lambda: DeterministicFakeEmbedding(size=3))
+        >>> lazy.is_loaded, len(lazy.embed_query("x")), lazy.is_loaded
+        (False, 3, True)
+    """
+
+    def __init__(self, factory: Callable[[], Embeddings], label: str | None = None) -> None:
+        self._factory = factory
+        self._label = label
+        self._loaded: Embeddings | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def is_loaded(self) -> bool:
+        """True once the factory has run."""
+        return self._loaded is not None
+
+    @property
+    def loaded(self) -> Embeddings:
+        """The embeddings, built now if they were not yet."""
+        if self._loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    built = self._factory()
+                    if not isinstance(built, Embeddings):
+                        raise ConfigurationError(
+                            f"the embeddings factory returned {type(built).__name__}, "
+                            "expected a langchain_core Embeddings"
+                        )
+                    self._loaded = built
+        return self._loaded
+
+    @property
+    def model_name(self) -> str | None:
+        """The loaded model's name, else the label given."""
+        if self._loaded is not None:
+            for attribute in ("model_name", "model"):
+                value = getattr(self._loaded, attribute, None)
+                if isinstance(value, str) and value:
+                    return value
+        return self._label
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.loaded.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.loaded.embed_query(text)
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        return await self.loaded.aembed_documents(texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return await self.loaded.aembed_query(text)
+
+    def __repr__(self) -> str:
+        return f"LazyEmbeddings({self.model_name or 'not loaded'})"
+
+
+class ChatEmbeddings(MediaChatModel, Embeddings):
+    """A LangChain `Embeddings` as a chat model -- and still an `Embeddings`.
+
+    As a chat model (what a router calls), the content of the answer is the
+    embedding of the last human message's text as a JSON array
+    (``JsonOutputParser`` or `llmrouter.multimodal._media.embedding_of` turn it
+    back into floats); ``response_metadata["dimensions"]`` is its length.
     ``usage_metadata.input_tokens`` is counted with the model's tokenizer when it
     exposes one (sentence-transformers models do), so a priced spec has a cost.
+
+    As an `Embeddings` (``embed_documents``, ``embed_query`` and their async
+    twins, delegated to ``embeddings``) it plugs into vector stores and
+    retrievers, so the model a router uses for embeddings serves RAG too.
 
     Examples:
         >>> from langchain_core.embeddings import DeterministicFakeEmbedding
@@ -256,12 +329,24 @@ class ChatEmbeddings(MediaChatModel):
         >>> chat = ChatEmbeddings(embeddings=DeterministicFakeEmbedding(size=4))
         >>> len(embedding_of(chat.invoke("hello")))
         4
+        >>> len(chat.embed_documents(["a", "b"])), len(chat.embed_query("a"))
+        (2, 4)
     """
 
     embeddings: Embeddings
-    """The embeddings model (e.g. ``HuggingFaceEmbeddings``, ``OpenAIEmbeddings``)."""
+    """The embeddings model (e.g. ``HuggingFaceEmbeddings``, ``OpenAIEmbeddings``, a
+    `LazyEmbeddings`)."""
     model_name: str | None = None
     """The name reported as ``model_name`` (default: the embeddings' own)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unwrap(cls, data: Any) -> Any:
+        inner = data.get("embeddings") if isinstance(data, dict) else None
+        if isinstance(inner, ChatEmbeddings):  # one layer of chat model is enough
+            data = {**data, "embeddings": inner.embeddings}
+            data.setdefault("model_name", inner.model_name)
+        return data
 
     @property
     def modality(self) -> str:
@@ -276,6 +361,26 @@ class ChatEmbeddings(MediaChatModel):
             if isinstance(value, str) and value:
                 return value
         return type(self.embeddings).__name__
+
+    # ---------------------------------------------------------- as Embeddings
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed documents (for vector stores), with the wrapped embeddings."""
+        return self.embeddings.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed a query (for retrievers), with the wrapped embeddings."""
+        return self.embeddings.embed_query(text)
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Async `embed_documents`."""
+        return await self.embeddings.aembed_documents(texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Async `embed_query`."""
+        return await self.embeddings.aembed_query(text)
+
+    # --------------------------------------------------------- as a chat model
 
     def answer(self, message: HumanMessage, **kwargs: Any) -> AIMessage:
         text = text_only(message, "an embeddings model")
@@ -294,7 +399,10 @@ class ChatEmbeddings(MediaChatModel):
         )
 
     def _count_tokens(self, text: str) -> int | None:
-        client = getattr(self.embeddings, "_client", None)  # sentence-transformers models
+        embeddings = self.embeddings
+        if isinstance(embeddings, LazyEmbeddings):
+            embeddings = embeddings.loaded
+        client = getattr(embeddings, "_client", None)  # sentence-transformers models
         tokenizer = getattr(client, "tokenizer", None)
         if tokenizer is None:
             return None
@@ -312,10 +420,15 @@ def embeddings_model(
 ) -> ModelSpec:
     """A `ModelSpec` (modality ``embeddings``) over a LangChain `Embeddings`.
 
+    The spec's ``model`` is a `ChatEmbeddings`: a chat model for routers and a
+    LangChain `Embeddings` for vector stores and retrievers
+    (``embeddings_model().model.embed_documents(texts)``).
+
     Args:
         embeddings: The embeddings, or a zero-argument factory building them on
             first use. Default: all-MiniLM-L6-v2 from the ``semantic`` extra
-            (`llmrouter.task._classifiers.default_embeddings`), loaded on first use.
+            (`llmrouter.task._classifiers.default_embeddings`: offline, loaded on
+            first use, once per process).
         name: The spec's name (default: the embeddings' model name, else
             ``"embeddings"``).
         **kwargs: `ModelSpec` fields (``input_cost``, ``tags``, ...); other
@@ -325,8 +438,8 @@ def embeddings_model(
         >>> from langchain_core.embeddings import DeterministicFakeEmbedding
         >>> from llmrouter.models._multimodal import embeddings_model
         >>> spec = embeddings_model(DeterministicFakeEmbedding(size=8), name="fake")
-        >>> spec.name, spec.modality
-        ('fake', 'embeddings')
+        >>> spec.name, spec.modality, len(spec.model.embed_query("hello"))
+        ('fake', 'embeddings', 8)
     """
     spec_kwargs, rest = split_spec_kwargs(kwargs)
     spec_kwargs.setdefault("modality", "embeddings")
@@ -334,17 +447,19 @@ def embeddings_model(
         chat = ChatEmbeddings(embeddings=embeddings, **rest)
         label = chat.model_label
         return make_spec(name or label.rsplit("/", 1)[-1], chat, spec_kwargs)
+    if embeddings is None:
+        rest.setdefault("model_name", "sentence-transformers/all-MiniLM-L6-v2")
+        lazy = LazyEmbeddings(_minilm, label=rest["model_name"])
+        default = "all-MiniLM-L6-v2"
+    else:
+        lazy, default = LazyEmbeddings(embeddings), "embeddings"
+    return make_spec(name or default, ChatEmbeddings(embeddings=lazy, **rest), spec_kwargs)
 
-    def build() -> ChatEmbeddings:
-        if embeddings is None:
-            from llmrouter.task._classifiers import default_embeddings
 
-            rest.setdefault("model_name", "sentence-transformers/all-MiniLM-L6-v2")
-            return ChatEmbeddings(embeddings=default_embeddings(), **rest)
-        return ChatEmbeddings(embeddings=embeddings(), **rest)
+def _minilm() -> Embeddings:
+    from llmrouter.task._classifiers import default_embeddings
 
-    default = "all-MiniLM-L6-v2" if embeddings is None else "embeddings"
-    return make_spec(name or default, build, spec_kwargs)
+    return default_embeddings()
 
 
 # ------------------------------------------------------------ Hugging Face inference

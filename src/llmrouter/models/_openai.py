@@ -7,6 +7,7 @@ OpenAI itself, vLLM, TGI, llama.cpp server, Ollama, llm-katan, ... through
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,8 +17,9 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr, ValidationError
 
-from llmrouter.errors import ConfigurationError
-from llmrouter.models._common import make_spec, split_spec_kwargs
+from llmrouter.errors import ConfigurationError, reject_unknown_keywords
+from llmrouter.models._common import keywords_of, make_spec, split_spec_kwargs
+from llmrouter.resilience._timeouts import patience
 from llmrouter.spec import ModelSpec
 
 try:  # openai>=3 ships on httpx2; older releases on httpx (the same API)
@@ -26,7 +28,18 @@ except ImportError:  # pragma: no cover - depends on the installed openai
     import httpx as _httpx  # type: ignore[no-redef]
 
 # Aliases of the keywords we set ourselves; they would silently fight ours.
-_OWN_KEYWORDS = {"model_name": "model", "openai_api_key": "api_key", "openai_api_base": "base_url"}
+_OWN_KEYWORDS = {
+    "model_name": "model",
+    "openai_api_key": "api_key",
+    "openai_api_base": "base_url",
+    "request_timeout": "timeout",
+}
+_CLIENT_KEYWORDS = {"client", "root_client", "openai_proxy"}
+DEFAULT_TIMEOUT = _httpx.Timeout(600.0, connect=5.0)
+"""The client timeout when none is given: the openai SDK's own default (``ChatOpenAI``
+hands the SDK ``timeout=None``, which means no timeout at all)."""
+DEADLINE_GRACE = 1.0
+"""Seconds past the router's deadline an abandoned sync request may still read."""
 
 
 def openai_compatible(
@@ -54,16 +67,21 @@ def openai_compatible(
             ``max_tokens``, ``temperature``, ``max_retries``, ...) to ``ChatOpenAI``.
 
     Raises:
-        ConfigurationError: no API key was given or found, or ``ChatOpenAI``
+        ConfigurationError: no API key was given or found; ``api_key`` is not a
+            str, ``timeout`` not a positive number of seconds (or ``None``, or an
+            ``httpx.Timeout``), ``base_url`` not an http(s) URL; or ``ChatOpenAI``
             rejected a keyword.
 
-    Four things differ from a bare ``ChatOpenAI``: the SDK's own retries are off
+    Five things differ from a bare ``ChatOpenAI``: the SDK's own retries are off
     (``max_retries=0``: the router's retry policy applies instead, so attempts are
-    not multiplied); usage is reported when
-    streaming (``stream_usage=True``); servers other than OpenAI receive
-    ``max_tokens`` (which vLLM, TGI, llama.cpp, Ollama all read) instead of
-    ``max_completion_tokens``; and async calls work from any number of event
-    loops (e.g. repeated ``asyncio.run``).
+    not multiplied; an explicit ``max_retries=N`` keeps N SDK retries and sets the
+    spec's ``sdk_retries``); the client always has a timeout (default: 5 s to
+    connect, 600 s to read, as the SDK's own default), and a sync call the router
+    stopped waiting for ends one second past the router's deadline, releasing its
+    connection; usage is reported when streaming (``stream_usage=True``); servers
+    other than OpenAI receive ``max_tokens`` (which vLLM, TGI, llama.cpp, Ollama
+    all read) instead of ``max_completion_tokens``; and async calls work from any
+    number of event loops (e.g. repeated ``asyncio.run``).
 
     Examples:
         >>> from llmrouter.models import openai_compatible
@@ -78,20 +96,40 @@ def openai_compatible(
             raise ConfigurationError(
                 f"openai_compatible({model!r}): pass {ours}= instead of {alias}="
             )
+    what = f"openai_compatible({model!r})"
+    reject_unknown_keywords(
+        what,
+        chat_kwargs,
+        keywords_of(ChatOpenAI) - set(_OWN_KEYWORDS),
+        "Other request fields go in model_kwargs={...} or extra_body={...}",
+    )
+    if api_key is not None and not isinstance(api_key, str | SecretStr):
+        raise ConfigurationError(
+            f"{what}: api_key must be a str (the key itself), got a {type(api_key).__name__}"
+        )
+    if isinstance(api_key, SecretStr):
+        api_key = api_key.get_secret_value()
     key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
     if not key:
         raise ConfigurationError(
-            f"openai_compatible({model!r}): no API key. Pass api_key=... or set "
+            f"{what}: no API key. Pass api_key=... or set "
             "OPENAI_API_KEY; a local server without auth accepts api_key='EMPTY'."
         )
+    url = _checked_url(what, base_url)
+    # A client without a timeout waits forever on a server that never answers.
+    chat_kwargs["timeout"] = _checked_timeout(what, chat_kwargs.get("timeout", DEFAULT_TIMEOUT))
     # Cost accounting reads usage; servers that do not know `stream_options` ignore it.
     chat_kwargs.setdefault("stream_usage", True)
     # The router retries (with backoff, Retry-After and a deadline) and falls back;
-    # the SDK's own retries would multiply attempts and delay fallback.
+    # the SDK's own retries would multiply attempts and delay fallback. Asked for
+    # explicitly, they stay (and the spec keeps them).
+    if chat_kwargs.get("max_retries", 0) != 0:
+        spec_kwargs.setdefault("sdk_retries", True)
     chat_kwargs.setdefault("max_retries", 0)
     if not {"http_async_client", "async_client", "openai_proxy"} & chat_kwargs.keys():
         chat_kwargs["http_async_client"] = openai_async_http_client()
-    url = base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
+    if not ({"http_client"} | _CLIENT_KEYWORDS) & chat_kwargs.keys():
+        chat_kwargs["http_client"] = openai_http_client()
     chat_class = ChatOpenAI if _is_openai(url) else _ServerChatOpenAI
     try:
         chat = chat_class(model=model, base_url=url, api_key=SecretStr(key), **chat_kwargs)
@@ -125,6 +163,83 @@ class _ServerChatOpenAI(ChatOpenAI):
 
 def _is_openai(url: str | None) -> bool:
     return url is None or (urlparse(url).hostname or "").endswith("api.openai.com")
+
+
+def _checked_url(what: str, base_url: Any) -> str | None:
+    """The base URL (given, or from the environment), if it is an http(s) URL."""
+    source, url = "base_url", base_url
+    if not base_url:
+        for source in ("OPENAI_BASE_URL", "OPENAI_API_BASE"):
+            url = os.environ.get(source)
+            if url:
+                break
+        else:
+            return None  # OpenAI's API
+    parsed = urlparse(url) if isinstance(url, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        shown = repr(url) if isinstance(url, str) and "@" not in url else f"a {type(url).__name__}"
+        raise ConfigurationError(
+            f"{what}: {source} must be an http(s) URL including the API root, such as "
+            f"'http://127.0.0.1:8000/v1'; got {shown}"
+        )
+    return str(url)
+
+
+def _checked_timeout(what: str, timeout: Any) -> Any:
+    """``timeout`` if it is positive seconds, ``(connect, read)``, an httpx Timeout or None."""
+    values = timeout if isinstance(timeout, tuple) and len(timeout) == 2 else (timeout,)
+    if timeout is None or isinstance(timeout, _httpx.Timeout) or all(map(_seconds, values)):
+        return timeout
+    raise ConfigurationError(
+        f"{what}: timeout must be a positive number of seconds or None (or an "
+        f"httpx.Timeout), got {timeout!r}"
+    )
+
+
+def _seconds(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and value > 0
+        and math.isfinite(value)
+    )
+
+
+def openai_http_client() -> _httpx.Client:
+    """A sync HTTP client for the openai SDK whose requests end soon after the router
+    stopped waiting for them (see `_DeadlineTransport`)."""
+    import openai
+
+    return openai.DefaultHttpxClient(transport=_DeadlineTransport())
+
+
+class _DeadlineTransport(_httpx.BaseTransport):
+    """Caps each request's timeouts to the router's `patience` plus `DEADLINE_GRACE`.
+
+    A sync call past its deadline is abandoned in a helper thread (it cannot be
+    cancelled); without this cap it held its thread and connection until the
+    client's own timeout -- forever with ``ChatOpenAI``'s default -- against a
+    server that accepted the connection and never answered.
+    """
+
+    def __init__(self) -> None:
+        from openai._constants import DEFAULT_CONNECTION_LIMITS
+
+        self._pool = _httpx.HTTPTransport(limits=DEFAULT_CONNECTION_LIMITS)
+
+    def handle_request(self, request: _httpx.Request) -> _httpx.Response:
+        wait = patience()
+        if wait is not None:
+            cap = wait + DEADLINE_GRACE
+            given = request.extensions.get("timeout") or {}
+            request.extensions["timeout"] = {
+                key: cap if given.get(key) is None else min(given[key], cap)
+                for key in ("connect", "read", "write", "pool")
+            }
+        return self._pool.handle_request(request)
+
+    def close(self) -> None:
+        self._pool.close()
 
 
 def openai_async_http_client() -> _httpx.AsyncClient:

@@ -94,6 +94,10 @@ class MultiModalRouter(BaseRouter):
 
     # ------------------------------------------------------------ construction
 
+    @classmethod
+    def _keywords(cls) -> set[str]:
+        return super()._keywords() | set(ROUTES)
+
     @model_validator(mode="before")
     @classmethod
     def _collect_routes(cls, data: Any) -> Any:
@@ -271,6 +275,19 @@ class MultiModalRouter(BaseRouter):
 
 
 def _as_spec(route: str, item: Any, index: int, count: int) -> ModelSpec:
+    embedder = isinstance(item, Embeddings) or (
+        isinstance(item, ModelSpec) and item.modality == "embeddings"
+    )
+    if route == "embeddings" and not embedder:
+        what = (
+            f"ModelSpec {item.name!r} of modality {item.modality!r}"
+            if isinstance(item, ModelSpec)
+            else f"a {type(item).__name__}"
+        )
+        raise ValueError(
+            f"embeddings[{index}] is {what}, not an embedding model; give a LangChain "
+            "Embeddings or llmrouter.models.embeddings_model(...)"
+        )
     if isinstance(item, ModelSpec):
         return item
     name = route if count == 1 else f"{route}-{index + 1}"

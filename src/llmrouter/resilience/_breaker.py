@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmrouter._sqlite import SQLiteDatabase
+from llmrouter._sqlite import SQLiteDatabase, database_path
 
 
 @dataclass
@@ -65,6 +65,9 @@ class MemoryBreakerBoard(BreakerBoard):
         self._states: dict[str, BreakerState] = {}
         self._lock = threading.Lock()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (MemoryBreakerBoard, ())  # in-process states stay in their process
+
     def update(self, name: str, change: Callable[[BreakerState], bool]) -> bool:
         with self._lock:
             return change(self._states.setdefault(name, BreakerState()))
@@ -97,8 +100,11 @@ class SQLiteBreakerBoard(BreakerBoard):
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
+        self.path = database_path(path, "SQLiteBreakerBoard path")
         self._db = SQLiteDatabase(self.path, _SCHEMA)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SQLiteBreakerBoard, (self.path,))  # the copy opens the same file
 
     def update(self, name: str, change: Callable[[BreakerState], bool]) -> bool:
         with self._db.transaction() as db:

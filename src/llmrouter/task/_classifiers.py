@@ -99,6 +99,23 @@ class BaseClassifier(abc.ABC):
         """Async `classify`; the default runs it in a worker thread."""
         return await asyncio.to_thread(self.classify, text)
 
+    def explain(self, text: str) -> tuple[Classification | None, dict[str, Any]]:
+        """`classify`, with the details behind the decision (for tuning).
+
+        `ModelRouter` records the details in the route record's
+        ``extra["classifier"]``, also when the classifier abstained. The default
+        has no details; `SemanticClassifier` gives its scores and threshold,
+        `KeywordClassifier` its matches.
+        """
+        return self.classify(text), {}
+
+    async def aexplain(self, text: str) -> tuple[Classification | None, dict[str, Any]]:
+        """Async `explain`: `explain` in a worker thread when a subclass overrides it,
+        else `aclassify` (so a truly async classifier stays async)."""
+        if type(self).explain is not BaseClassifier.explain:
+            return await asyncio.to_thread(self.explain, text)
+        return await self.aclassify(text), {}
+
 
 # ---------------------------------------------------------------- keywords
 
@@ -148,7 +165,14 @@ class KeywordClassifier(BaseClassifier):
         return {task: n for task, n in counts.items() if n}
 
     def classify(self, text: str) -> Classification | None:
+        return self._decide(self.matches(text))
+
+    def explain(self, text: str) -> tuple[Classification | None, dict[str, Any]]:
+        """`classify`, with ``{"matches": matches(text)}`` as the details."""
         counts = self.matches(text)
+        return self._decide(counts), {"matches": counts}
+
+    def _decide(self, counts: dict[str, int]) -> Classification | None:
         if not counts:
             return None
         # max() keeps the first of equal items, and dicts keep the listed order.
@@ -362,21 +386,33 @@ class SemanticClassifier(BaseClassifier):
         return self._scores(matrix, await self.embeddings.aembed_query(text))
 
     def classify(self, text: str) -> Classification | None:
-        if not text.strip():
-            return None
-        return self._decide(self.scores(text))
+        return self.explain(text)[0]
 
     async def aclassify(self, text: str) -> Classification | None:
+        return (await self.aexplain(text))[0]
+
+    def explain(self, text: str) -> tuple[Classification | None, dict[str, Any]]:
+        """`classify`, with the best task, its ``score`` and ``threshold``, and every
+        task's ``scores`` -- also when the best score is below the threshold, so you
+        can see how far off it was and tune thresholds or examples."""
         if not text.strip():
-            return None
+            return None, {}
+        return self._decide(self.scores(text))
+
+    async def aexplain(self, text: str) -> tuple[Classification | None, dict[str, Any]]:
+        """Async `explain`; uses the embeddings' own async query path."""
+        if not text.strip():
+            return None, {}
         return self._decide(await self.ascores(text))
 
-    def _decide(self, scores: dict[str, float]) -> Classification | None:
+    def _decide(self, scores: dict[str, float]) -> tuple[Classification | None, dict[str, Any]]:
         task = max(scores, key=scores.__getitem__)
-        if scores[task] < self._thresholds[task]:
-            return None
+        threshold = self._thresholds[task]
+        details = {"task": task, "score": scores[task], "threshold": threshold, "scores": scores}
+        if scores[task] < threshold:
+            return None, details
         confidence = min(max(scores[task], 0.0), 1.0)
-        return Classification(task=task, confidence=confidence, method=self.kind)
+        return Classification(task=task, confidence=confidence, method=self.kind), details
 
     def _example_matrix(self) -> npt.NDArray[np.float64]:
         """Unit-length example embeddings, one row per example; computed once."""

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field, PrivateAttr, model_validator
 
 from llmrouter.core import BaseRouter, Ranking, RouteRequest
+from llmrouter.cost._tokens import TokenCounter
 from llmrouter.errors import UnknownTaskError
 from llmrouter.record import RouteRecord
 from llmrouter.spec import ModelSpec
@@ -20,11 +21,17 @@ class ModelRouter(BaseRouter):
 
     The task comes from, in order: the ``task`` keyword of the call (or
     ``.bind(task=...)``), ``config["metadata"]["task"]``, the ``classifier``;
-    with no task the ``default`` model answers. A task with an entry in
-    ``routes`` goes to that model; otherwise to the first model that lists the
-    task in its ``tasks``; otherwise to ``default``. Fallbacks, in order: the
-    other models that serve the task (including general models with no
-    ``tasks``), then ``default``.
+    with no task the ``default`` model answers, and the general models (see
+    `is_general`) are its fallbacks. A task with an entry in ``routes`` goes to
+    that model; otherwise to the first model that lists the task in its
+    ``tasks``; otherwise to ``default``. Fallbacks, in order: the other models
+    that serve the task (including general models with no ``tasks``), then
+    ``default``. Without ``default=``, a router with one model, or with exactly
+    one general model, uses that model as its default.
+
+    Models whose ``context_window`` is smaller than the prompt (estimated as
+    `CostAwareRouter` does, plus the call's ``max_tokens``) are tried after the
+    models it fits; the record's ``extra["context_window"]`` says which.
 
     A conversation stays on the model it started with while its task stays the
     same: pass ``thread_id`` as a keyword or in ``config["configurable"]``.
@@ -56,10 +63,15 @@ class ModelRouter(BaseRouter):
     """Keep a conversation (``thread_id``) on one model while its task is unchanged."""
     max_threads: int = Field(default=10_000, gt=0)
     """How many threads to remember (least recently used are forgotten)."""
+    general_tasks: frozenset[str] = frozenset({"chat", "general"})
+    """A model whose ``tasks`` is empty or includes one of these is a general model:
+    a fallback for requests with no task (and the implicit default when it is the only one)."""
 
     _threads: OrderedDict[str, tuple[str | None, str]] = PrivateAttr(default_factory=OrderedDict)
     _threads_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _table_cache: dict[str | None, tuple[list[ModelSpec], str]] = PrivateAttr(default_factory=dict)
+    _counter: TokenCounter = PrivateAttr(default_factory=TokenCounter)
+    _windows: bool = PrivateAttr(default=False)  # does any model declare a context window?
 
     @model_validator(mode="after")
     def _routes_point_at_models(self) -> ModelRouter:
@@ -79,7 +91,28 @@ class ModelRouter(BaseRouter):
             raise ValueError(
                 f"default names unknown model {self.default!r}; models are {sorted(names)}"
             )
+        self._windows = any(s.context_window is not None for s in self.models)
         return self
+
+    def is_general(self, spec: ModelSpec) -> bool:
+        """True for a general model: no ``tasks``, or one of `general_tasks` among them."""
+        return not spec.tasks or not spec.tasks.isdisjoint(self.general_tasks)
+
+    @property
+    def general_models(self) -> list[ModelSpec]:
+        """The general models, in the order given: fallbacks of requests with no task."""
+        return [s for s in self.models if self.is_general(s)]
+
+    def _default(self) -> tuple[ModelSpec, str] | None:
+        """The default model and how it was chosen (``None``: no default)."""
+        if self.default is not None:
+            return self.spec(self.default), "default model"
+        if len(self.models) == 1:
+            return self.models[0], "the only model"
+        general = self.general_models
+        if len(general) == 1:
+            return general[0], "the only general model"
+        return None
 
     @property
     def known_tasks(self) -> list[str]:
@@ -93,25 +126,32 @@ class ModelRouter(BaseRouter):
 
     def rank(self, request: RouteRequest) -> Ranking:
         found: Classification | BaseException | None = None
+        details: dict[str, Any] = {}
         if request.task is None and self.classifier is not None:
             try:
-                found = self.classifier.classify(request.text)
+                found, details = self.classifier.explain(request.text)
             except Exception as exc:  # a broken classifier must not fail the request
                 found = exc
-        return self._rank(request, found)
+        return self._rank(request, found, details)
 
     async def arank(self, request: RouteRequest) -> Ranking:
         found: Classification | BaseException | None = None
+        details: dict[str, Any] = {}
         if request.task is None and self.classifier is not None:
             try:
-                found = await self.classifier.aclassify(request.text)
+                found, details = await self.classifier.aexplain(request.text)
             except Exception as exc:
                 found = exc
-        return self._rank(request, found)
+        return self._rank(request, found, details)
 
-    def _rank(self, request: RouteRequest, found: Classification | BaseException | None) -> Ranking:
+    def _rank(
+        self,
+        request: RouteRequest,
+        found: Classification | BaseException | None,
+        details: dict[str, Any],
+    ) -> Ranking:
         task, source = request.task, request.task_source
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"classifier": details} if details else {}
         if isinstance(found, Classification):
             task, source = found.task, f"classifier:{found.method}"
             extra["confidence"] = found.confidence
@@ -127,7 +167,49 @@ class ModelRouter(BaseRouter):
             candidates = [sticky, *(s for s in candidates if s is not sticky)]
         if request.thread_id is not None:
             extra["thread_id"] = request.thread_id
+        if self._windows:
+            candidates, reason = self._fit_windows(request, candidates, reason, extra)
         return Ranking(candidates, reason, task=task, task_source=source, extra=extra)
+
+    def _fit_windows(
+        self,
+        request: RouteRequest,
+        candidates: list[ModelSpec],
+        reason: str,
+        extra: dict[str, Any],
+    ) -> tuple[list[ModelSpec], str]:
+        """Move the models whose context window the prompt exceeds after the others.
+
+        They stay candidates: the count is an estimate for most models, and a
+        model that refuses a long prompt just fails over to the next.
+        """
+        output = request.model_kwargs.get("max_tokens")
+        if isinstance(output, bool) or not isinstance(output, int) or output < 0:
+            output = 0
+        tools = request.tools.schemas if request.tools is not None else ()
+        prompt: dict[str, int] = {}
+        too_long: list[ModelSpec] = []
+        for spec in candidates:
+            if spec.context_window is None:
+                continue
+            prompt[spec.name] = tokens = self._counter.count(spec, request.messages, tools).tokens
+            if tokens + output > spec.context_window:
+                too_long.append(spec)
+        if not too_long:
+            return candidates, reason
+        extra["context_window"] = {
+            "too_long_for": [s.name for s in too_long],
+            "prompt_tokens": prompt,
+            "output_tokens": output,
+        }
+        ordered = [s for s in candidates if s not in too_long] + too_long
+        if ordered[0] is not candidates[0]:
+            windows = ", ".join(f"{s.name!r} ({s.context_window})" for s in too_long)
+            what = f"prompt ~{prompt[too_long[0].name]} tokens" + (
+                f" + max_tokens {output}" if output else ""
+            )
+            reason += f"; tried last: {what} exceeds the context window of {windows}"
+        return ordered, reason
 
     def _table(self, task: str | None) -> tuple[list[ModelSpec], str]:
         """Candidates and reason for ``task``; they depend on the task alone, so cached."""
@@ -138,8 +220,11 @@ class ModelRouter(BaseRouter):
             candidates = [primary]
             if task is not None:
                 candidates += [s for s in self.models if s is not primary and s.serves(task)]
-            if self.default is not None and self.spec(self.default) not in candidates:
-                candidates.append(self.spec(self.default))
+            else:  # no task: any general model can answer
+                candidates += [s for s in self.general_models if s is not primary]
+            default = self._default()
+            if default is not None and default[0] not in candidates:
+                candidates.append(default[0])
             entry = cache[task] = (candidates, reason)
         return list(entry[0]), entry[1]
 
@@ -150,11 +235,13 @@ class ModelRouter(BaseRouter):
             declared = [s for s in self.models if task in s.tasks]
             if declared:
                 return declared[0], f"first model declaring task {task!r}"
-        if self.default is None:
+        default = self._default()
+        if default is None:
             raise UnknownTaskError(task, self.known_tasks)
+        spec, how = default
         if task is None:
-            return self.spec(self.default), "no task given: default model"
-        return self.spec(self.default), f"no model for task {task!r}: default model"
+            return spec, f"no task given: {how}"
+        return spec, f"no model for task {task!r}: {how}"
 
     # ----------------------------------------------------------- stickiness
 

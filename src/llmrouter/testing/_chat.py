@@ -32,12 +32,14 @@ def build_tiny_chat_model(
     n_layer: int = 2,
     n_embd: int = 64,
     vocab_size: int = 512,
+    n_positions: int = 512,
 ) -> Path:
     """Write a tiny random GPT-2 chat model to ``path`` and return the path.
 
     A byte-level BPE tokenizer trained on a few built-in sentences, a GPT-2
     with random weights (``seed`` decides them), a chat template and a
     generation config (greedy, 16 new tokens, unprintable tokens suppressed).
+    ``n_positions`` is its context window (prompt plus output tokens).
     Load it like any local model, e.g. with
     `llmrouter.models.huggingface_pipeline`.
 
@@ -63,6 +65,8 @@ def build_tiny_chat_model(
         "n_embd": n_embd,
         "vocab_size": vocab_size,
     }
+    if n_positions != 512:  # keeps the marker of models built before this setting existed
+        settings["n_positions"] = n_positions
     if _is_built(target, settings):
         return target
 
@@ -71,10 +75,11 @@ def build_tiny_chat_model(
 
     start_build(target)
     tokenizer = train_tokenizer(vocab_size)
+    tokenizer.model_max_length = n_positions
     ids = {token: token_id(tokenizer, token) for token in (BOS, EOS, PAD)}
     config = GPT2Config(
         vocab_size=len(tokenizer),
-        n_positions=512,
+        n_positions=n_positions,
         n_embd=n_embd,
         n_layer=n_layer,
         n_head=max(1, n_embd // 32),
