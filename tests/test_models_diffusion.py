@@ -36,6 +36,25 @@ def test_factory_splits_keywords(tiny_text_to_image_dir: Path) -> None:
     assert (model.pipeline_kwargs, model.seed, model.device) == ({"guidance_scale": 1.0}, 3, "cpu")
 
 
+def test_factory_rejects_misspelled_keywords(tiny_text_to_image_dir: Path) -> None:
+    path = str(tiny_text_to_image_dir)
+    with pytest.raises(ConfigurationError, match=r"'num_inference_step' .*'num_inference_steps'"):
+        text_to_image_pipeline(path, num_inference_step=2)
+    with pytest.raises(ConfigurationError, match=r"'sede' .*did you mean 'seed'.*pipeline_kwargs"):
+        text_to_image_pipeline(path, sede=1)
+    spec = text_to_image_pipeline(
+        path, n=2, size="32x32", negative_prompt="blur", max_sequence_length=77, seed=1
+    )
+    model = spec.chat_model
+    assert isinstance(model, ChatTextToImagePipeline) and model.seed == 1
+    assert model.pipeline_kwargs == {
+        "n": 2,
+        "size": "32x32",
+        "negative_prompt": "blur",
+        "max_sequence_length": 77,
+    }
+
+
 def test_generates_a_png_block(spec: ModelSpec) -> None:
     reply = spec.chat_model.invoke("a watercolor fox")
     (block,) = reply.content

@@ -12,6 +12,25 @@ from llmrouter.models._images import ChatOpenAIImages, openai_images
 from llmrouter.multimodal._media import images_of
 
 
+def test_factory_rejects_misspelled_keywords() -> None:
+    with pytest.raises(ConfigurationError, match=r"'sise' .*did you mean 'size'.*parameters="):
+        openai_images("dall-e-3", api_key="sk-x", sise="1024x1024")
+    with pytest.raises(ConfigurationError, match=r"'max_retry' .*did you mean 'max_retries'"):
+        openai_images("dall-e-3", api_key="sk-x", max_retry=1)
+    spec = openai_images(
+        "dall-e-3",
+        api_key="sk-x",
+        size="1024x1024",
+        style="vivid",
+        timeout=30,
+        verbose=False,
+        parameters={"custom": 1},
+    )
+    chat = spec.chat_model
+    assert isinstance(chat, ChatOpenAIImages) and chat.timeout == 30
+    assert chat.parameters == {"custom": 1, "size": "1024x1024", "style": "vivid"}
+
+
 def test_generate(media_server: MediaServer) -> None:
     spec = openai_images(
         "dall-e-3", media_server.openai_base_url, api_key=SERVER_KEY, size="256x256"

@@ -13,7 +13,7 @@ from huggingface_hub.errors import OfflineModeIsEnabled
 from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 from langchain_core.messages import AIMessage, SystemMessage
 
-from llmrouter.errors import ModalityError
+from llmrouter.errors import ConfigurationError, ModalityError
 from llmrouter.models._multimodal import (
     ChatEmbeddings,
     ChatHuggingFaceInference,
@@ -78,6 +78,15 @@ def test_embeddings_factory_with_a_factory() -> None:
     assert built == [1]
 
 
+def test_embeddings_model_rejects_misspelled_keywords() -> None:
+    with pytest.raises(ConfigurationError, match=r"'input_cots' .*did you mean 'input_cost'"):
+        embeddings_model(DeterministicFakeEmbedding(size=4), input_cots=0.1)
+    with pytest.raises(ConfigurationError, match=r"'modelname' .*did you mean 'model_name'"):
+        embeddings_model(DeterministicFakeEmbedding(size=4), modelname="fake")
+    spec = embeddings_model(DeterministicFakeEmbedding(size=4), model_name="fake", input_cost=0.1)
+    assert (spec.name, spec.input_cost) == ("fake", 0.1)
+
+
 def test_embeddings_spec_model_is_a_langchain_embeddings() -> None:
     spec = embeddings_model(DeterministicFakeEmbedding(size=4), name="fake")
     embedder = spec.model
@@ -139,13 +148,34 @@ def test_hf_text_to_image(media_server: MediaServer, hub_http: None) -> None:
         "image_generation",
         api_key="hf_test",
         num_inference_steps=4,
-        style="ink",  # not a text_to_image argument: sent in the request body
+        parameters={"style": "ink"},  # not a text_to_image argument: sent in the body
     )
     reply = spec.chat_model.invoke("a fox")
     assert images_of(reply)[0].startswith(b"\x89PNG")
     assert reply.response_metadata["model_name"] == media_server.hf("text-to-image")
     body = media_server.requests[-1]["json"]
     assert body == {"inputs": "a fox", "parameters": {"num_inference_steps": 4, "style": "ink"}}
+
+
+def test_hf_inference_rejects_misspelled_keywords() -> None:
+    with pytest.raises(ConfigurationError, match=r"'num_inference_step' .*'num_inference_steps'"):
+        huggingface_inference(
+            "http://127.0.0.1:1/sdxl", "image_generation", api_key="x", num_inference_step=4
+        )
+    with pytest.raises(ConfigurationError, match=r"'style'.*parameters="):
+        huggingface_inference("http://127.0.0.1:1/sdxl", "image_generation", style="ink")
+    spec = huggingface_inference(
+        "http://127.0.0.1:1/sdxl",
+        "image_generation",
+        api_key="x",
+        width=512,
+        provider=None,
+        verbose=False,
+        parameters={"style": "ink"},
+        input_cost=1.0,
+    )
+    assert spec.chat_model.parameters == {"style": "ink", "width": 512}
+    assert spec.input_cost == 1.0
 
 
 def test_hf_image_to_text_and_speech(media_server: MediaServer, hub_http: None) -> None:

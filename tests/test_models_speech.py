@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import soundfile
 from _fixtures.tiny_multimodal import wav_bytes
 from langchain_core.messages import HumanMessage
 
-from llmrouter import ModelSpec
+from llmrouter import ConfigurationError, ModelSpec
 from llmrouter.errors import ModalityError
 from llmrouter.models._speech import ChatSpeechToTextPipeline, speech_to_text_pipeline
 from llmrouter.multimodal._detect import media_block
@@ -32,6 +33,32 @@ def test_factory_splits_keywords(tiny_speech_dir: Path) -> None:
     model = spec.chat_model
     assert isinstance(model, ChatSpeechToTextPipeline)
     assert model.pipeline_kwargs == {"chunk_length_s": 2, "generate_kwargs": {"num_beams": 1}}
+
+
+def test_factory_rejects_misspelled_keywords(tiny_speech_dir: Path) -> None:
+    path = str(tiny_speech_dir)
+    with pytest.raises(ConfigurationError, match=r"'chunk_lenght_s' .*'chunk_length_s'"):
+        speech_to_text_pipeline(path, chunk_lenght_s=30)
+    with pytest.raises(ConfigurationError, match=r"'languge' .*did you mean 'language'"):
+        speech_to_text_pipeline(path, languge="en")
+    spec = speech_to_text_pipeline(path, language="en", num_beams=1, return_timestamps=True)
+    model = spec.chat_model
+    assert isinstance(model, ChatSpeechToTextPipeline)
+    assert model.pipeline_kwargs == {"language": "en", "num_beams": 1, "return_timestamps": True}
+
+
+def test_generation_settings_go_to_generate_kwargs() -> None:
+    model = ChatSpeechToTextPipeline(
+        model_id="unused",
+        pipeline_kwargs={"language": "en", "num_beams": 2, "generate_kwargs": {"task": "x"}},
+    )
+    seq2seq, ctc = SimpleNamespace(type="seq2seq"), SimpleNamespace(type="ctc")
+    call = {"max_tokens": 5, "temperature": 0.3, "chunk_length_s": 4, "num_beams": 1}
+    assert model._settings(seq2seq, dict(call)) == {
+        "chunk_length_s": 4,
+        "generate_kwargs": {"task": "x", "language": "en", "num_beams": 1, "max_new_tokens": 5},
+    }
+    assert model._settings(ctc, dict(call)) == {"chunk_length_s": 4}
 
 
 def test_transcribe_wav(spec: ModelSpec) -> None:

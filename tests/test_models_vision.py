@@ -12,7 +12,7 @@ from _fixtures.tiny_multimodal import png_bytes
 from langchain_core.messages import HumanMessage
 from PIL import Image
 
-from llmrouter import ModelSpec
+from llmrouter import ConfigurationError, ModelSpec
 from llmrouter.errors import ModalityError
 from llmrouter.models._multimodal import loaded_media_models
 from llmrouter.models._vision import ChatImageToTextPipeline, _describe, image_to_text_pipeline
@@ -37,6 +37,29 @@ def test_factory_splits_keywords(tiny_captioner_dir: Path) -> None:
     model = spec.chat_model
     assert isinstance(model, ChatImageToTextPipeline)
     assert (model.pipeline_kwargs, model.device) == ({"max_new_tokens": 5}, "cpu")
+
+
+def test_factory_rejects_misspelled_keywords(tiny_captioner_dir: Path) -> None:
+    path = str(tiny_captioner_dir)
+    with pytest.raises(
+        ConfigurationError, match=r"'max_new_token' .*'max_new_tokens'.*pipeline_kwargs"
+    ):
+        image_to_text_pipeline(path, max_new_token=5)
+    with pytest.raises(ConfigurationError, match=r"'num_beam' .*did you mean 'num_beams'"):
+        image_to_text_pipeline(path, num_beam=2)
+    spec = image_to_text_pipeline(
+        path, max_new_tokens=3, num_beams=1, pipeline_kwargs={"anything": 1}
+    )
+    model = spec.chat_model
+    assert isinstance(model, ChatImageToTextPipeline)
+    assert model.pipeline_kwargs == {"anything": 1, "max_new_tokens": 3, "num_beams": 1}
+    assert loaded_media_models().count(f"image-text-to-text:{path}") <= 1  # nothing loaded here
+
+
+def test_generation_defaults_go_to_generate(tiny_captioner_dir: Path) -> None:
+    spec = image_to_text_pipeline(str(tiny_captioner_dir), max_tokens=3, num_beams=1)
+    reply = spec.chat_model.invoke({"image": PNG})
+    assert isinstance(reply.content, str) and reply.content
 
 
 def test_caption_from_image(spec: ModelSpec) -> None:

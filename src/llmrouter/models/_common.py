@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.language_models import BaseChatModel, BaseLanguageModel
+from langchain_core.language_models import BaseLanguageModel
 from pydantic import BaseModel
 
+from llmrouter.errors import reject_unknown_keywords
 from llmrouter.spec import ModelFactory, ModelSpec
+
+if TYPE_CHECKING:
+    from llmrouter.models._multimodal import MediaChatModel
 
 SPEC_FIELDS = frozenset(ModelSpec.model_fields) - {"name", "model"}
 
@@ -43,9 +47,10 @@ def default_name(model_id_or_path: str) -> str:
 
 
 def local_pipeline_spec(
-    adapter_cls: type[BaseChatModel],
+    adapter_cls: type[MediaChatModel],
     model_id_or_path: str,
     *,
+    factory: str,
     modality: str,
     name: str | None,
     device: int | str | None,
@@ -56,11 +61,22 @@ def local_pipeline_spec(
 
     `ModelSpec` fields go to the spec, the adapter's own fields to the adapter,
     and every other keyword (plus a ``pipeline_kwargs`` dict) is a call default.
+    A call default must be one of ``adapter_cls.call_keywords(model_id_or_path)``
+    (a typo raises `ConfigurationError`); ``pipeline_kwargs`` is not checked.
     """
     spec_kwargs, rest = split_spec_kwargs(kwargs)
     spec_kwargs.setdefault("modality", modality)
     adapter_fields = set(adapter_cls.model_fields) - {"model_id", "pipeline_kwargs"}
     adapter = {k: rest.pop(k) for k in list(rest) if k in adapter_fields}
+    allowed = adapter_cls.call_keywords(model_id_or_path)
+    if allowed is not None:
+        reject_unknown_keywords(
+            f"{factory}({model_id_or_path!r})",
+            [k for k in rest if k != "pipeline_kwargs"],
+            allowed | adapter_fields | SPEC_FIELDS,
+            f"{adapter_cls.call_keywords_hint}; pass other call arguments in "
+            "pipeline_kwargs={...} and from_pretrained keywords in model_kwargs={...}",
+        )
     call = {**(rest.pop("pipeline_kwargs", None) or {}), **rest}
     model = adapter_cls(
         model_id=model_id_or_path,

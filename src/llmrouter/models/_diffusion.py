@@ -7,7 +7,11 @@ a base64 PNG image block.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+import inspect
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import Field
@@ -28,6 +32,50 @@ if TYPE_CHECKING:
     from llmrouter.spec import ModelSpec
 
 __all__ = ["ChatTextToImagePipeline", "text_to_image_pipeline"]
+
+
+#: The text-to-image pipelines whose call arguments a factory accepts, besides the
+#: class a local model's ``model_index.json`` names.
+_COMMON_PIPELINES = (
+    "StableDiffusionPipeline",
+    "StableDiffusionXLPipeline",
+    "StableDiffusion3Pipeline",
+    "FluxPipeline",
+    "PixArtAlphaPipeline",
+    "PixArtSigmaPipeline",
+    "SanaPipeline",
+)
+#: What `ChatTextToImagePipeline._settings` reads itself (``n``, ``size``, ``seed``).
+_ADAPTER_KEYWORDS = frozenset({"n", "size", "seed"})
+#: Call arguments the adapter sets itself, or whose answer it cannot read.
+_SET_BY_ADAPTER = frozenset({"self", "prompt", "output_type", "return_dict", "kwargs"})
+
+
+@functools.cache
+def _pipeline_arguments(class_names: tuple[str, ...]) -> frozenset[str]:
+    """The ``__call__`` arguments of the diffusers pipelines ``class_names``.
+
+    Raises:
+        ImportError: diffusers is not installed (not cached: it may be later).
+    """
+    import diffusers
+
+    names: set[str] = set()
+    for class_name in class_names:
+        pipeline = getattr(diffusers, class_name, None)
+        if isinstance(pipeline, type):
+            names |= set(inspect.signature(pipeline.__call__).parameters)
+    return frozenset(names - _SET_BY_ADAPTER - CHAT_ONLY_KEYWORDS)
+
+
+def _local_class(model_id: str) -> str | None:
+    """The pipeline class a local model's ``model_index.json`` names, if any."""
+    try:
+        index = json.loads((Path(model_id) / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = index.get("_class_name") if isinstance(index, dict) else None
+    return name if isinstance(name, str) else None
 
 
 class ChatTextToImagePipeline(MediaChatModel):
@@ -68,6 +116,22 @@ class ChatTextToImagePipeline(MediaChatModel):
     """Call defaults, e.g. ``{"num_inference_steps": 25, "guidance_scale": 7.0}``."""
     seed: int | None = None
     """Seed of the generator for reproducible images; ``None``: random."""
+
+    call_keywords_hint: ClassVar[str] = (
+        "Call defaults are diffusers text-to-image pipeline arguments, n, size and seed"
+    )
+
+    @classmethod
+    def call_keywords(cls, model_id: str) -> frozenset[str] | None:
+        """The ``__call__`` arguments of common diffusers text-to-image pipelines and
+        of the one a local ``model_id`` names, plus ``n``, ``size`` and ``seed``
+        (``None`` without diffusers: loading will say what to install)."""
+        local = _local_class(model_id)
+        try:
+            names = _pipeline_arguments((*_COMMON_PIPELINES, *([local] if local else [])))
+        except ImportError:
+            return None
+        return names | _ADAPTER_KEYWORDS
 
     @property
     def modality(self) -> str:
@@ -152,8 +216,16 @@ def text_to_image_pipeline(
 
     Needs the extra ``llmrouter[image]`` (diffusers). Loaded lazily on first use
     and shared. `ModelSpec` fields go to the spec; ``seed`` and ``callbacks`` to
-    `ChatTextToImagePipeline`; any other keyword (``num_inference_steps``,
-    ``guidance_scale``, ``height``, ``width``, ...) is a call default.
+    `ChatTextToImagePipeline`; any other keyword is a call default: ``n``,
+    ``size`` or an argument of a diffusers text-to-image pipeline
+    (``num_inference_steps``, ``guidance_scale``, ``height``, ``width``, ...: those
+    of Stable Diffusion 1.x/2.x/XL/3, FLUX, PixArt, Sana, and of the class a local
+    model's ``model_index.json`` names). Other arguments go in
+    ``pipeline_kwargs={...}``, ``from_pretrained`` keywords in ``model_kwargs``.
+
+    Raises:
+        ConfigurationError: an unknown keyword (the message names the closest
+            valid one).
 
     Examples:
         >>> from llmrouter.models._diffusion import text_to_image_pipeline
@@ -165,6 +237,7 @@ def text_to_image_pipeline(
     return local_pipeline_spec(
         ChatTextToImagePipeline,
         model_id_or_path,
+        factory="text_to_image_pipeline",
         modality="image_generation",
         name=name,
         device=device,

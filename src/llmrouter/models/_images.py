@@ -6,14 +6,16 @@ OpenAI (``gpt-image-1``, ``dall-e-3``), and servers that speak the same API
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import Field, PrivateAttr, SecretStr
 
-from llmrouter.errors import ConfigurationError
-from llmrouter.models._common import make_spec, split_spec_kwargs
+from llmrouter.errors import ConfigurationError, reject_unknown_keywords
+from llmrouter.models._common import SPEC_FIELDS, keywords_of, make_spec, split_spec_kwargs
 from llmrouter.models._multimodal import CHAT_ONLY_KEYWORDS, MediaChatModel, text_only, usage
 from llmrouter.multimodal._detect import sniff_mime
 from llmrouter.spec import ModelSpec
@@ -140,6 +142,20 @@ def _head_bytes(b64: str) -> bytes:
     return base64.b64decode(b64[:24] + "=" * (-len(b64[:24]) % 4))
 
 
+_OWN = frozenset({"name", "model", "base_url", "api_key", "parameters"})
+"""`ChatOpenAIImages` fields the factory sets itself (or takes as a dict)."""
+
+
+@functools.cache
+def _request_keywords() -> frozenset[str]:
+    """What the openai SDK's ``images.generate`` takes besides ``model`` and ``prompt``
+    (streaming excluded: the adapter reads one response)."""
+    from openai.resources.images import Images
+
+    names = set(inspect.signature(Images.generate).parameters)
+    return frozenset(names - {"self", "model", "prompt", "stream", "partial_images"})
+
+
 def openai_images(
     model: str,
     base_url: str | None = None,
@@ -158,13 +174,16 @@ def openai_images(
         api_key: The key; default ``$OPENAI_API_KEY`` (local servers: ``"EMPTY"``).
         name: The spec's name within a router.
         **kwargs: `ModelSpec` fields go to the spec; ``timeout`` and
-            ``max_retries`` to the client; any other keyword (``size``,
-            ``quality``, ``n``, ``style``, ...) is a request default. A string
+            ``max_retries`` to the client; any other keyword must be an
+            ``images.generate`` argument (``size``, ``quality``, ``n``,
+            ``style``, ...) and is a request default. A string
             ``quality`` is the API's (``"low"``, ``"hd"``); a dict is the spec's
             per-task quality scores.
 
     Raises:
-        ConfigurationError: no API key was given or found.
+        ConfigurationError: no API key was given or found; a keyword is neither a
+            `ModelSpec` or `ChatOpenAIImages` field nor an ``images.generate``
+            argument (the message names the closest valid one).
 
     Examples:
         >>> from llmrouter.models._images import openai_images
@@ -184,7 +203,14 @@ def openai_images(
             f"openai_images({model!r}): no API key. Pass api_key=... or set OPENAI_API_KEY; "
             "a local server without auth accepts api_key='EMPTY'."
         )
-    own = {k: rest.pop(k) for k in ("timeout", "max_retries", "callbacks") if k in rest}
+    own_fields = keywords_of(ChatOpenAIImages) - _OWN
+    reject_unknown_keywords(
+        f"openai_images({model!r})",
+        [k for k in rest if k != "parameters"],
+        own_fields | _request_keywords() | SPEC_FIELDS,
+        "Pass other request fields in parameters={...} or extra_body={...}",
+    )
+    own = {k: rest.pop(k) for k in list(rest) if k in own_fields}
     url = base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
     chat = ChatOpenAIImages(
         model=model,

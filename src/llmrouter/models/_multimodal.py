@@ -13,6 +13,7 @@ so the event loop keeps running.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -21,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, ClassVar, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.embeddings import Embeddings
@@ -33,11 +34,20 @@ from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables.config import run_in_executor
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
 
-from llmrouter.errors import ConfigurationError, ModalityError
-from llmrouter.models._common import freeze, make_spec, split_spec_kwargs
+from llmrouter.errors import ConfigurationError, ModalityError, reject_unknown_keywords
+from llmrouter.models._common import (
+    SPEC_FIELDS,
+    freeze,
+    keywords_of,
+    make_spec,
+    split_spec_kwargs,
+)
 from llmrouter.multimodal._detect import as_prompt_value, inspect_content, last_human
 from llmrouter.multimodal._media import image_block, read_block
 from llmrouter.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from transformers import Pipeline
 
 __all__ = [
     "ChatEmbeddings",
@@ -123,6 +133,42 @@ def device_kwargs(device: int | str | None) -> dict[str, Any]:
     return {"device": device}
 
 
+# ------------------------------------------------------------- call keywords
+
+
+@functools.cache
+def pipeline_arguments(pipeline_cls: type[Pipeline]) -> frozenset[str]:
+    """What a call of a transformers pipeline of class ``pipeline_cls`` takes by name:
+    its ``_sanitize_parameters`` and ``Pipeline.__call__``'s own (``batch_size``, ...)."""
+    from transformers import Pipeline
+
+    names = set(inspect.signature(pipeline_cls._sanitize_parameters).parameters)
+    names |= set(inspect.signature(Pipeline.__call__).parameters)
+    return frozenset(names - {"self", "inputs", "args", "kwargs"})
+
+
+@functools.cache
+def generation_fields() -> frozenset[str]:
+    """The fields of transformers' ``GenerationConfig`` (``max_new_tokens``, ``num_beams``, ...)."""
+    from transformers import GenerationConfig
+
+    names = set(GenerationConfig().to_dict())  # type: ignore[no-untyped-call]
+    return frozenset(names - {"_from_model_config", "transformers_version"})
+
+
+def route_generation(
+    settings: dict[str, Any], direct: frozenset[str], extra: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """``settings`` with the generation settings the pipeline does not take by name
+    (`generation_fields` and ``extra``, minus ``direct``) moved into ``generate_kwargs``."""
+    routed = (generation_fields() | extra) - direct
+    call = {k: v for k, v in settings.items() if k not in routed}
+    generate = {k: v for k, v in settings.items() if k in routed}
+    if generate:
+        call["generate_kwargs"] = {**(call.get("generate_kwargs") or {}), **generate}
+    return call
+
+
 # --------------------------------------------------------------------------- base
 
 
@@ -148,6 +194,14 @@ class MediaChatModel(BaseChatModel, ABC):
     accepts_any_call_keyword: ClassVar[bool] = True
     """Backend settings pass through per call, so a router lets any call keyword reach
     this model (see `llmrouter.core._keywords`)."""
+    call_keywords_hint: ClassVar[str] = ""
+    """Where the keywords of `call_keywords` come from, for the factory's error message."""
+
+    @classmethod
+    def call_keywords(cls, model_id: str) -> frozenset[str] | None:
+        """The call defaults a factory accepts as keywords for this backend and
+        ``model_id`` (besides the adapter's fields); ``None``: any keyword."""
+        return None
 
     def _convert_input(self, model_input: Any) -> PromptValue:
         return as_prompt_value(model_input)
@@ -432,7 +486,11 @@ def embeddings_model(
         name: The spec's name (default: the embeddings' model name, else
             ``"embeddings"``).
         **kwargs: `ModelSpec` fields (``input_cost``, ``tags``, ...); other
-            keywords go to `ChatEmbeddings`.
+            keywords go to `ChatEmbeddings` (``model_name``, ``callbacks``, ...).
+
+    Raises:
+        ConfigurationError: a keyword is neither a `ModelSpec` nor a
+            `ChatEmbeddings` field (the message names the closest valid one).
 
     Examples:
         >>> from langchain_core.embeddings import DeterministicFakeEmbedding
@@ -443,6 +501,13 @@ def embeddings_model(
     """
     spec_kwargs, rest = split_spec_kwargs(kwargs)
     spec_kwargs.setdefault("modality", "embeddings")
+    reject_unknown_keywords(
+        "embeddings_model",
+        rest,
+        (keywords_of(ChatEmbeddings) - {"embeddings"}) | SPEC_FIELDS,
+        "Configure the embeddings themselves (e.g. HuggingFaceEmbeddings(model_kwargs="
+        "{...})) and pass them as the first argument",
+    )
     if isinstance(embeddings, Embeddings):
         chat = ChatEmbeddings(embeddings=embeddings, **rest)
         label = chat.model_label
@@ -548,6 +613,27 @@ class ChatHuggingFaceInference(MediaChatModel):
         return AIMessage(content="\n".join(str(t) for t in transcripts))
 
 
+_CLIENT_METHODS: dict[str, str] = {
+    "image_generation": "text_to_image",
+    "image_to_text": "image_to_text",
+    "speech_to_text": "automatic_speech_recognition",
+}
+_INFERENCE_OWN = frozenset({"name", "target", "task", "api_key", "parameters"})
+"""`ChatHuggingFaceInference` fields the factory sets itself (or takes as a dict)."""
+
+
+@functools.cache
+def _inference_parameters(task: str) -> frozenset[str]:
+    """The call parameters ``InferenceClient`` names for ``task`` (input and model excluded)."""
+    from huggingface_hub import InferenceClient
+
+    method = _CLIENT_METHODS.get(task)
+    if method is None:  # an invalid task: ChatHuggingFaceInference reports it
+        return frozenset()
+    names = set(inspect.signature(getattr(InferenceClient, method)).parameters)
+    return frozenset(names - {"self", "prompt", "image", "audio", "model"})
+
+
 def _split_extra(method: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
     """Keywords ``method`` names, plus the others as its ``extra_body``."""
     named = set(inspect.signature(method).parameters)
@@ -577,7 +663,13 @@ def huggingface_inference(
         api_key: The token; default ``$HF_TOKEN`` then the saved login.
         **kwargs: `ModelSpec` fields go to the spec; ``provider``, ``timeout``
             and ``parameters`` to `ChatHuggingFaceInference`; any other keyword
-            is a call parameter (e.g. ``num_inference_steps=4``).
+            must be a parameter ``InferenceClient`` names for ``task`` (e.g.
+            ``num_inference_steps=4``) and is a call default; put others in
+            ``parameters={...}`` (sent in the request body).
+
+    Raises:
+        ConfigurationError: an unknown keyword (the message names the closest
+            valid one).
 
     Examples:
         >>> from llmrouter.models._multimodal import huggingface_inference
@@ -588,7 +680,15 @@ def huggingface_inference(
     """
     spec_kwargs, rest = split_spec_kwargs(kwargs)
     spec_kwargs.setdefault("modality", task)
-    own = {k: rest.pop(k) for k in ("provider", "timeout", "callbacks") if k in rest}
+    own_fields = keywords_of(ChatHuggingFaceInference) - _INFERENCE_OWN
+    reject_unknown_keywords(
+        f"huggingface_inference({endpoint_url_or_repo_id!r}, {task!r})",
+        [k for k in rest if k != "parameters"],
+        own_fields | _inference_parameters(task) | SPEC_FIELDS,
+        "Pass other request parameters in parameters={...} (those the client does "
+        "not name are sent in the request body)",
+    )
+    own = {k: rest.pop(k) for k in list(rest) if k in own_fields}
     parameters = {**(rest.pop("parameters", None) or {}), **rest}
     key = api_key if api_key is not None else os.environ.get("HF_TOKEN")
     chat = ChatHuggingFaceInference(

@@ -7,7 +7,8 @@ so neither ffmpeg nor torchaudio is needed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import Field
@@ -19,6 +20,9 @@ from llmrouter.models._multimodal import (
     SharedModel,
     _one_media,
     device_kwargs,
+    generation_fields,
+    pipeline_arguments,
+    route_generation,
     shared_model,
     usage,
 )
@@ -29,8 +33,17 @@ if TYPE_CHECKING:
 
 __all__ = ["ChatSpeechToTextPipeline", "speech_to_text_pipeline"]
 
-#: Per-call keywords that belong in ``generate_kwargs`` (sequence-to-sequence models).
-_GENERATE_KEYWORDS = ("max_new_tokens", "language", "task", "num_beams")
+#: Keywords that belong in ``generate_kwargs`` (sequence-to-sequence models), besides
+#: the ``GenerationConfig`` fields: Whisper's ``generate`` arguments.
+_GENERATE_KEYWORDS = frozenset({"language", "task"})
+
+
+@functools.cache
+def _direct_arguments() -> frozenset[str]:
+    """What an ``automatic-speech-recognition`` pipeline call takes by name."""
+    from transformers import AutomaticSpeechRecognitionPipeline
+
+    return pipeline_arguments(AutomaticSpeechRecognitionPipeline)
 
 
 class ChatSpeechToTextPipeline(MediaChatModel):
@@ -65,6 +78,18 @@ class ChatSpeechToTextPipeline(MediaChatModel):
     "generate_kwargs": {"language": "en"}}``; per-call keywords win (``language``,
     ``task``, ``max_new_tokens``/``max_tokens`` go into ``generate_kwargs``)."""
 
+    call_keywords_hint: ClassVar[str] = (
+        "Call defaults are AutomaticSpeechRecognitionPipeline arguments, GenerationConfig "
+        "fields, language and task; put other generate() arguments in generate_kwargs={...}"
+    )
+
+    @classmethod
+    def call_keywords(cls, model_id: str) -> frozenset[str] | None:
+        """The pipeline's arguments (``chunk_length_s``, ``return_timestamps``,
+        ``generate_kwargs``, ...), `GenerationConfig` fields, ``language``, ``task``
+        and ``max_tokens``."""
+        return _direct_arguments() | generation_fields() | _GENERATE_KEYWORDS | {"max_tokens"}
+
     @property
     def modality(self) -> str:
         return "speech_to_text"
@@ -88,15 +113,23 @@ class ChatSpeechToTextPipeline(MediaChatModel):
         return shared_model("automatic-speech-recognition", self.model_id, settings, load)
 
     def _settings(self, pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        settings = {**self.pipeline_kwargs}
-        generate = dict(settings.pop("generate_kwargs", None) or {})
-        generate.update(kwargs.pop("generate_kwargs", None) or {})
-        if "max_tokens" in kwargs:
-            kwargs.setdefault("max_new_tokens", kwargs.pop("max_tokens"))
-        for key in _GENERATE_KEYWORDS:
-            if key in kwargs:
-                generate[key] = kwargs.pop(key)
-        settings.update({k: v for k, v in kwargs.items() if k not in CHAT_ONLY_KEYWORDS})
+        defaults, call = dict(self.pipeline_kwargs), dict(kwargs)
+        for source in (defaults, call):
+            if "max_tokens" in source:
+                source.setdefault("max_new_tokens", source.pop("max_tokens"))
+        # A router's generic chat keywords (temperature, ...) are not meant for this
+        # model; the adapter's own defaults are.
+        call = {
+            k: v for k, v in call.items() if k == "max_new_tokens" or k not in CHAT_ONLY_KEYWORDS
+        }
+        direct = _direct_arguments()
+        settings = route_generation(defaults, direct, _GENERATE_KEYWORDS)
+        routed = route_generation(call, direct, _GENERATE_KEYWORDS)
+        generate = {
+            **(settings.pop("generate_kwargs", None) or {}),
+            **(routed.pop("generate_kwargs", None) or {}),
+        }
+        settings.update(routed)
         if generate and getattr(pipe, "type", "") != "ctc":  # CTC models do not generate
             settings["generate_kwargs"] = generate
         return settings
@@ -136,8 +169,15 @@ def speech_to_text_pipeline(
 
     Loaded lazily on first use and shared. `ModelSpec` fields go to the spec;
     ``callbacks`` and the like to `ChatSpeechToTextPipeline`; any other keyword
-    (``chunk_length_s``, ``return_timestamps``, ``generate_kwargs``, ...) is a
-    pipeline call default.
+    is a pipeline call default: a pipeline argument (``chunk_length_s``,
+    ``return_timestamps``, ``generate_kwargs``, ...), or a ``GenerationConfig``
+    field, ``language`` or ``task`` (passed in ``generate_kwargs``). Other
+    pipeline arguments go in ``pipeline_kwargs={...}``, ``from_pretrained``
+    keywords in ``model_kwargs``.
+
+    Raises:
+        ConfigurationError: an unknown keyword (the message names the closest
+            valid one).
 
     Examples:
         >>> from llmrouter.models._speech import speech_to_text_pipeline
@@ -148,6 +188,7 @@ def speech_to_text_pipeline(
     return local_pipeline_spec(
         ChatSpeechToTextPipeline,
         model_id_or_path,
+        factory="speech_to_text_pipeline",
         modality="speech_to_text",
         name=name,
         device=device,

@@ -10,7 +10,9 @@ the message's text as the prompt (empty for plain captioning).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+import functools
+import importlib
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import Field
@@ -22,6 +24,9 @@ from llmrouter.models._multimodal import (
     SharedModel,
     _one_media,
     device_kwargs,
+    generation_fields,
+    pipeline_arguments,
+    route_generation,
     shared_model,
     usage,
 )
@@ -29,6 +34,7 @@ from llmrouter.multimodal._media import load_image
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
+    from transformers import Pipeline
 
     from llmrouter.spec import ModelSpec
 
@@ -40,6 +46,27 @@ def _pipeline_task() -> str:
 
     major = int(transformers.__version__.split(".", 1)[0])
     return "image-text-to-text" if major >= 5 else "image-to-text"
+
+
+def _pipeline_class(task: str) -> type[Pipeline]:
+    """The transformers pipeline class that serves ``task``."""
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    impl = cast(dict[str, Any], SUPPORTED_TASKS[task])["impl"]
+    if isinstance(impl, str):  # transformers 5 names it: "package.module.Class"
+        module, _, name = impl.rpartition(".")
+        impl = getattr(importlib.import_module(module), name)
+    return cast("type[Pipeline]", impl)
+
+
+@functools.cache
+def _direct_arguments() -> frozenset[str]:
+    """What the installed version's pipeline call takes by name."""
+    return pipeline_arguments(_pipeline_class(_pipeline_task()))
+
+
+#: Arguments `_describe` passes itself.
+_SET_BY_ADAPTER = frozenset({"images", "text", "prompt", "return_full_text"})
 
 
 class ChatImageToTextPipeline(MediaChatModel):
@@ -72,6 +99,17 @@ class ChatImageToTextPipeline(MediaChatModel):
     """Call defaults, e.g. ``{"max_new_tokens": 30}``; per-call keywords win
     (``max_tokens`` is read as ``max_new_tokens``)."""
 
+    call_keywords_hint: ClassVar[str] = (
+        "Call defaults are the transformers pipeline's arguments and GenerationConfig fields"
+    )
+
+    @classmethod
+    def call_keywords(cls, model_id: str) -> frozenset[str] | None:
+        """The pipeline's arguments (``max_new_tokens``, ``generate_kwargs``, ...),
+        `GenerationConfig` fields (``num_beams``, ...) and ``max_tokens``."""
+        names = _direct_arguments() | generation_fields() | {"max_tokens"}
+        return names - _SET_BY_ADAPTER
+
     @property
     def modality(self) -> str:
         return "image_to_text"
@@ -99,16 +137,17 @@ class ChatImageToTextPipeline(MediaChatModel):
     def answer(self, message: HumanMessage, **kwargs: Any) -> AIMessage:
         images = [load_image(block) for block in _one_media(message, "image")]
         prompt = message.text.strip()
-        call = dict(kwargs)
-        if "max_tokens" in call:  # a per-call limit beats the defaults
-            call.setdefault("max_new_tokens", call.pop("max_tokens"))
-        settings = {**self.pipeline_kwargs, **call}
-        settings = {
-            k: v
-            for k, v in settings.items()
-            if k == "max_new_tokens" or k not in CHAT_ONLY_KEYWORDS
+        defaults, call = dict(self.pipeline_kwargs), dict(kwargs)
+        for settings in (defaults, call):
+            if "max_tokens" in settings:
+                settings.setdefault("max_new_tokens", settings.pop("max_tokens"))
+        # A router's generic chat keywords (temperature, ...) are not meant for this
+        # model; the adapter's own defaults are.
+        call = {
+            k: v for k, v in call.items() if k == "max_new_tokens" or k not in CHAT_ONLY_KEYWORDS
         }
         shared = self._load()
+        settings = route_generation({**defaults, **call}, _direct_arguments())
         with shared.lock:
             texts = _describe(shared.model, images, prompt, settings)
         text = "\n".join(texts)
@@ -176,8 +215,15 @@ def image_to_text_pipeline(
 
     Loaded lazily on first use and shared. `ModelSpec` fields (``tasks``,
     prices, ``tags``, ...) go to the spec; ``callbacks`` and the like to
-    `ChatImageToTextPipeline`; any other keyword (``max_new_tokens``, ...) is a
-    pipeline call default.
+    `ChatImageToTextPipeline`; any other keyword is a pipeline call default: an
+    argument of the installed transformers pipeline (``max_new_tokens``,
+    ``generate_kwargs``, ...) or a ``GenerationConfig`` field (``num_beams``, ...,
+    passed in ``generate_kwargs``). Other pipeline arguments go in
+    ``pipeline_kwargs={...}``, ``from_pretrained`` keywords in ``model_kwargs``.
+
+    Raises:
+        ConfigurationError: an unknown keyword (the message names the closest
+            valid one).
 
     Examples:
         >>> from llmrouter.models._vision import image_to_text_pipeline
@@ -189,6 +235,7 @@ def image_to_text_pipeline(
     return local_pipeline_spec(
         ChatImageToTextPipeline,
         model_id_or_path,
+        factory="image_to_text_pipeline",
         modality="image_to_text",
         name=name,
         device=device,
