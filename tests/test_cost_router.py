@@ -583,8 +583,10 @@ async def test_overrunning_calls_stay_within_the_stated_bound() -> None:
     # stays within one call's actual cost of the limit; before: $0.0137 on $0.01
     assert spent <= limit + actual
     assert spent > limit - 2 * actual  # and the budget was used, not refused early
-    later = [r for r in records[64:]]
-    assert later and all(r.extra["budget"]["reserved_usd"] == pytest.approx(actual) for r in later)
+    # at most the 64 calls admitted before the first settled could reserve the estimate
+    # (completion order is not admission order under load: count, do not slice)
+    learned = [r for r in records if r.extra["budget"]["reserved_usd"] == pytest.approx(actual)]
+    assert len(records) > 64 and len(learned) >= len(records) - 64
 
 
 async def test_a_stream_past_its_reservation_is_stopped() -> None:

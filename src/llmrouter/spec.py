@@ -87,6 +87,8 @@ class ModelSpec(BaseModel):
     _resolved: BaseChatModel | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _limit: ConcurrencyLimit | None = PrivateAttr(default=None)
+    _recipe: Recipe | None = PrivateAttr(default=None)
+    """``(factory, args, kwargs)`` of a `llmrouter.models` factory that built this spec."""
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -127,6 +129,15 @@ class ModelSpec(BaseModel):
         if isinstance(value, str):  # a lone string would otherwise become a set of letters
             return frozenset({value})
         return value
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        recipe = self._recipe
+        if recipe is None:
+            return super().__reduce_ex__(protocol)
+        # A factory-built spec pickles as its factory call (a ChatOpenAI, with its HTTP
+        # clients, cannot be pickled), plus any field changed since.
+        fields = {k: getattr(self, k) for k in type(self).model_fields if k != "model"}
+        return (_from_recipe, (*recipe, fields))
 
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
@@ -198,6 +209,20 @@ class ModelSpec(BaseModel):
     def supports_tools(self) -> bool:
         """True if the underlying chat model implements ``bind_tools``."""
         return type(self.chat_model).bind_tools is not BaseChatModel.bind_tools
+
+
+Recipe = tuple[Callable[..., "ModelSpec"], tuple[Any, ...], dict[str, Any]]
+
+
+def _from_recipe(
+    factory: Callable[..., ModelSpec],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    fields: dict[str, Any],
+) -> ModelSpec:
+    built = factory(*args, **kwargs)
+    changed = {k: v for k, v in fields.items() if getattr(built, k) != v}
+    return built.model_copy(update=changed) if changed else built
 
 
 def _as_chat_model(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-from typing import TYPE_CHECKING, Any
+import functools
+from collections.abc import Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_core.language_models import BaseLanguageModel
 from pydantic import BaseModel
@@ -32,6 +33,24 @@ def keywords_of(*classes: type[BaseModel]) -> set[str]:
             names.add(name)
             names |= {a for a in (info.alias, info.validation_alias) if isinstance(a, str)}
     return names
+
+
+F = TypeVar("F", bound=Callable[..., ModelSpec])
+
+
+def recorded(factory: F) -> F:
+    """Make ``factory``'s specs remember the call that built them, so they pickle as
+    that call (the models they hold, with HTTP clients or loaded weights, cannot)."""
+
+    @functools.wraps(factory)
+    def build(*args: Any, **kwargs: Any) -> ModelSpec:
+        spec = factory(*args, **kwargs)
+        private = spec.__pydantic_private__
+        if private is not None:
+            private["_recipe"] = (build, args, dict(kwargs))
+        return spec
+
+    return build  # type: ignore[return-value]
 
 
 def make_spec(

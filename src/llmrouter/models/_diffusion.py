@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import Field
 
 from llmrouter.errors import ConfigurationError
-from llmrouter.models._common import local_pipeline_spec
+from llmrouter.models._common import local_pipeline_spec, recorded
 from llmrouter.models._multimodal import (
     CHAT_ONLY_KEYWORDS,
     MediaChatModel,
@@ -204,6 +204,7 @@ class ChatTextToImagePipeline(MediaChatModel):
         )
 
 
+@recorded
 def text_to_image_pipeline(
     model_id_or_path: str,
     *,

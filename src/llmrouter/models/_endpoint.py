@@ -27,7 +27,7 @@ from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
 from pydantic import ValidationError
 
 from llmrouter.errors import ConfigurationError, reject_unknown_keywords
-from llmrouter.models._common import SPEC_FIELDS, make_spec, split_spec_kwargs
+from llmrouter.models._common import SPEC_FIELDS, make_spec, recorded, split_spec_kwargs
 from llmrouter.models._openai import close_with_loop
 from llmrouter.spec import ModelSpec
 
@@ -42,6 +42,7 @@ _ENDPOINT_KEYWORDS = set(HuggingFaceEndpoint.model_fields) - {
 }
 
 
+@recorded
 def huggingface_endpoint(
     endpoint_url_or_repo_id: str,
     *,

@@ -50,6 +50,7 @@ from llmrouter.models._common import (
     default_name,
     freeze,
     make_spec,
+    recorded,
     split_spec_kwargs,
 )
 from llmrouter.models._hf_checks import (
@@ -775,6 +776,7 @@ def _generation_keywords() -> frozenset[str]:
     return frozenset(names - {"self", "_from_model_config", "transformers_version"})
 
 
+@recorded
 def huggingface_pipeline(
     model_id_or_path: str | os.PathLike[str],
     *,

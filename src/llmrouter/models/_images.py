@@ -15,7 +15,13 @@ from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import Field, PrivateAttr, SecretStr
 
 from llmrouter.errors import ConfigurationError, reject_unknown_keywords
-from llmrouter.models._common import SPEC_FIELDS, keywords_of, make_spec, split_spec_kwargs
+from llmrouter.models._common import (
+    SPEC_FIELDS,
+    keywords_of,
+    make_spec,
+    recorded,
+    split_spec_kwargs,
+)
 from llmrouter.models._multimodal import CHAT_ONLY_KEYWORDS, MediaChatModel, text_only, usage
 from llmrouter.multimodal._detect import sniff_mime
 from llmrouter.spec import ModelSpec
@@ -156,6 +162,7 @@ def _request_keywords() -> frozenset[str]:
     return frozenset(names - {"self", "model", "prompt", "stream", "partial_images"})
 
 
+@recorded
 def openai_images(
     model: str,
     base_url: str | None = None,

@@ -40,6 +40,7 @@ from llmrouter.models._common import (
     freeze,
     keywords_of,
     make_spec,
+    recorded,
     split_spec_kwargs,
 )
 from llmrouter.multimodal._detect import as_prompt_value, inspect_content, last_human
@@ -466,6 +467,7 @@ class ChatEmbeddings(MediaChatModel, Embeddings):
             return None
 
 
+@recorded
 def embeddings_model(
     embeddings: Embeddings | Callable[[], Embeddings] | None = None,
     *,
@@ -644,6 +646,7 @@ def _split_extra(method: Callable[..., Any], options: dict[str, Any]) -> dict[st
     return call
 
 
+@recorded
 def huggingface_inference(
     endpoint_url_or_repo_id: str,
     task: InferenceTask,

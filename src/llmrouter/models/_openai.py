@@ -18,7 +18,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import SecretStr, ValidationError
 
 from llmrouter.errors import ConfigurationError, reject_unknown_keywords
-from llmrouter.models._common import keywords_of, make_spec, split_spec_kwargs
+from llmrouter.models._common import keywords_of, make_spec, recorded, split_spec_kwargs
 from llmrouter.resilience._timeouts import patience
 from llmrouter.spec import ModelSpec
 
@@ -42,6 +42,7 @@ DEADLINE_GRACE = 1.0
 """Seconds past the router's deadline an abandoned sync request may still read."""
 
 
+@recorded
 def openai_compatible(
     model: str,
     base_url: str | None = None,

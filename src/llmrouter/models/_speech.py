@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import Field
 
-from llmrouter.models._common import local_pipeline_spec
+from llmrouter.models._common import local_pipeline_spec, recorded
 from llmrouter.models._multimodal import (
     CHAT_ONLY_KEYWORDS,
     MediaChatModel,
@@ -157,6 +157,7 @@ class ChatSpeechToTextPipeline(MediaChatModel):
         return AIMessage(content=text, usage_metadata=counted, response_metadata=metadata)
 
 
+@recorded
 def speech_to_text_pipeline(
     model_id_or_path: str,
     *,

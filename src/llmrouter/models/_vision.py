@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import Field
 
-from llmrouter.models._common import local_pipeline_spec
+from llmrouter.models._common import local_pipeline_spec, recorded
 from llmrouter.models._multimodal import (
     CHAT_ONLY_KEYWORDS,
     MediaChatModel,
@@ -203,6 +203,7 @@ def _count(tokenizer: Any, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+@recorded
 def image_to_text_pipeline(
     model_id_or_path: str,
     *,
