@@ -10,7 +10,7 @@ import networkx as nx
 
 ROOT = Path(__file__).resolve().parents[1] / "src" / "llmrouter"
 FEATURES = {"task", "cost", "ab", "multimodal", "models", "testing"}
-SHARED = {"errors", "spec", "record", "_sqlite", "_callbacks", "_llm_chat", "_redact"}
+SHARED = {"errors", "spec", "record", "_sqlite", "_callbacks", "_llm_chat", "_redact", "_tokens"}
 
 
 def module_name(path: Path) -> str:

@@ -1,16 +1,16 @@
 """Routing by cost: `CostAwareRouter`, token counting, prices, budgets, spend tracking."""
 
-from llmrouter.cost._budget import Budget, BudgetStatus
-from llmrouter.cost._ledger import SpendLedger, default_spend_db
-from llmrouter.cost._prices import compute_prices
-from llmrouter.cost._router import Blend, CostAwareRouter
-from llmrouter.cost._tokens import (
+from llmrouter._tokens import (
     CHARS_PER_TOKEN,
     MESSAGE_OVERHEAD_TOKENS,
     TokenCount,
     TokenCounter,
     estimate_tokens,
 )
+from llmrouter.cost._budget import Budget, BudgetStatus
+from llmrouter.cost._ledger import SpendLedger, default_spend_db
+from llmrouter.cost._prices import compute_prices
+from llmrouter.cost._router import Blend, CostAwareRouter
 from llmrouter.cost._tracker import CallCost, CostTracker, UsageTotals, track_costs
 
 __all__ = [

@@ -15,12 +15,12 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from llmrouter._tokens import TokenCounter, TokenizerLike
 from llmrouter.core import BaseRouter, LatencyTracker, Ranking, RouteRequest
 from llmrouter.cost._budget import Budget, BudgetGuard, BudgetStatus
 from llmrouter.cost._ledger import SpendLedger
 from llmrouter.cost._options import call_number, configured_max_tokens
 from llmrouter.cost._spending import Spending
-from llmrouter.cost._tokens import TokenCounter, TokenizerLike
 from llmrouter.errors import NoEligibleModelError
 from llmrouter.record import RouteRecord
 from llmrouter.spec import ModelSpec

@@ -27,10 +27,10 @@ from typing import Any, Protocol, cast
 from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 
+from llmrouter._tokens import estimate_tokens
 from llmrouter.core import Ranking, RouteRequest
 from llmrouter.cost._budget import Admission, BudgetGuard
 from llmrouter.cost._options import call_option
-from llmrouter.cost._tokens import estimate_tokens
 from llmrouter.record import RouteRecord
 from llmrouter.spec import ModelSpec
 

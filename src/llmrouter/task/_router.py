@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, model_validator
 
+from llmrouter._tokens import TokenCounter
 from llmrouter.core import BaseRouter, Ranking, RouteRequest
-from llmrouter.cost._tokens import TokenCounter
 from llmrouter.errors import UnknownTaskError
 from llmrouter.record import RouteRecord
 from llmrouter.spec import ModelSpec

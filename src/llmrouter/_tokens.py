@@ -53,7 +53,7 @@ def estimate_tokens(text: str) -> int:
     """The documented offline estimate: ``ceil(len(text) / CHARS_PER_TOKEN)``.
 
     Examples:
-        >>> from llmrouter.cost._tokens import estimate_tokens
+        >>> from llmrouter._tokens import estimate_tokens
         >>> estimate_tokens("Summarize this."), estimate_tokens("")
         (4, 0)
     """
@@ -72,7 +72,7 @@ class TokenCounter:
         >>> from langchain_core.language_models import FakeListChatModel
         >>> from langchain_core.messages import HumanMessage
         >>> from llmrouter import ModelSpec
-        >>> from llmrouter.cost._tokens import TokenCounter
+        >>> from llmrouter._tokens import TokenCounter
         >>> remote = ModelSpec(name="remote", model=FakeListChatModel(responses=["x"]))
         >>> messages = [HumanMessage("Summarize this article, please.")]
         >>> TokenCounter().count(remote, messages)

@@ -10,7 +10,7 @@ from langchain_core.language_models import FakeListChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 
 from llmrouter import ModelSpec, models
-from llmrouter.cost._tokens import TokenCounter, estimate_tokens
+from llmrouter._tokens import TokenCounter, estimate_tokens
 
 
 def remote(name: str) -> ModelSpec:
