@@ -23,6 +23,12 @@ class ConfigurationError(LLMRouterError, ValueError):
     """
 
 
+def closest(name: str, valid: Iterable[str]) -> str | None:
+    """The entry of ``valid`` most like ``name`` (a likely typo), or ``None``."""
+    found = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
 def reject_unknown_keywords(
     what: str, given: Iterable[str], allowed: Collection[str], hint: str = ""
 ) -> None:
@@ -43,8 +49,8 @@ def reject_unknown_keywords(
         return
     parts = []
     for key in unknown:
-        close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
-        parts.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+        close = closest(key, allowed)
+        parts.append(f"{key!r} (did you mean {close!r}?)" if close else repr(key))
     noun = "keyword" if len(unknown) == 1 else "keywords"
     message = f"{what} got unknown {noun} {', '.join(parts)}"
     if not all("did you mean" in part for part in parts):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import threading
 from collections.abc import Callable, Collection
 from typing import Any
@@ -19,7 +18,7 @@ from pydantic import (
     field_validator,
 )
 
-from llmrouter.errors import ConfigurationError
+from llmrouter.errors import ConfigurationError, closest
 from llmrouter.resilience._limits import ConcurrencyLimit
 from llmrouter.resilience._retry import RetryPolicy
 from llmrouter.resilience._sdk import without_sdk_retries
@@ -254,9 +253,9 @@ def explain_validation_error(exc: ValidationError, what: str, allowed: Collectio
         field = ".".join(str(p) for p in err["loc"]) or "(arguments)"
         message = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(field, list(allowed), n=1, cutoff=0.6)
+            close = closest(field, allowed)
             message = (
-                f"unknown keyword; did you mean {close[0]!r}?"
+                f"unknown keyword; did you mean {close!r}?"
                 if close
                 else (
                     f"unknown keyword; {what} takes {sorted(allowed)}"

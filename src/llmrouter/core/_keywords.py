@@ -31,15 +31,15 @@ string), ``min_quality`` (in [0, 1]) and ``max_cost`` (>= 0).
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 from langchain_core.language_models import BaseChatModel, BaseLanguageModel
+from pydantic import BaseModel
 
 from llmrouter.core._types import ROUTER_MARKER
-from llmrouter.errors import InvalidRequestError
+from llmrouter.errors import InvalidRequestError, closest
 from llmrouter.spec import ModelSpec
 
 
@@ -56,7 +56,13 @@ class _Router(Protocol):
     def router_name(self) -> str: ...
 
 
-__all__ = ["STANDARD_CALL_KEYWORDS", "check_call", "check_options", "normalise_stop"]
+__all__ = [
+    "STANDARD_CALL_KEYWORDS",
+    "check_call",
+    "check_options",
+    "field_names",
+    "normalise_stop",
+]
 
 STANDARD_CALL_KEYWORDS: frozenset[str] = frozenset(
     {
@@ -205,23 +211,26 @@ def _model_keywords(chat: BaseChatModel) -> set[str] | None:
     return names
 
 
-def _fields(model: BaseLanguageModel[Any]) -> set[str]:
+def field_names(cls: type[BaseModel], exclude: Collection[str] = ()) -> set[str]:
+    """Every field name and string alias of the pydantic class ``cls`` (what its
+    constructor takes), except the fields in ``exclude``."""
     names: set[str] = set()
-    for name, info in type(model).model_fields.items():
-        if name in _LANGCHAIN_FIELDS:
+    for name, info in cls.model_fields.items():
+        if name in exclude:
             continue
         names.add(name)
-        if isinstance(info.alias, str):
-            names.add(info.alias)
-        if isinstance(info.validation_alias, str):
-            names.add(info.validation_alias)
+        names |= {a for a in (info.alias, info.validation_alias) if isinstance(a, str)}
     return names
+
+
+def _fields(model: BaseLanguageModel[Any]) -> set[str]:
+    return field_names(type(model), _LANGCHAIN_FIELDS)
 
 
 def _unknown(router: _Router, key: str, accepted: frozenset[str]) -> InvalidRequestError:
     valid = sorted(accepted | STANDARD_CALL_KEYWORDS | router.route_keywords)
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(key, valid)
+    hint = f" (did you mean {close!r}?)" if close else ""
     return InvalidRequestError(
         f"{router.router_name}: unknown call keyword {key!r}{hint}; no candidate model "
         f"takes it, so every one would refuse the request. The router keywords are "

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from langchain_core.language_models import BaseLanguageModel
 from pydantic import BaseModel
 
+from llmrouter.core._keywords import field_names
 from llmrouter.errors import reject_unknown_keywords
 from llmrouter.spec import ModelFactory, ModelSpec
 
@@ -27,12 +28,16 @@ def split_spec_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
 
 def keywords_of(*classes: type[BaseModel]) -> set[str]:
     """Every field name and string alias of pydantic ``classes`` (what they accept)."""
-    names: set[str] = set()
-    for cls in classes:
-        for name, info in cls.model_fields.items():
-            names.add(name)
-            names |= {a for a in (info.alias, info.validation_alias) if isinstance(a, str)}
-    return names
+    return set().union(*(field_names(cls) for cls in classes))
+
+
+@functools.cache
+def generation_fields() -> frozenset[str]:
+    """The fields of transformers' ``GenerationConfig`` (``max_new_tokens``, ``num_beams``, ...)."""
+    from transformers import GenerationConfig
+
+    names = set(GenerationConfig().to_dict())  # type: ignore[no-untyped-call]
+    return frozenset(names - {"_from_model_config", "transformers_version"})
 
 
 F = TypeVar("F", bound=Callable[..., ModelSpec])

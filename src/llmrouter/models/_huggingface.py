@@ -49,6 +49,7 @@ from llmrouter.models._common import (
     SPEC_FIELDS,
     default_name,
     freeze,
+    generation_fields,
     make_spec,
     recorded,
     split_spec_kwargs,
@@ -768,12 +769,10 @@ def _stop_prefix_len(text: str, stop: list[str] | None) -> int:
 def _generation_keywords() -> frozenset[str]:
     """What a text-generation pipeline call takes: GenerationConfig fields, the
     pipeline's own settings, and the OpenAI-style ``max_tokens`` this adapter maps."""
-    from transformers import GenerationConfig, TextGenerationPipeline
+    from transformers import TextGenerationPipeline
 
     own = inspect.signature(TextGenerationPipeline._sanitize_parameters).parameters
-    config = GenerationConfig()  # type: ignore[no-untyped-call]
-    names = set(config.to_dict()) | set(own) | {"max_tokens"}
-    return frozenset(names - {"self", "_from_model_config", "transformers_version"})
+    return generation_fields() | (set(own) - {"self"}) | {"max_tokens"}
 
 
 @recorded

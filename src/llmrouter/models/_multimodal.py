@@ -38,6 +38,7 @@ from llmrouter.errors import ConfigurationError, ModalityError, reject_unknown_k
 from llmrouter.models._common import (
     SPEC_FIELDS,
     freeze,
+    generation_fields,
     keywords_of,
     make_spec,
     recorded,
@@ -148,13 +149,18 @@ def pipeline_arguments(pipeline_cls: type[Pipeline]) -> frozenset[str]:
     return frozenset(names - {"self", "inputs", "args", "kwargs"})
 
 
-@functools.cache
-def generation_fields() -> frozenset[str]:
-    """The fields of transformers' ``GenerationConfig`` (``max_new_tokens``, ``num_beams``, ...)."""
-    from transformers import GenerationConfig
-
-    names = set(GenerationConfig().to_dict())  # type: ignore[no-untyped-call]
-    return frozenset(names - {"_from_model_config", "transformers_version"})
+def media_settings(
+    defaults: Mapping[str, Any], call: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An adapter's defaults and a call's keywords, with ``max_tokens`` read as
+    ``max_new_tokens``, and the call's generic chat keywords (``temperature``, ...)
+    dropped: a router's are not meant for this model; the adapter's own defaults are."""
+    defaults, call = dict(defaults), dict(call)
+    for source in (defaults, call):
+        if "max_tokens" in source:
+            source.setdefault("max_new_tokens", source.pop("max_tokens"))
+    kept = {k: v for k, v in call.items() if k == "max_new_tokens" or k not in CHAT_ONLY_KEYWORDS}
+    return defaults, kept
 
 
 def route_generation(

@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import Field
 
-from llmrouter.models._common import local_pipeline_spec, recorded
+from llmrouter.models._common import generation_fields, local_pipeline_spec, recorded
 from llmrouter.models._multimodal import (
-    CHAT_ONLY_KEYWORDS,
     MediaChatModel,
     SharedModel,
     _one_media,
     device_kwargs,
-    generation_fields,
+    media_settings,
     pipeline_arguments,
     route_generation,
     shared_model,
@@ -113,15 +112,7 @@ class ChatSpeechToTextPipeline(MediaChatModel):
         return shared_model("automatic-speech-recognition", self.model_id, settings, load)
 
     def _settings(self, pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        defaults, call = dict(self.pipeline_kwargs), dict(kwargs)
-        for source in (defaults, call):
-            if "max_tokens" in source:
-                source.setdefault("max_new_tokens", source.pop("max_tokens"))
-        # A router's generic chat keywords (temperature, ...) are not meant for this
-        # model; the adapter's own defaults are.
-        call = {
-            k: v for k, v in call.items() if k == "max_new_tokens" or k not in CHAT_ONLY_KEYWORDS
-        }
+        defaults, call = media_settings(self.pipeline_kwargs, kwargs)
         direct = _direct_arguments()
         settings = route_generation(defaults, direct, _GENERATE_KEYWORDS)
         routed = route_generation(call, direct, _GENERATE_KEYWORDS)

@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import Field
 
-from llmrouter.models._common import local_pipeline_spec, recorded
+from llmrouter.models._common import generation_fields, local_pipeline_spec, recorded
 from llmrouter.models._multimodal import (
-    CHAT_ONLY_KEYWORDS,
     MediaChatModel,
     SharedModel,
     _one_media,
     device_kwargs,
-    generation_fields,
+    media_settings,
     pipeline_arguments,
     route_generation,
     shared_model,
@@ -137,15 +136,7 @@ class ChatImageToTextPipeline(MediaChatModel):
     def answer(self, message: HumanMessage, **kwargs: Any) -> AIMessage:
         images = [load_image(block) for block in _one_media(message, "image")]
         prompt = message.text.strip()
-        defaults, call = dict(self.pipeline_kwargs), dict(kwargs)
-        for settings in (defaults, call):
-            if "max_tokens" in settings:
-                settings.setdefault("max_new_tokens", settings.pop("max_tokens"))
-        # A router's generic chat keywords (temperature, ...) are not meant for this
-        # model; the adapter's own defaults are.
-        call = {
-            k: v for k, v in call.items() if k == "max_new_tokens" or k not in CHAT_ONLY_KEYWORDS
-        }
+        defaults, call = media_settings(self.pipeline_kwargs, kwargs)
         shared = self._load()
         settings = route_generation({**defaults, **call}, _direct_arguments())
         with shared.lock:
