@@ -478,3 +478,22 @@ def test_a_router_never_serves_an_old_route_record_from_langchains_cache() -> No
 def test_a_router_refuses_a_cache_of_its_own() -> None:
     with pytest.raises(ConfigurationError, match="does not cache its own answers"):
         ModelRouter(models=[spec("a")], default="a", cache=InMemoryCache())
+
+
+def test_generate_signatures_are_pinned_for_every_router_class() -> None:
+    """LangChain asks on every call whether `_generate`/`_agenerate` take `run_manager`;
+    each router class (also one a user writes) answers from a pinned signature."""
+    from langchain_core.utils._signature import _signature_parameters
+
+    class Mine(InOrder):
+        async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
+            return await super()._agenerate(*args, **kwargs)
+
+    for cls in (BaseRouter, CostAwareRouter, Mine):
+        for name in ("_generate", "_agenerate"):
+            method = getattr(cls, name)
+            assert "__signature__" in vars(method), (cls, name)
+    # the pinned signature is the true one: LangChain still passes its run manager
+    assert "run_manager" in _signature_parameters(BaseRouter._agenerate)
+    assert "run_manager" not in _signature_parameters(Mine._agenerate)
+    assert Mine(models=[spec("a", reply="mine")]).invoke("hi").content == "mine"

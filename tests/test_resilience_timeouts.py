@@ -91,6 +91,31 @@ def test_unbounded_streams_pass_through_without_a_thread() -> None:
     assert timed(source, StreamDeadlines(), "m", has_text) is source
 
 
+def test_reads_without_a_deadline_stay_in_the_callers_thread() -> None:
+    """With only an idle deadline (the default) nothing bounds the wait for the first
+    content chunk, so no thread stands between the stream and its first chunk; the
+    reads after it, which the idle deadline bounds, run in the helper thread."""
+    readers: list[int] = []
+
+    def source() -> Iterator[str]:
+        for item in ("", "a", "b", "c"):
+            readers.append(threading.get_ident())
+            yield item
+
+    assert list(timed(source(), StreamDeadlines(idle=1), "m", has_text)) == ["", "a", "b", "c"]
+    caller = threading.get_ident()
+    assert readers[:2] == [caller, caller]
+    assert caller not in readers[2:] and len(set(readers[2:])) == 1
+
+
+def test_an_inline_stream_abandoned_before_any_deadline_is_closed() -> None:
+    closed = threading.Event()
+    chunks = timed(paced((0, ""), (30, "a"), closed=closed), StreamDeadlines(idle=5), "m", has_text)
+    assert next(chunks) == ""
+    chunks.close()  # type: ignore[attr-defined]
+    assert closed.is_set()  # at once: the caller's thread held the source
+
+
 def test_the_first_deadline_counts_content_not_empty_chunks() -> None:
     chunks = timed(paced((0, ""), (0, ""), (2, "late")), StreamDeadlines(first=0.2), "m", has_text)
     received = []

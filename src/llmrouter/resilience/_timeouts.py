@@ -119,34 +119,61 @@ def timed(
 ) -> Iterator[T]:
     """``chunks`` within ``deadlines``, or `AttemptTimeoutError` when one passes.
 
-    ``content`` tells a chunk that counts for the first-chunk deadline. With any
-    deadline a helper thread reads ahead; until the first chunk with content it
-    hands the GIL to the reader after each chunk (else the reader would wait up to
-    the interpreter's 5 ms switch interval for it: +6 ms to the first chunk in
-    ``benchmarks/throughput.py``), then reads on without yielding (a yield per
-    chunk costs more over a whole stream than it saves). Once nobody waits for
-    it any more it stops at its next chunk and closes ``chunks``.
+    ``content`` tells a chunk that counts for the first-chunk deadline. While no
+    deadline applies to the next read (with the defaults: until the first chunk
+    with content, as only ``idle`` is set) the caller's thread reads ``chunks``
+    itself: no thread stands between a stream and its first chunk. From the first
+    read with a deadline on, a helper thread reads ahead; until the first chunk
+    with content it hands the GIL to the reader after each chunk (else the reader
+    would wait up to the interpreter's 5 ms switch interval for it: +6 ms to the
+    first chunk in ``benchmarks/throughput.py``), then reads on without yielding (a
+    yield per chunk costs more over a whole stream than it saves). Once nobody
+    waits for it any more it stops at its next chunk and closes ``chunks``.
     """
     if not deadlines.bounded:
         return iter(chunks)
-    return _pumped(chunks, deadlines, model, content)
+    return _timed(iter(chunks), deadlines, model, content)
 
 
 _ITEM, _END, _ERROR = range(3)
 _release_gil = time.sleep  # bound once: a sleep(0) that tests patching time.sleep never see
 
 
+def _timed(
+    chunks: Iterator[T], deadlines: StreamDeadlines, model: str, content: Callable[[T], bool]
+) -> Iterator[T]:
+    started, seen, handed = time.monotonic(), False, False
+    try:
+        while deadlines.wait(started, time.monotonic(), seen)[0] is None:
+            try:
+                item = next(chunks)
+            except StopIteration:
+                return
+            seen = seen or content(item)
+            yield item
+        handed = True  # the pump reads (and closes) the rest
+        yield from _pumped(chunks, deadlines, model, content, started, seen)
+    finally:
+        close = getattr(chunks, "close", None)
+        if not handed and close is not None:
+            close()  # a generator's finally: the HTTP response is released
+
+
 def _pumped(
-    chunks: Iterable[T], deadlines: StreamDeadlines, model: str, content: Callable[[T], bool]
+    chunks: Iterator[T],
+    deadlines: StreamDeadlines,
+    model: str,
+    content: Callable[[T], bool],
+    started: float,
+    seen: bool,
 ) -> Iterator[T]:
     queue: SimpleQueue[tuple[int, Any]] = SimpleQueue()
     stop = threading.Event()
 
     def pump() -> None:
-        iterator = iter(chunks)
-        answering = False
+        answering = seen
         try:
-            for item in iterator:
+            for item in chunks:
                 queue.put((_ITEM, item))
                 if stop.is_set():
                     break
@@ -158,12 +185,11 @@ def _pumped(
         except BaseException as exc:  # handed to the reader below
             queue.put((_ERROR, exc))
         finally:
-            close = getattr(iterator, "close", None)
+            close = getattr(chunks, "close", None)
             if close is not None:
                 close()  # a generator's finally: the HTTP response is released
 
     _helper(pump, deadlines.longest_wait, model)
-    started, seen = time.monotonic(), False
     try:
         while True:
             wait, limit, what = deadlines.wait(started, time.monotonic(), seen)
