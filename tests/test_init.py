@@ -57,7 +57,18 @@ def test_all_matches_the_documented_api_reference() -> None:
 
 @pytest.mark.parametrize(
     "package",
-    ["core", "task", "classify", "cost", "ab", "multimodal", "resilience", "models", "testing"],
+    [
+        "core",
+        "task",
+        "classify",
+        "cost",
+        "learn",
+        "ab",
+        "multimodal",
+        "resilience",
+        "models",
+        "testing",
+    ],
 )
 def test_every_documented_subpackage_has_a_reference_page_and_all(package: str) -> None:
     page = (DOCS / "reference" / f"{package}.md").read_text()

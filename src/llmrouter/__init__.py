@@ -1,8 +1,9 @@
 """llmrouter: LangChain routing chains over local and remote models.
 
 Every documented name is importable from here; the feature packages
-(`llmrouter.task`, `llmrouter.cost`, `llmrouter.ab`, `llmrouter.multimodal`,
-`llmrouter.resilience`, `llmrouter.models`, `llmrouter.testing`) hold the rest.
+(`llmrouter.task`, `llmrouter.cost`, `llmrouter.learn`, `llmrouter.ab`,
+`llmrouter.multimodal`, `llmrouter.resilience`, `llmrouter.models`,
+`llmrouter.testing`) hold the rest.
 Names load lazily, on first use, so ``import llmrouter`` stays light (no torch,
 no transformers, no provider SDK).
 """
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # what the lazy table below resolves to, for type checkers an
         AttemptTimeoutError,
         BudgetExceededError,
         ConfigurationError,
+        DataError,
         ExperimentError,
         InvalidRequestError,
         LLMRouterError,
@@ -40,6 +42,7 @@ if TYPE_CHECKING:  # what the lazy table below resolves to, for type checkers an
         UnknownRequestError,
         UnknownTaskError,
     )
+    from llmrouter.learn import QualityPredictor
     from llmrouter.multimodal import MultiModalRouter
     from llmrouter.record import ROUTE_EVENT, Attempt, RouteRecord, Usage, route_of
     from llmrouter.resilience import CircuitBreaker, RetryPolicy
@@ -75,6 +78,8 @@ _EXPORTS: dict[str, str] = {
     "BudgetStatus": "llmrouter.cost",
     "CostTracker": "llmrouter.cost",
     "track_costs": "llmrouter.cost",
+    # learned routing
+    "QualityPredictor": "llmrouter.learn",
     # experiments
     "CanaryGuard": "llmrouter.ab",
     "ExperimentReport": "llmrouter.ab",
@@ -88,6 +93,7 @@ _EXPORTS: dict[str, str] = {
     "AttemptTimeoutError": "llmrouter.errors",
     "BudgetExceededError": "llmrouter.errors",
     "ConfigurationError": "llmrouter.errors",
+    "DataError": "llmrouter.errors",
     "ExperimentError": "llmrouter.errors",
     "InvalidRequestError": "llmrouter.errors",
     "LLMRouterError": "llmrouter.errors",
@@ -116,6 +122,7 @@ __all__ = [
     "ConfigurationError",
     "CostAwareRouter",
     "CostTracker",
+    "DataError",
     "ExperimentError",
     "ExperimentReport",
     "InvalidRequestError",
@@ -128,6 +135,7 @@ __all__ = [
     "ModelSpec",
     "MultiModalRouter",
     "NoEligibleModelError",
+    "QualityPredictor",
     "RampSchedule",
     "Ranking",
     "RetryPolicy",

@@ -62,3 +62,13 @@ def demo(
     console.print(table)
     console.print(f"total cost: ${total:.8f}")
     console.print("(tiny random models: the answers are noise; the routing is real)")
+
+
+def _register_learning() -> None:
+    from llmrouter.learn._cli import evaluate_command, fit_command
+
+    app.command("fit")(fit_command)
+    app.command("evaluate")(evaluate_command)
+
+
+_register_learning()

@@ -23,6 +23,13 @@ class ConfigurationError(LLMRouterError, ValueError):
     """
 
 
+class DataError(ConfigurationError):
+    """A routing-data file (prompts with each model's outcomes) cannot be used.
+
+    The message names the file, the row and the column, and what to change.
+    """
+
+
 def closest(name: str, valid: Iterable[str]) -> str | None:
     """The entry of ``valid`` most like ``name`` (a likely typo), or ``None``."""
     found = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)

