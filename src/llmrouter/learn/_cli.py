@@ -15,6 +15,16 @@ from llmrouter.errors import ConfigurationError
 
 _DATA_HELP = "CSV/TSV/JSONL: a prompt column, one outcome column per model, optional MODEL|cost."
 
+PromptColumn = Annotated[str, typer.Option(help="The prompt column.")]
+ScoreRange = Annotated[
+    tuple[float, float] | None,
+    typer.Option(help="Lowest and highest raw score, mapped to 0..1 (e.g. 1 10)."),
+]
+Prices = Annotated[
+    Path | None,
+    typer.Option(help="JSON {model: USD per call}, for data without MODEL|cost columns."),
+]
+
 
 def fit_command(
     data: Annotated[Path, typer.Argument(help=_DATA_HELP)],
@@ -23,15 +33,9 @@ def fit_command(
         str | None,
         typer.Option(help="Comma-separated model columns (default: every outcome column)."),
     ] = None,
-    prompt_column: Annotated[str, typer.Option(help="The prompt column.")] = "prompt",
-    score_range: Annotated[
-        tuple[float, float] | None,
-        typer.Option(help="Lowest and highest raw score, mapped to 0..1 (e.g. 1 10)."),
-    ] = None,
-    prices: Annotated[
-        Path | None,
-        typer.Option(help="JSON {model: USD per call}, for data without MODEL|cost columns."),
-    ] = None,
+    prompt_column: PromptColumn = "prompt",
+    score_range: ScoreRange = None,
+    prices: Prices = None,
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed for folds and estimators.")] = 0,
     embedding_model: Annotated[
@@ -77,15 +81,9 @@ def evaluate_command(
     data: Annotated[Path, typer.Argument(help="Held-out data in the same format. " + _DATA_HELP)],
     plot: Annotated[Path | None, typer.Option(help="Write the cost-quality curves (PNG).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    prompt_column: Annotated[str, typer.Option(help="The prompt column.")] = "prompt",
-    score_range: Annotated[
-        tuple[float, float] | None,
-        typer.Option(help="Lowest and highest raw score, mapped to 0..1 (e.g. 1 10)."),
-    ] = None,
-    prices: Annotated[
-        Path | None,
-        typer.Option(help="JSON {model: USD per call}, for data without MODEL|cost columns."),
-    ] = None,
+    prompt_column: PromptColumn = "prompt",
+    score_range: ScoreRange = None,
+    prices: Prices = None,
 ) -> None:
     """Route held-out prompts with a fitted predictor; compare with baselines."""
     from llmrouter.learn._evaluate import evaluate_predictor

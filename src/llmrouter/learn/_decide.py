@@ -76,6 +76,18 @@ def as_matrix(name: str, values: ArrayLike) -> FloatArray:
     return array
 
 
+def as_pair(predicted: ArrayLike, outcomes: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """``predicted`` and ``outcomes`` as matrices of the same ``(n, m)`` shape."""
+    p = as_matrix("predicted", predicted)
+    y = as_matrix("outcomes", outcomes)
+    if y.shape != p.shape:
+        raise ConfigurationError(
+            f"outcomes has shape {y.shape} but predicted has {p.shape}; give both per prompt "
+            "and model, in the same order"
+        )
+    return p, y
+
+
 def as_costs(costs: ArrayLike, shape: tuple[int, ...]) -> FloatArray:
     """``costs`` (shape ``(m,)`` or ``(n, m)``, USD ≥ 0) broadcast to ``shape`` ``(n, m)``.
 
@@ -240,13 +252,7 @@ def lambda_sweep(predicted: ArrayLike, outcomes: ArrayLike, costs: ArrayLike) ->
         >>> sweep.quality.tolist(), sweep.cost.round(4).tolist()
         ([0.5, 1.0, 0.5], [0.01, 0.0055, 0.001])
     """
-    p = as_matrix("predicted", predicted)
-    y = as_matrix("outcomes", outcomes)
-    if y.shape != p.shape:
-        raise ConfigurationError(
-            f"outcomes has shape {y.shape} but predicted has {p.shape}; give both per prompt "
-            "and model, in the same order"
-        )
+    p, y = as_pair(predicted, outcomes)
     c = as_costs(costs, p.shape)
     start, lams, rows, src, dst = _switches(p, c)
     order = np.argsort(lams, kind="stable")

@@ -45,7 +45,7 @@ from llmrouter.learn._decide import (
     TIE,
     FloatArray,
     as_costs,
-    as_matrix,
+    as_pair,
     gain_score,
     lambda_sweep,
     share_curve,
@@ -268,13 +268,7 @@ def evaluate(
         >>> result["baselines"]["models"]["large"]
         {'quality': 0.75, 'cost': 1.0}
     """
-    p = as_matrix("predicted", predicted)
-    y = as_matrix("outcomes", outcomes)
-    if y.shape != p.shape:
-        raise ConfigurationError(
-            f"outcomes has shape {y.shape} but predicted has {p.shape}; give both per prompt "
-            "and model, in the same order"
-        )
+    p, y = as_pair(predicted, outcomes)
     names = _model_names(models, p.shape[1])
     texts = _prompt_texts(prompts, p.shape[0])
     c = None if costs is None else as_costs(costs, p.shape)
