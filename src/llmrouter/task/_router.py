@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -66,6 +67,10 @@ class ModelRouter(BaseRouter):
     general_tasks: frozenset[str] = frozenset({"chat", "general"})
     """A model whose ``tasks`` is empty or includes one of these is a general model:
     a fallback for requests with no task (and the implicit default when it is the only one)."""
+    predictor: Any = None
+    """A `llmrouter.learn.QualityPredictor` (or the directory ``llmrouter fit`` wrote):
+    the models that can take a request are tried best predicted quality first (a
+    conversation still stays on its model). Every model must be one it predicts for."""
 
     _threads: OrderedDict[str, tuple[str | None, str]] = PrivateAttr(default_factory=OrderedDict)
     _threads_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -92,6 +97,16 @@ class ModelRouter(BaseRouter):
                 f"default names unknown model {self.default!r}; models are {sorted(names)}"
             )
         self._windows = any(s.context_window is not None for s in self.models)
+        if self.predictor is not None:
+            from llmrouter.learn import QualityPredictor
+
+            self.predictor = QualityPredictor.coerce(self.predictor)
+            unknown = sorted(names - set(self.predictor.models))
+            if unknown:
+                raise ValueError(
+                    f"the quality predictor knows models {self.predictor.models}, not "
+                    f"{unknown}: name each ModelSpec after its outcome column, or refit"
+                )
         return self
 
     def is_general(self, spec: ModelSpec) -> bool:
@@ -135,6 +150,8 @@ class ModelRouter(BaseRouter):
         return self._rank(request, found, details)
 
     async def arank(self, request: RouteRequest) -> Ranking:
+        if self.predictor is not None:  # embedding the prompt: milliseconds of CPU
+            return await asyncio.to_thread(self.rank, request)
         found: Classification | BaseException | None = None
         details: dict[str, Any] = {}
         if request.task is None and self.classifier is not None:
@@ -161,6 +178,8 @@ class ModelRouter(BaseRouter):
         elif request.task is None:
             source = "none" if self.classifier is None else "classifier:none"
         candidates, reason = self._table(task)
+        if self.predictor is not None:
+            candidates, reason = self._by_prediction(request, candidates, reason, extra)
         sticky = self._sticky(request.thread_id, task)
         if sticky is not None and sticky is not candidates[0]:
             reason = f"thread {request.thread_id!r} stays on {sticky.name!r}"
@@ -170,6 +189,28 @@ class ModelRouter(BaseRouter):
         if self._windows:
             candidates, reason = self._fit_windows(request, candidates, reason, extra)
         return Ranking(candidates, reason, task=task, task_source=source, extra=extra)
+
+    def _by_prediction(
+        self,
+        request: RouteRequest,
+        candidates: list[ModelSpec],
+        reason: str,
+        extra: dict[str, Any],
+    ) -> tuple[list[ModelSpec], str]:
+        """``candidates`` best predicted quality first (stable: ties keep their order)."""
+        predicted = self.predictor.predict_one(request.text, remember=False)
+        ordered = sorted(candidates, key=lambda s: -predicted[s.name])
+        extra["learned"] = {
+            "predicted_quality": {s.name: round(predicted[s.name], 4) for s in ordered},
+            "estimator": self.predictor.estimator.describe(),
+        }
+        best = ordered[0]
+        if best is not candidates[0]:
+            reason = (
+                f"highest predicted quality {predicted[best.name]:.2f} "
+                f"(table: {reason}, {candidates[0].name!r} {predicted[candidates[0].name]:.2f})"
+            )
+        return ordered, reason
 
     def _fit_windows(
         self,
