@@ -77,3 +77,13 @@ def test_bad_settings_and_unknown_kinds_are_refused() -> None:
         BlendEstimator([])
     with pytest.raises(ConfigurationError, match="unknown estimator 'forest'"):
         restore({}, {}, "forest")
+
+
+def test_knn_scores_a_few_prompts_and_a_batch_alike() -> None:
+    """A routed prompt is scored without BLAS (einsum), a batch with it: same answers."""
+    emb, text, outcomes = clusters(300)
+    est = KNNEstimator(k=20)
+    est.fit(emb[:250], text[:250], outcomes[:250], seed=0)
+    batch = est.predict(emb[250:], text[250:])
+    one_by_one = np.vstack([est.predict(emb[i : i + 1], text[i : i + 1]) for i in range(250, 300)])
+    assert np.allclose(batch, one_by_one, atol=1e-6)

@@ -138,14 +138,21 @@ def test_a_shared_few_shot_preamble_is_stripped_before_embedding(tmp_path: Path)
         for i, p in enumerate(MATH + HISTORY)
     ]
     data = OutcomeData.from_rows(rows)
-    encoder = PromptEncoder(cache_dir=tmp_path)
-    pred = QualityPredictor.fit(data, encoder=encoder, candidates=[KNNEstimator(k=5)], folds=3)
+    shared = PromptEncoder(cache_dir=tmp_path)
+    pred = QualityPredictor.fit(data, encoder=shared, candidates=[KNNEstimator(k=5)], folds=3)
+    encoder = pred.encoder
     assert (
         encoder.prefix.startswith("Answer like these examples.") and "Q: What" not in encoder.prefix
     )
     assert encoder.suffix.endswith("Print only the answer, without any explanation.")
     assert encoder._excerpt(rows[0]["prompt"]) == MATH[0]
-    loaded = QualityPredictor.load(pred.save(tmp_path / "p"))
+    assert (shared.prefix, shared.suffix) == ("", "")  # the caller's encoder is left alone
+    other = QualityPredictor.fit(
+        routing_data(), encoder=shared, candidates=[KNNEstimator(k=5)], folds=3
+    )
+    assert other.encoder.prefix == "" and pred.encoder.prefix == encoder.prefix  # no crosstalk
+    loaded = QualityPredictor.load(pred.save(tmp_path / "p"), encoder=shared)
     assert (loaded.encoder.prefix, loaded.encoder.suffix) == (encoder.prefix, encoder.suffix)
+    assert shared.prefix == ""
     probe = preamble + "What is 12 times 12? Show the arithmetic." + closing
     assert loaded.predict_one(probe)["mathbot"] > loaded.predict_one(probe)["histbot"]

@@ -10,12 +10,13 @@ Few-shot prompts share a long preamble (RouterBench's ARC prompts: the same
 1,700 characters of examples before every question); a small embedding model
 reads only its first 256 word pieces, which would then be the same for every
 prompt. `PromptEncoder.learn_affixes` finds the prefix and suffix that all
-training prompts share, and the encoder strips them before embedding; of what
+training prompts share and returns an encoder that strips them before embedding; of what
 is left it embeds the *end* of a long prompt by default (``part="tail"``).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
@@ -163,17 +164,24 @@ class PromptEncoder:
             "suffix": self.suffix,
         }
 
-    def learn_affixes(self, prompts: Sequence[str], *, shortest: int = 32) -> None:
-        """Strip from now on the prefix and suffix that every one of ``prompts`` shares
-        (each kept only if at least ``shortest`` characters long)."""
+    def with_affixes(self, prefix: str, suffix: str) -> PromptEncoder:
+        """A copy that strips ``prefix`` and ``suffix`` (sharing this one's cache)."""
+        twin = copy.copy(self)
+        twin.prefix, twin.suffix = prefix, suffix
+        return twin
+
+    def learn_affixes(self, prompts: Sequence[str], *, shortest: int = 32) -> PromptEncoder:
+        """A copy that strips the prefix and suffix every one of ``prompts`` shares (each
+        only if at least ``shortest`` characters long); this encoder is left as it is."""
         texts = [p.strip() for p in prompts]
         if len(texts) < 2:
-            return
+            return self.with_affixes("", "")
         # character-wise on purpose: these are texts, not paths
         prefix = os.path.commonprefix(texts)  # noqa: RUF071
         suffix = os.path.commonprefix([t[len(prefix) :][::-1] for t in texts])[::-1]  # noqa: RUF071
-        self.prefix = prefix if len(prefix) >= shortest else ""
-        self.suffix = suffix if len(suffix) >= shortest else ""
+        return self.with_affixes(
+            prefix if len(prefix) >= shortest else "", suffix if len(suffix) >= shortest else ""
+        )
 
     def encode(
         self, prompts: Sequence[str], *, progress: bool = False, remember: bool = True

@@ -220,9 +220,8 @@ class QualityPredictor:
                 f"{data.source} has {data.n}"
             )
         say = on_step or (lambda _: None)
-        encoder = encoder or PromptEncoder()
         started = time.monotonic()
-        encoder.learn_affixes(data.prompts)
+        encoder = (encoder or PromptEncoder()).learn_affixes(data.prompts)
         if encoder.prefix or encoder.suffix:
             say(
                 f"every prompt shares a {len(encoder.prefix)}-character prefix and a "
@@ -326,16 +325,12 @@ class QualityPredictor:
             raise ConfigurationError(
                 f"{folder}: damaged quality predictor ({type(exc).__name__}: {exc}); fit it again"
             ) from exc
+        affixes = settings.get("prefix", ""), settings.get("suffix", "")
         if encoder is None:
             encoder = PromptEncoder(
-                settings["model"],
-                part=settings["part"],
-                max_chars=settings["max_chars"],
-                prefix=settings.get("prefix", ""),
-                suffix=settings.get("suffix", ""),
+                settings["model"], part=settings["part"], max_chars=settings["max_chars"]
             )
-        else:  # the caller's encoder, stripping what the training prompts shared
-            encoder.prefix, encoder.suffix = settings.get("prefix", ""), settings.get("suffix", "")
+        encoder = encoder.with_affixes(*affixes)  # a copy: the caller's encoder stays as it is
         info = {
             k: v for k, v in manifest.items() if k in ("data", "cross_validation", "fit_seconds")
         }
