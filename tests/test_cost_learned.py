@@ -126,3 +126,23 @@ def test_a_predictor_for_other_models_is_refused(predictor: QualityPredictor) ->
     others = [spec("mathbot"), spec("gpt-x")]
     with pytest.raises(ConfigurationError, match="not \\['gpt-x'\\]"):
         CostAwareRouter(models=others, predictor=predictor, target_quality=0.5)
+
+
+def test_learned_routing_under_a_budget_async(predictor: QualityPredictor) -> None:
+    from llmrouter import Budget
+
+    router = CostAwareRouter(
+        models=models(),
+        predictor=predictor,
+        target_quality=0.7,
+        budget=Budget(usd=1.0),
+        spend_db=":memory:",
+    )
+    replies = asyncio.run(_both(router))
+    assert [r.content for r in replies] == ["from mathbot", "from histbot"]
+    status = router.budget_status()[0]
+    assert status.open_reservations == 0 and status.reserved_usd == 0
+
+
+async def _both(router: CostAwareRouter) -> list:
+    return list(await asyncio.gather(router.ainvoke(ARITHMETIC), router.ainvoke(HISTORY)))

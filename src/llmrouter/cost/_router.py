@@ -272,12 +272,14 @@ class CostAwareRouter(BaseRouter):
         )
 
     async def arank(self, request: RouteRequest) -> Ranking:
-        spending = self._fast.spending
-        if self._fast.learned is not None:  # embedding the prompt: milliseconds of CPU
+        state = self._fast
+        spending = state.spending
+        if spending is not None and (spending.guard.windowed or state.learned is not None):
+            # in a thread (SQLite I/O, or embedding the prompt); frees a cancelled reservation
+            return await spending.rank_off_loop(self.rank, request)
+        if state.learned is not None:  # embedding the prompt: milliseconds of CPU
             return await asyncio.to_thread(self.rank, request)
-        if spending is None or not spending.guard.windowed:
-            return self.rank(request)
-        return await spending.rank_off_loop(self.rank, request)
+        return self.rank(request)
 
     def _eligible_options(
         self,
