@@ -15,7 +15,7 @@ fallbacks):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from llmrouter.errors import ConfigurationError
 
@@ -32,7 +32,7 @@ class Option(Protocol):
     index: int
 
 
-RULES = ("cost_weight", "target_quality", "strong_share")
+OptionT = TypeVar("OptionT", bound=Option)
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,7 @@ class LearnedRule:
                 "per USD), target_quality= (0..1) or strong_share= (two models, 0..1); "
                 f"got {sorted(given) or 'none'}"
             )
-        unknown = [s.name for s in models if s.name not in predictor.models]
-        if unknown:
-            raise ConfigurationError(
-                f"the quality predictor knows models {predictor.models}, not {unknown}: name "
-                "each ModelSpec after its outcome column in the training data, or refit"
-            )
+        predictor.check_covers([s.name for s in models])
         ((rule, value),) = given.items()
         if rule == "strong_share":
             return cls(predictor, rule, predictor.threshold_for(float(value)), float(value))
@@ -88,7 +83,9 @@ class LearnedRule:
         """Each model's predicted quality for ``text`` (not added to the embedding cache)."""
         return self.predictor.predict_one(text, remember=False)
 
-    def order(self, options: list[Any], predicted: dict[str, float]) -> tuple[list[Any], str]:
+    def order(
+        self, options: list[OptionT], predicted: dict[str, float]
+    ) -> tuple[list[OptionT], str]:
         """``options`` in the order to try them, and why the first."""
         quality = {o.spec.name: predicted[o.spec.name] for o in options}
         if self.rule == "cost_weight":
@@ -125,8 +122,8 @@ class LearnedRule:
         return self._strong_or_weak(options, quality)
 
     def _strong_or_weak(
-        self, options: list[Any], quality: dict[str, float]
-    ) -> tuple[list[Any], str]:
+        self, options: list[OptionT], quality: dict[str, float]
+    ) -> tuple[list[OptionT], str]:
         strong_index, weak_index = self.predictor.strong_weak()
         strong = self.predictor.models[strong_index]
         weak = self.predictor.models[weak_index]

@@ -183,6 +183,16 @@ class QualityPredictor:
             )
         return self.validation
 
+    def check_covers(self, names: Sequence[str]) -> None:
+        """Raise `ConfigurationError` unless this predictor predicts for every model in
+        ``names`` (a router's models: each needs a predicted quality)."""
+        unknown = [name for name in names if name not in self.models]
+        if unknown:
+            raise ConfigurationError(
+                f"the quality predictor knows models {self.models}, not {unknown}: name "
+                "each ModelSpec after its outcome column in the training data, or refit"
+            )
+
     def check_models(self, names: Sequence[str]) -> None:
         """Raise `ConfigurationError` unless every model this predictor knows is in ``names``."""
         missing = [m for m in self.models if m not in names]

@@ -101,12 +101,7 @@ class ModelRouter(BaseRouter):
             from llmrouter.learn import QualityPredictor
 
             self.predictor = QualityPredictor.coerce(self.predictor)
-            unknown = sorted(names - set(self.predictor.models))
-            if unknown:
-                raise ValueError(
-                    f"the quality predictor knows models {self.predictor.models}, not "
-                    f"{unknown}: name each ModelSpec after its outcome column, or refit"
-                )
+            self.predictor.check_covers([s.name for s in self.models])
         return self
 
     def is_general(self, spec: ModelSpec) -> bool:
