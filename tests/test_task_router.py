@@ -358,6 +358,36 @@ def test_a_quality_predictor_orders_the_models_that_can_answer(quality_predictor
     assert route_of(history).reason == "no task given: default model"  # the table agreed
 
 
+def test_with_a_predictor_ainvoke_still_classifies_asynchronously(quality_predictor: Any) -> None:
+    """Only the prediction moves to a thread: an async classifier keeps its async path."""
+    from llmrouter.task._classifiers import BaseClassifier, Classification
+
+    calls: list[str] = []
+
+    class Async(BaseClassifier):
+        kind = "async"
+
+        def classify(self, text: str) -> Classification | None:
+            calls.append("sync")
+            return None
+
+        async def aclassify(self, text: str) -> Classification | None:
+            calls.append("async")
+            return None
+
+    mathbot = ModelSpec(name="mathbot", model=FakeListChatModel(responses=["from mathbot"]))
+    histbot = ModelSpec(name="histbot", model=FakeListChatModel(responses=["from histbot"]))
+    router = ModelRouter(
+        models=[histbot, mathbot],
+        default="histbot",
+        predictor=quality_predictor,
+        classifier=Async(),
+    )
+    reply = asyncio.run(router.ainvoke("What is 13 times 9? Show the arithmetic."))
+    assert calls == ["async"] and reply.content == "from mathbot"
+    assert route_of(reply).task_source == "classifier:none"
+
+
 def test_a_predictor_for_other_models_is_refused_by_model_router(quality_predictor: Any) -> None:
     other = ModelSpec(name="gpt-x", model=FakeListChatModel(responses=["x"]))
     with pytest.raises(ConfigurationError, match="not \\['gpt-x'\\]"):

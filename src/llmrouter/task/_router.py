@@ -145,8 +145,6 @@ class ModelRouter(BaseRouter):
         return self._rank(request, found, details)
 
     async def arank(self, request: RouteRequest) -> Ranking:
-        if self.predictor is not None:  # embedding the prompt: milliseconds of CPU
-            return await asyncio.to_thread(self.rank, request)
         found: Classification | BaseException | None = None
         details: dict[str, Any] = {}
         if request.task is None and self.classifier is not None:
@@ -154,6 +152,8 @@ class ModelRouter(BaseRouter):
                 found, details = await self.classifier.aexplain(request.text)
             except Exception as exc:
                 found = exc
+        if self.predictor is not None:  # embedding the prompt: milliseconds of CPU, off the loop
+            return await asyncio.to_thread(self._rank, request, found, details)
         return self._rank(request, found, details)
 
     def _rank(
