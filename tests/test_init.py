@@ -63,6 +63,7 @@ def test_all_matches_the_documented_api_reference() -> None:
         "classify",
         "cost",
         "learn",
+        "config",
         "ab",
         "multimodal",
         "resilience",

@@ -9,7 +9,7 @@ from pathlib import Path
 import networkx as nx
 
 ROOT = Path(__file__).resolve().parents[1] / "src" / "llmrouter"
-FEATURES = {"task", "cost", "learn", "ab", "multimodal", "models", "testing"}
+FEATURES = {"task", "cost", "learn", "ab", "multimodal", "models", "testing", "config", "serve"}
 SHARED = {"errors", "spec", "record", "_sqlite", "_callbacks", "_llm_chat", "_redact", "_tokens"}
 
 

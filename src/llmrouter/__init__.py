@@ -1,7 +1,7 @@
 """llmrouter: LangChain routing chains over local and remote models.
 
 Every documented name is importable from here; the feature packages
-(`llmrouter.task`, `llmrouter.cost`, `llmrouter.learn`, `llmrouter.ab`,
+(`llmrouter.task`, `llmrouter.cost`, `llmrouter.learn`, `llmrouter.ab`, `llmrouter.config`,
 `llmrouter.multimodal`, `llmrouter.resilience`, `llmrouter.models`,
 `llmrouter.testing`) hold the rest.
 Names load lazily, on first use, so ``import llmrouter`` stays light (no torch,
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # what the lazy table below resolves to, for type checkers and docs
     from llmrouter import classify, models, resilience
     from llmrouter.ab import ABRouter, CanaryGuard, ExperimentReport, RampSchedule, SQLiteStore
+    from llmrouter.config import load_config, load_router
     from llmrouter.core import BaseRouter, LatencyTracker, Ranking, RouteRequest
     from llmrouter.cost import (
         Blend,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # what the lazy table below resolves to, for type checkers an
         AllModelsFailedError,
         AttemptTimeoutError,
         BudgetExceededError,
+        ConfigFileError,
         ConfigurationError,
         DataError,
         ExperimentError,
@@ -78,6 +80,9 @@ _EXPORTS: dict[str, str] = {
     "BudgetStatus": "llmrouter.cost",
     "CostTracker": "llmrouter.cost",
     "track_costs": "llmrouter.cost",
+    # config files
+    "load_config": "llmrouter.config",
+    "load_router": "llmrouter.config",
     # learned routing
     "QualityPredictor": "llmrouter.learn",
     # experiments
@@ -92,6 +97,7 @@ _EXPORTS: dict[str, str] = {
     "AllModelsFailedError": "llmrouter.errors",
     "AttemptTimeoutError": "llmrouter.errors",
     "BudgetExceededError": "llmrouter.errors",
+    "ConfigFileError": "llmrouter.errors",
     "ConfigurationError": "llmrouter.errors",
     "DataError": "llmrouter.errors",
     "ExperimentError": "llmrouter.errors",
@@ -119,6 +125,7 @@ __all__ = [
     "BudgetStatus",
     "CanaryGuard",
     "CircuitBreaker",
+    "ConfigFileError",
     "ConfigurationError",
     "CostAwareRouter",
     "CostTracker",
@@ -150,6 +157,8 @@ __all__ = [
     "Usage",
     "__version__",
     "classify",
+    "load_config",
+    "load_router",
     "models",
     "resilience",
     "route_of",

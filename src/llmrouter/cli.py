@@ -71,4 +71,16 @@ def _register_learning() -> None:
     app.command("evaluate")(evaluate_command)
 
 
+def _register_config() -> None:
+    from llmrouter.config import _cli
+
+    app.command("check")(_cli.check_command)
+    app.command("schema")(_cli.schema_command)
+    app.command("run")(_cli.run_command)
+    app.command("chat")(_cli.chat_command)
+    app.command("serve")(_cli.serve_command)
+    app.add_typer(_cli.models_app, name="models")
+
+
 _register_learning()
+_register_config()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,33 @@ class DataError(ConfigurationError):
 
     The message names the file, the row and the column, and what to change.
     """
+
+
+class ConfigFileError(ConfigurationError):
+    """A config file cannot be used: not found, not YAML, or a value is wrong.
+
+    The message starts with ``file:line`` and names the field (e.g.
+    ``routers.support.budget.usd``) and what is expected there.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str],
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = str(path)
+        """The config file."""
+        self.line = line
+        """The 1-based line of the offending value, when known."""
+        self.field = field or None
+        """The dotted path of the offending value, e.g. ``routers.support.budget``."""
+        self.problem = message
+        """What is wrong, without the location."""
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
 
 
 def closest(name: str, valid: Iterable[str]) -> str | None:

@@ -43,7 +43,9 @@ class ModelSpec(BaseModel):
         0.00045
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True, frozen=True, extra="forbid", use_attribute_docstrings=True
+    )
 
     name: str
     """Unique name within a router; used in routes, records and metrics."""

@@ -62,7 +62,9 @@ class BaseRouter(BaseChatModel, ABC):
     passed to whichever model answers; per-call values win.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True, extra="forbid", use_attribute_docstrings=True
+    )
 
     models: list[ModelSpec]
     """Candidate models; names must be unique."""

@@ -1,0 +1,395 @@
+"""Turn a validated config into `ModelSpec`s and routers, naming the line of any mistake."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseLanguageModel
+from pydantic import BaseModel, ValidationError
+
+from llmrouter.config._schema import router_class
+from llmrouter.config._settings import RampSettings
+from llmrouter.config._yaml import Location, Source
+from llmrouter.core._router import BaseRouter
+from llmrouter.errors import ConfigFileError, ConfigurationError, closest
+from llmrouter.serve._settings import ServeSettings
+from llmrouter.spec import ModelSpec, explain_validation_error
+
+# What a factory or a router raises for a bad setting (all turned into ConfigFileError).
+_SETTING_ERRORS = (ConfigurationError, ValidationError, ValueError, TypeError, ImportError, OSError)
+
+
+@dataclass
+class RouterSet:
+    """Everything a config file defines, built (no model has been called).
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> from llmrouter.config import load_config
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "router.yaml"
+        >>> _ = path.write_text('''
+        ... models:
+        ...   fake: {factory: "langchain_core.language_models:FakeListChatModel",
+        ...          responses: ["hi"]}
+        ... routers:
+        ...   main: {type: cost, models: [fake]}
+        ... ''')
+        >>> built = load_config(path).build()
+        >>> built.router().invoke("hello").response_metadata["model_name"]
+        'fake'
+    """
+
+    models: dict[str, ModelSpec]
+    """The models, by their key in ``models:``."""
+    routers: dict[str, BaseRouter]
+    """The routers, by their key in ``routers:``."""
+    default: str | None = None
+    """The router used when none is named."""
+    source: Source | None = field(default=None, repr=False)
+    serve: ServeSettings = field(default_factory=ServeSettings)
+    """The ``serve:`` section: address, API keys, limits of ``llmrouter serve``."""
+
+    def router(self, name: str | None = None) -> BaseRouter:
+        """The router called ``name``, or the default one."""
+        name = name or self.default
+        if name is None:
+            if not self.routers:
+                raise self._error("the config defines no routers; add a `routers:` section")
+            raise self._error(
+                f"the config has {len(self.routers)} routers ({', '.join(self.routers)}): "
+                "name one, or set `default:`"
+            )
+        if name not in self.routers:
+            hint = closest(name, self.routers)
+            raise self._error(
+                f"no router {name!r}"
+                + (
+                    f"; did you mean {hint!r}?"
+                    if hint
+                    else f"; the routers are {list(self.routers)}"
+                )
+            )
+        return self.routers[name]
+
+    def _error(self, message: str) -> ConfigurationError:
+        if self.source is None:
+            return ConfigurationError(message)
+        return self.source.error(("routers",), message)
+
+
+class Builder:
+    """Builds one validated config: models first, then routers in dependency order."""
+
+    def __init__(self, config: BaseModel, data: dict[str, Any], source: Source) -> None:
+        self.config: Any = config  # of the generated `config_model()`
+        self.data = data
+        self.source = source
+        self.models: dict[str, ModelSpec] = {}
+        self.routers: dict[str, BaseRouter] = {}
+        self._as_member: dict[str, ModelSpec] = {}
+        self._building: list[str] = []
+
+    def build(self) -> RouterSet:
+        entries: dict[str, Any] = self.config.models
+        routers: dict[str, Any] = self.config.routers
+        clash = set(entries) & set(routers)
+        if clash:
+            name = sorted(clash)[0]
+            raise self.source.error(
+                ("routers", name), f"{name!r} names both a model and a router; rename one"
+            )
+        for key, entry in entries.items():
+            self.models[key] = self._located(
+                ("models", key),
+                functools.partial(build_model, key, entry, self.source.path.parent),
+            )
+        for key in routers:
+            self._router(key)
+        default: str | None = self.config.default
+        if default is None and len(routers) == 1:
+            default = next(iter(routers))
+        elif default is not None and default not in routers:
+            hint = closest(default, routers)
+            raise self.source.error(
+                ("default",),
+                f"no router {default!r}" + (f"; did you mean {hint!r}?" if hint else ""),
+            )
+        serve: ServeSettings = self.config.serve
+        for i, api_key in enumerate(serve.keys):
+            for j, target in enumerate(api_key.routers):
+                if target not in self.routers and target not in self.models:
+                    raise self.source.error(
+                        ("serve", "keys", i, "routers", j),
+                        f"no router or model {target!r} for key {api_key.name!r}",
+                    )
+        return RouterSet(self.models, self.routers, default, self.source, serve)
+
+    # ------------------------------------------------------------ routers
+
+    def _router(self, key: str) -> BaseRouter:
+        if key in self.routers:
+            return self.routers[key]
+        if key in self._building:
+            cycle = " -> ".join([*self._building[self._building.index(key) :], key])
+            raise self.source.error(("routers", key), f"routers contain each other: {cycle}")
+        self._building.append(key)
+        try:
+            entry = self.config.routers[key]
+            router: BaseRouter = self._located(
+                ("routers", key), lambda: self._make_router(key, entry)
+            )
+        finally:
+            self._building.pop()
+        self.routers[key] = router
+        return router
+
+    def _member(self, name: str, loc: Location, router: str | None = None) -> ModelSpec:
+        """The spec of ``name`` (an entry's key; else a model's ``name:``): a model,
+        or a router wrapped as a model."""
+        if name in self.models:
+            return self.models[name]
+        if name in self.config.routers:  # itself included: reported as a cycle
+            if name not in self._as_member:
+                self._as_member[name] = ModelSpec(name=name, model=self._router(name))
+            return self._as_member[name]
+        for spec in self.models.values():
+            if spec.name == name:
+                return spec
+        known = [*self.models, *(r for r in self.config.routers if r != router)]
+        hint = closest(name, known)
+        raise self.source.error(
+            loc,
+            f"no model or router {name!r}"
+            + (f"; did you mean {hint!r}?" if hint else f"; known: {known}"),
+        )
+
+    def _make_router(self, key: str, entry: Any) -> BaseRouter:
+        kind: str = entry.type
+        loc: Location = ("routers", key)
+        given = entry.model_dump(exclude_unset=True, exclude={"type"})
+        kwargs: dict[str, Any] = {"name": key, **given}
+
+        def spec(name: str, *where: str | int) -> ModelSpec:
+            return self._member(name, (*loc, *where), router=key)
+
+        members = [spec(n, "models", i) for i, n in enumerate(given.get("models", []))]
+        routes = given.get("routes", {})
+        if kind == "task":  # routes and default name entries; the router wants spec names
+            kwargs["routes"] = {t: spec(n, "routes", t).name for t, n in routes.items()}
+            if given.get("default"):
+                kwargs["default"] = spec(given["default"], "default").name
+            members += [spec(n, "routes", t) for t, n in routes.items()]
+            members += [spec(given["default"], "default")] if given.get("default") else []
+        if kind == "multimodal":
+            kwargs["routes"] = {
+                route: [spec(n, "routes", route, i).name for i, n in enumerate(names)]
+                for route, names in routes.items()
+            }
+            members += [
+                spec(n, "routes", r, i) for r, ns in routes.items() for i, n in enumerate(ns)
+            ]
+        if kind == "ab":
+            kwargs.pop("models", None)
+            kwargs["variants"] = {v: spec(n, "variants", v) for v, n in given["variants"].items()}
+        elif members or "models" in given:  # models named in routes/default join the candidates
+            kwargs["models"] = list({id(m): m for m in members}.values())
+        for name, value in list(kwargs.items()):
+            settings = getattr(entry, name, None)
+            if name in given and value is not None and hasattr(settings, "build"):
+                kwargs[name] = settings.build()  # type: ignore[union-attr]
+        self._objects(entry, given, kwargs, loc)
+        return router_class(kind)(**kwargs)  # type: ignore[return-value]
+
+    def _objects(
+        self, entry: BaseModel, given: dict[str, Any], kwargs: dict[str, Any], loc: Location
+    ) -> None:
+        """The fields that name files or other entries, as the objects they stand for.
+
+        Files are found relative to the config file's folder."""
+        for name in ("predictor", "store", "spend_db"):
+            value = given.get(name)
+            if isinstance(value, str) and value != ":memory:" and "://" not in value:
+                kwargs[name] = given[name] = str(self.source.path.parent / value)
+        if given.get("predictor"):
+            from llmrouter.learn import QualityPredictor
+
+            kwargs["predictor"] = QualityPredictor.load(given["predictor"])
+        if given.get("guard"):
+            from llmrouter.ab import CanaryGuard
+
+            kwargs["guard"] = CanaryGuard(**given["guard"])
+        schedule = getattr(entry, "schedule", None)
+        if isinstance(schedule, RampSettings) and "schedule" in given:
+            from llmrouter.ab import RampSchedule
+
+            steps = [(step.after, step.shares) for step in schedule.steps]
+            kwargs["schedule"] = RampSchedule(steps, start=schedule.start)
+        if given.get("classifier"):
+            kwargs["classifier"] = self._classifier(given["classifier"], (*loc, "classifier"))
+
+    def _classifier(self, settings: dict[str, Any], loc: Location) -> Any:
+        from llmrouter import classify
+
+        kind = settings.pop("type")
+        if kind == "keyword":
+            return classify.KeywordClassifier(settings["rules"])
+        if kind == "semantic":
+            if settings.get("threshold") is None:
+                settings.pop("threshold", None)
+            return classify.SemanticClassifier(**settings)
+        spec = self._member(settings.pop("model"), (*loc, "model"))
+        return classify.LLMClassifier(spec.chat_model, **settings)
+
+    # ------------------------------------------------------------ errors
+
+    def _located(self, loc: Location, make: Callable[[], Any]) -> Any:
+        try:
+            return make()
+        except ConfigFileError:
+            raise
+        except _SETTING_ERRORS as exc:
+            raise self.source.error(_closer(loc, self.data, exc), _message(exc)) from exc
+
+
+def _closer(loc: Location, data: dict[str, Any], exc: BaseException) -> Location:
+    """``loc`` or, when the error names a key inside it, that key (for a better line)."""
+    node: Any = data
+    for part in loc:
+        node = node.get(part) if isinstance(node, dict) else None
+    text = str(exc)
+    found: list[tuple[int, int, Location]] = []
+
+    def search(value: Any, path: Location) -> None:
+        if isinstance(value, dict) and len(path) - len(loc) < 3:
+            for key, inner in value.items():
+                match = re.search(rf"\b{re.escape(str(key))}\b", text)
+                if match:  # first named in the message wins; then the deepest
+                    found.append((match.start(), -len(path), (*path, key)))
+                search(inner, (*path, key))
+
+    search(node, loc)
+    return min(found)[2] if found else loc
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        return explain_validation_error(exc, exc.title)
+    if isinstance(exc, ImportError):
+        return f"{exc}; install the package that provides it (see the docs' Models page)"
+    return str(exc)
+
+
+# ------------------------------------------------------------ models
+
+_LOCAL_TRANSFORMERS = frozenset(
+    {"huggingface_pipeline", "image_to_text_pipeline", "speech_to_text_pipeline"}
+)
+"""Factories of local transformers models (a directory with a ``config.json``, or a hub id)."""
+_FIRST = "model_id_or_path"
+
+
+def build_model(key: str, entry: Any, base: Path | None = None) -> ModelSpec:
+    """The `ModelSpec` of one ``models:`` entry; a local model path that exists
+    relative to ``base`` (the config file's folder) is taken from there."""
+    given = entry.model_dump(exclude_unset=True)
+    kwargs = {k: v for k, v in given.items() if k not in ("factory", "retry", "rate_limit")}
+    name = kwargs.pop("name", None) or key
+    for listed in ("tasks", "tags"):
+        if listed in kwargs:
+            kwargs[listed] = frozenset(kwargs[listed])
+    for option, field_name in (("retry", "retry"), ("rate_limit", "rate_limiter")):
+        settings = getattr(entry, option)
+        if settings is not None:
+            kwargs[field_name] = settings.build()
+    target = resolve_factory(entry.factory)
+    if isinstance(target, type) and issubclass(target, BaseLanguageModel):
+        from llmrouter.models._common import split_spec_kwargs
+
+        spec_kwargs, model_kwargs = split_spec_kwargs(kwargs)
+        return ModelSpec(name=name, model=target(**model_kwargs), **spec_kwargs)
+    _first_parameter_as_model(target, kwargs)
+    if entry.factory in _LOCAL_TRANSFORMERS and isinstance(kwargs.get(_FIRST), str):
+        from llmrouter.models._hf_checks import check_model_source
+
+        given_path = kwargs[_FIRST] = os.path.expanduser(kwargs[_FIRST])
+        if base is not None and (base / given_path).is_dir():
+            kwargs[_FIRST] = str(base / given_path)
+        try:
+            check_model_source(kwargs[_FIRST])  # a missing directory fails now, not on first call
+        except ConfigurationError as exc:
+            if "does not exist" not in str(exc):
+                raise
+            raise ConfigurationError(
+                f"model path {given_path!r} is neither in the config's folder ({base}) nor in "
+                f"the working directory ({os.getcwd()}); fix the path, or give a Hugging Face "
+                "Hub repo id ('org/name')"
+            ) from None
+    call: Any = target
+    built = call(name=name, **kwargs) if _takes(target, "name") else call(**kwargs)
+    if isinstance(built, BaseLanguageModel):
+        return ModelSpec(name=name, model=built)
+    if not isinstance(built, ModelSpec):
+        raise ConfigurationError(
+            f"factory {entry.factory!r} returned {type(built).__name__}; "
+            "it must return a ModelSpec or a LangChain model"
+        )
+    return built if built.name == name else built.model_copy(update={"name": name})
+
+
+def resolve_factory(factory: str) -> Callable[..., Any]:
+    """A `llmrouter.models` factory by name, or any callable by ``module:name``."""
+    if ":" in factory:
+        module, _, attr = factory.partition(":")
+        try:
+            target = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigurationError(
+                f"factory {factory!r} cannot be imported ({exc}); write it as "
+                "package.module:name and install its package"
+            ) from exc
+        if not callable(target):
+            raise ConfigurationError(f"factory {factory!r} is not callable")
+        return target  # type: ignore[no-any-return]
+    from llmrouter import models
+
+    if factory not in models.__all__:
+        hint = closest(factory, models.__all__)
+        raise ConfigurationError(
+            f"unknown factory {factory!r}"
+            + (f"; did you mean {hint!r}?" if hint else f"; the factories are {models.__all__}")
+            + " (or give package.module:name)"
+        )
+    return getattr(models, factory)  # type: ignore[no-any-return]
+
+
+def _takes(target: Callable[..., Any], keyword: str) -> bool:
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
+    return keyword in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _first_parameter_as_model(target: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """``model:`` stands for a factory's first parameter (``model_id_or_path``, ...)."""
+    try:
+        params = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        return
+    first = params[0] if params else None
+    if (
+        first is not None
+        and first.kind in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD)
+        and first.name != "model"
+        and "model" in kwargs
+        and first.name not in kwargs
+    ):
+        kwargs[first.name] = kwargs.pop("model")

@@ -1,0 +1,152 @@
+"""Config-file forms of the settings objects that are not plain data in Python.
+
+A `RetryPolicy` holds tenacity strategies and a `CircuitBreaker` a state board;
+in a file they are a few numbers, which these models validate and turn into the
+real objects.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from langchain_core.rate_limiters import InMemoryRateLimiter
+from pydantic import BaseModel, ConfigDict, Field
+from tenacity import wait_exponential, wait_random
+
+from llmrouter.resilience._breaker import CircuitBreaker, SQLiteBreakerBoard
+from llmrouter.resilience._retry import RetryPolicy
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo must not silently switch a setting off."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class RetrySettings(Strict):
+    """How often and how patiently to retry one model before falling back."""
+
+    attempts: int = Field(default=3, ge=1)
+    """Tries in all, the first included (``1``: no retry)."""
+    deadline: float | None = Field(default=30.0, gt=0)
+    """Seconds after the first try when no further try starts (``null``: none)."""
+    backoff: float = Field(default=0.1, ge=0)
+    """The first wait in seconds; it doubles after each failure."""
+    max_backoff: float = Field(default=2.0, ge=0)
+    """The longest wait between tries."""
+    jitter: float = Field(default=0.1, ge=0)
+    """Up to this many random seconds added to each wait."""
+    max_retry_after: float = Field(default=10.0, ge=0)
+    """Longest server ``Retry-After`` worth waiting for; longer asks fall back at once."""
+
+    def build(self) -> RetryPolicy:
+        wait = wait_exponential(multiplier=self.backoff, max=self.max_backoff)
+        return RetryPolicy.attempts(
+            self.attempts,
+            deadline=self.deadline,
+            wait=wait + wait_random(0, self.jitter) if self.jitter else wait,
+            max_retry_after=self.max_retry_after,
+        )
+
+
+class BreakerSettings(Strict):
+    """Stop sending requests to a model that keeps failing, for a cool-down."""
+
+    failure_threshold: int = Field(default=5, ge=1)
+    """Failures within ``window`` that open the breaker."""
+    window: float = Field(default=30.0, gt=0)
+    """Seconds over which failures are counted."""
+    cooldown: float = Field(default=15.0, gt=0)
+    """Seconds the breaker stays open before one trial request."""
+    min_failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    """Share of failed requests in the window needed to open it as well."""
+    board: str | None = None
+    """A SQLite file whose breaker states every process on this machine shares
+    (``null``: this process only); relative to the working directory."""
+
+    def build(self) -> CircuitBreaker:
+        kwargs: dict[str, Any] = self.model_dump(exclude={"board"})
+        if self.board is not None:
+            kwargs["board"] = SQLiteBreakerBoard(self.board)
+        return CircuitBreaker(**kwargs)
+
+
+class RateLimitSettings(Strict):
+    """A token bucket in front of one model (LangChain's `InMemoryRateLimiter`)."""
+
+    requests_per_second: float = Field(gt=0)
+    """Sustained requests per second."""
+    max_bucket_size: float = Field(default=1.0, ge=1)
+    """Largest burst."""
+
+    def build(self) -> InMemoryRateLimiter:
+        return InMemoryRateLimiter(
+            requests_per_second=self.requests_per_second, max_bucket_size=self.max_bucket_size
+        )
+
+
+class RampStep(Strict):
+    """Shares that apply from ``after`` seconds past the schedule's start."""
+
+    after: float = Field(ge=0)
+    """Seconds after the start."""
+    shares: dict[str, float]
+    """Variant shares from then on, as for `ABRouter.ramp`."""
+
+
+class RampSettings(Strict):
+    """A canary that widens on a clock."""
+
+    steps: list[RampStep] = Field(min_length=1)
+    """The steps, in any order."""
+    start: float | None = None
+    """Unix time of the start (``null``: when the router is created)."""
+
+
+class KeywordClassifierSettings(Strict):
+    """Tasks from keywords or regular expressions found in the prompt."""
+
+    type: Literal["keyword"]
+    rules: dict[str, list[str]]
+    """Task name to the words or patterns that signal it."""
+
+
+class SemanticClassifierSettings(Strict):
+    """Tasks from the nearest example prompts (local MiniLM embeddings)."""
+
+    type: Literal["semantic"]
+    examples: dict[str, list[str]]
+    """Task name to example prompts of that task."""
+    threshold: float | dict[str, float] | None = None
+    """Least cosine similarity to accept a task (``null``: the classifier's default)."""
+
+
+class LLMClassifierSettings(Strict):
+    """Tasks named by a (small) language model of this config."""
+
+    type: Literal["llm"]
+    model: str
+    """Name of a model in ``models:`` that classifies."""
+    labels: list[str] | dict[str, str]
+    """Task names, or task names with a description each."""
+    instructions: str | None = None
+    """Replaces the default classification instructions."""
+
+
+ClassifierSettings = Annotated[
+    KeywordClassifierSettings | SemanticClassifierSettings | LLMClassifierSettings,
+    Field(discriminator="type"),
+]
+
+
+class GuardSettings(Strict):
+    """Roll a canary back when its recent requests look bad (`CanaryGuard`)."""
+
+    max_error_rate: float | None = Field(default=0.1, ge=0, lt=1)
+    """Highest tolerated error rate over the window (``null``: not checked)."""
+    max_p95_latency_s: float | None = Field(default=None, gt=0)
+    """Highest tolerated p95 latency in seconds (``null``: not checked)."""
+    window: int = Field(default=50, gt=0)
+    """How many recent candidate requests are looked at."""
+    min_requests: int = Field(default=20, gt=0)
+    """Requests needed in the window before the guard may trip."""

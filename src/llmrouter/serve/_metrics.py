@@ -1,0 +1,137 @@
+"""Prometheus metrics of a server, from the route record of every request.
+
+Counters and histograms are updated as requests finish; breaker states and the
+budget left are read from the routers when Prometheus scrapes, so they are
+never stale. Each app has its own registry (two servers in one process, as in
+tests, do not mix their numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from llmrouter.core._router import BaseRouter
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_BREAKER = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+
+
+class ServerMetrics:
+    """Request, error, latency, token, cost, retry and fallback metrics per router and model."""
+
+    def __init__(self, routers: Mapping[str, BaseRouter]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "llmrouter_requests", "Requests answered, by outcome.",
+            ["router", "model", "status"], registry=r,
+        )  # fmt: skip
+        self.errors = Counter(
+            "llmrouter_errors", "Requests that failed, by error class.",
+            ["router", "error"], registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "llmrouter_request_duration_seconds", "Time to the whole answer.",
+            ["router", "model"], buckets=_LATENCY, registry=r,
+        )  # fmt: skip
+        self.ttft = Histogram(
+            "llmrouter_time_to_first_token_seconds", "Time to the first streamed content.",
+            ["router", "model"], buckets=_LATENCY, registry=r,
+        )  # fmt: skip
+        self.tokens = Counter(
+            "llmrouter_tokens", "Tokens, by direction (input/output).",
+            ["router", "model", "direction"], registry=r,
+        )  # fmt: skip
+        self.cost = Counter(
+            "llmrouter_cost_usd", "Cost in US dollars of the models that answered.",
+            ["router", "model"], registry=r,
+        )  # fmt: skip
+        self.retries = Counter(
+            "llmrouter_retries", "Retries of the same model.", ["router", "model"], registry=r
+        )
+        self.fallbacks = Counter(
+            "llmrouter_fallbacks", "Requests answered by a model other than the first tried.",
+            ["router"], registry=r,
+        )  # fmt: skip
+        self.registry.register(_StateCollector(routers))
+
+    def observe(
+        self, router: str, route: Mapping[str, Any], seconds: float, ttft: float | None = None
+    ) -> None:
+        """Count one answered request from its route record."""
+        model, inner = _innermost(route)
+        self.requests.labels(router, model, "ok").inc()
+        self.latency.labels(router, model).observe(seconds)
+        if ttft is not None:
+            self.ttft.labels(router, model).observe(ttft)
+        usage = route.get("usage") or inner.get("usage") or {}
+        for direction in ("input", "output"):
+            n = usage.get(f"{direction}_tokens") or 0
+            if n:
+                self.tokens.labels(router, model, direction).inc(n)
+        cost = inner.get("cost_usd")
+        if cost:
+            self.cost.labels(router, model).inc(cost)
+        self._attempts(router, route)
+
+    def failed(self, router: str, error: str, route: Mapping[str, Any] | None = None) -> None:
+        """Count one failed request (``error``: the error's class name)."""
+        self.errors.labels(router, error).inc()
+        self.requests.labels(router, "", "error").inc()
+        if route:
+            self._attempts(router, route)
+
+    def _attempts(self, router: str, route: Mapping[str, Any]) -> None:
+        attempts = route.get("attempts") or []
+        tried = [a.get("model") for a in attempts]
+        for model in set(tried):
+            extra = tried.count(model) - 1
+            if extra:
+                self.retries.labels(router, str(model)).inc(extra)
+        if len(set(tried)) > 1 and attempts and attempts[-1].get("ok"):
+            self.fallbacks.labels(router).inc()
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)
+
+
+def _innermost(route: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """The model that really answered (through nested routers) and its record."""
+    record: Mapping[str, Any] = route
+    while isinstance(record.get("inner"), Mapping):
+        record = record["inner"]
+    return str(record.get("model") or route.get("model") or ""), record
+
+
+class _StateCollector(Collector):
+    def __init__(self, routers: Mapping[str, BaseRouter]) -> None:
+        self.routers = routers
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        breaker = GaugeMetricFamily(
+            "llmrouter_breaker_state",
+            "Circuit breaker per model: 0 closed, 1 half-open, 2 open.",
+            labels=["router", "model"],
+        )
+        budget = GaugeMetricFamily(
+            "llmrouter_budget_remaining_usd",
+            "US dollars left in each budget's current window.",
+            labels=["router", "budget"],
+        )
+        for name, router in self.routers.items():
+            for model, state in router.health().items():
+                breaker.add_metric([name, model], _BREAKER.get(str(state.get("state")), 0.0))
+            status_of = getattr(router, "budget_status", None)
+            if callable(status_of):
+                for status in status_of():
+                    budget.add_metric([name, status.budget.describe()], status.remaining_usd)
+        yield breaker
+        yield budget
