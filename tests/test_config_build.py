@@ -530,3 +530,20 @@ def test_build_model_directly_gives_the_entry_name(tmp_path: Path) -> None:
     spec = build_model("other-key", config.models["a"], tmp_path)
     assert spec.name == "other-key"
     assert spec.chat_model.invoke("x").content == "A"
+
+
+def test_an_ab_store_given_as_a_sqlite_url_is_used_as_is(tmp_path: Path) -> None:
+    db = tmp_path / "abs" / "exp.db"
+    db.parent.mkdir()
+    text = f"""
+        routers:
+          exp: {{type: ab, experiment: e2, variants: {{control: a, treatment: b}},
+                 store: "sqlite:///{db}"}}
+        """
+    router = build(tmp_path / "cfg", MODELS, text).router()
+    try:
+        assert isinstance(router, ABRouter)
+        router.invoke("hello")
+        assert db.exists() and not (tmp_path / "cfg" / "sqlite:").exists()
+    finally:
+        router.close()

@@ -275,3 +275,16 @@ def test_environment_errors_surface_through_load_config(
     error = fails(path)
     assert (error.line, error.field) == (4, "models.m.api_key")
     assert "LLMROUTER_TEST_UNSET_KEY is not set" in error.problem
+
+
+def test_a_router_without_type_lists_the_router_types(tmp_path: Path) -> None:
+    error = fails(write(tmp_path, MODELS, "routers:\n  r: {models: [a]}\n"))
+    assert error.line == 5 and error.field == "routers.r"
+    assert "missing `type:`" in error.problem and "'cost'" in error.problem
+
+
+def test_a_classifier_without_type_lists_the_classifier_types(tmp_path: Path) -> None:
+    text = "routers:\n  r: {type: task, default: a, classifier: {rules: {x: [y]}}}\n"
+    error = fails(write(tmp_path, MODELS, text))
+    assert error.field == "routers.r.classifier"
+    assert "'keyword', 'semantic', 'llm'" in error.problem

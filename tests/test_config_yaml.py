@@ -242,3 +242,9 @@ def test_undecodable_file_is_a_config_error(tmp_path: Path) -> None:
     path.write_bytes(b"models: \xff\xfe\n")
     error = fails(path)
     assert "cannot read it" in error.problem
+
+
+def test_a_variable_set_to_empty_is_empty_not_unset(tmp_path: Path) -> None:
+    path = write(tmp_path, "key: ${EMPTY}\n")
+    data, _ = read_yaml(path, environ={"EMPTY": ""})
+    assert data == {"key": ""}

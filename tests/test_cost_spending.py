@@ -8,7 +8,7 @@ from langchain_core.outputs import ChatGenerationChunk
 
 from llmrouter.cost._budget import Budget, BudgetGuard
 from llmrouter.cost._ledger import SpendLedger
-from llmrouter.cost._spending import Spending, _actual_cost, _Call, _streaming_model
+from llmrouter.cost._spending import Spending, _Call, _streaming_model
 from llmrouter.record import Attempt, RouteRecord
 
 
@@ -67,16 +67,16 @@ def test_a_stream_overruns_once_its_output_costs_more_than_its_reservation() -> 
 
 
 def test_actual_cost_prefers_the_innermost_usage_and_adds_interrupted_streams() -> None:
-    assert _actual_cost(record(cost_usd=0.5)) == (0.5, "usage")
-    assert _actual_cost(record(estimated_cost_usd=0.2)) == (0.2, "estimate")
+    assert record(cost_usd=0.5).total_cost() == (0.5, "usage")
+    assert record(estimated_cost_usd=0.2).total_cost() == (0.2, "estimate")
     nested = record(cost_usd=0.5, inner={"cost_usd": 0.4, "inner": {"cost_usd": 0.3}})
-    assert _actual_cost(nested) == (0.3, "usage")
+    assert nested.total_cost() == (0.3, "usage")
     interrupted = record(
         cost_usd=0.5,
         estimates={"a": 0.1, "b": 0.5},
         attempts=[Attempt(model="a", ok=False, latency_s=0.1, partial=True)],
     )
-    assert _actual_cost(interrupted) == (
+    assert interrupted.total_cost() == (
         pytest.approx(0.6),
         "usage + estimate of interrupted streams",
     )

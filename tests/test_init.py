@@ -64,6 +64,7 @@ def test_all_matches_the_documented_api_reference() -> None:
         "cost",
         "learn",
         "config",
+        "serve",
         "ab",
         "multimodal",
         "resilience",

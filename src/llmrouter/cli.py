@@ -72,13 +72,14 @@ def _register_learning() -> None:
 
 
 def _register_config() -> None:
-    from llmrouter.config import _cli
+    from llmrouter.config import _cli, _report
 
     app.command("check")(_cli.check_command)
     app.command("schema")(_cli.schema_command)
     app.command("run")(_cli.run_command)
     app.command("chat")(_cli.chat_command)
     app.command("serve")(_cli.serve_command)
+    app.command("report")(_report.report_command)
     app.add_typer(_cli.models_app, name="models")
 
 

@@ -88,6 +88,31 @@ class RouteRecord(BaseModel):
     inner: dict[str, Any] | None = None
     """The route record of a nested router that answered, if any."""
 
+    def total_cost(self) -> tuple[float, str]:
+        """What the request cost, and how that is known: the innermost priced usage
+        (a nested router's record priced the model that really answered), else the
+        estimate; models that failed mid-stream sent tokens without usage, so their
+        estimates are added (spend is never under-counted). Budgets charge this.
+
+        Examples:
+            >>> RouteRecord(router="r", router_type="T", cost_usd=0.5).total_cost()
+            (0.5, 'usage')
+            >>> RouteRecord(router="r", router_type="T", estimated_cost_usd=0.2).total_cost()
+            (0.2, 'estimate')
+        """
+        cost, inner = self.cost_usd, self.inner
+        while inner is not None:
+            if inner.get("cost_usd") is not None:
+                cost = float(inner["cost_usd"])
+            inner = inner.get("inner")
+        source = "usage"
+        if cost is None:
+            cost, source = self.estimated_cost_usd or 0.0, "estimate"
+        partial = [self.estimates.get(a.model, 0.0) for a in self.attempts if a.partial]
+        if partial:
+            cost, source = cost + sum(partial), source + " + estimate of interrupted streams"
+        return cost, source
+
 
 def route_of(message: BaseMessage) -> RouteRecord:
     """Return the `RouteRecord` attached to a router's response.

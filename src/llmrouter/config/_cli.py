@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from llmrouter.errors import ConfigurationError, LLMRouterError
+from llmrouter.record import RouteRecord
 
 EXIT_CONFIG = 2
 """The config file or an option is wrong (nothing was called)."""
@@ -147,7 +148,7 @@ def chat_command(config: ConfigArg, router: RouterOpt = None, task: TaskOpt = No
             console.print(f"[red]{type(exc).__name__}:[/red] {escape(str(exc))}", highlight=False)
             continue
         history.append(AIMessage(answer.text))
-        spent += _cost(answer)
+        spent += _cost(answer)[0]
         _print_route(answer, console)
     console.print(f"session cost: ${spent:.6f}")
 
@@ -236,14 +237,14 @@ def _route(message: BaseMessage) -> dict[str, Any]:
     return route
 
 
-def _cost(message: BaseMessage) -> float:
-    """What the answer cost: the innermost priced record (a nested router's model)."""
-    record: Any = _route(message)
-    cost = 0.0
-    while isinstance(record, dict):
-        cost = record["cost_usd"] if record.get("cost_usd") is not None else cost
-        record = record.get("inner")
-    return float(cost)
+def _cost(message: BaseMessage) -> tuple[float, str]:
+    """What the answer cost (what a budget is charged) and how that is known."""
+    route = _route(message)
+    return RouteRecord.model_validate(route).total_cost() if route else (0.0, "usage")
+
+
+def _describe_cost(usd: float, source: str) -> str:
+    return f"${usd:.6f}" if source == "usage" else f"${usd:.6f} ({source})"
 
 
 def _print_route(message: BaseMessage, console: Console) -> None:
@@ -267,7 +268,7 @@ def _print_route(message: BaseMessage, console: Console) -> None:
         f"reason: {route.get('reason')}",
         f"{(route.get('latency_s') or 0) * 1000:.0f} ms",
         f"{usage.get('input_tokens', '?')}/{usage.get('output_tokens', '?')} tokens",
-        f"${_cost(message):.6f}",
+        _describe_cost(*_cost(message)),
     ]
     if failed:
         parts.append("failed first: " + ", ".join(failed))

@@ -352,7 +352,7 @@ class Spending:
                 budget["settled_usd"] = 0.0
                 return
             else:
-                actual, source = _actual_cost(record)
+                actual, source = record.total_cost()
             raised: list[tuple[int, float]] = []
             if source == "usage" and record.model is not None:
                 raised = self._learn_overrun(
@@ -422,23 +422,3 @@ def _streaming_model(record: RouteRecord) -> str | None:
         following = record.candidates[record.candidates.index(last.model) + 1 :]
         return following[0] if following else None
     return None
-
-
-def _actual_cost(record: RouteRecord) -> tuple[float, str]:
-    """What the request cost: the innermost priced usage, else the estimate.
-
-    Models that failed mid-stream (``partial`` attempts) sent tokens but no usage:
-    their estimates are added, so spend is never under-counted.
-    """
-    cost, inner = record.cost_usd, record.inner
-    while inner is not None:  # a nested router answered: its record priced the real model
-        if inner.get("cost_usd") is not None:
-            cost = float(inner["cost_usd"])
-        inner = inner.get("inner")
-    source = "usage"
-    if cost is None:
-        cost, source = record.estimated_cost_usd or 0.0, "estimate"
-    partial = [record.estimates.get(a.model, 0.0) for a in record.attempts if a.partial]
-    if partial:
-        cost, source = cost + sum(partial), source + " + estimate of interrupted streams"
-    return cost, source

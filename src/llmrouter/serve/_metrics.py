@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from llmrouter.core._router import BaseRouter
+from llmrouter.record import RouteRecord
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -76,7 +77,7 @@ class ServerMetrics:
             n = usage.get(f"{direction}_tokens") or 0
             if n:
                 self.tokens.labels(router, model, direction).inc(n)
-        cost = inner.get("cost_usd")
+        cost, _ = RouteRecord.model_validate(route).total_cost()  # what budgets charge
         if cost:
             self.cost.labels(router, model).inc(cost)
         self._attempts(router, route)
