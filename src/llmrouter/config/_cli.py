@@ -281,6 +281,9 @@ def serve_command(
         str | None, typer.Option(help="Address to bind (default: the config's, 127.0.0.1).")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: the config's, 8080).")] = None,
+    log: Annotated[
+        bool, typer.Option(help="Log each request's route record as a JSON line on stderr.")
+    ] = True,
 ) -> None:
     """Serve the config's routers as an OpenAI-compatible API (needs llmrouter[serve])."""
     built = _load(config)
@@ -300,6 +303,14 @@ def serve_command(
             f"[yellow]warning:[/yellow] listening on {settings.host} without API keys: anyone "
             "who can reach it can spend your budget; add serve.keys to the config"
         )
+    if log:
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        request_log = logging.getLogger("llmrouter.serve")
+        request_log.addHandler(handler)
+        request_log.setLevel(logging.INFO)
     app = create_app(built.routers, built.models, settings)
     console.print(
         f"serving {', '.join(built.routers)} on http://{settings.host}:{settings.port}/v1 "

@@ -18,6 +18,7 @@ from llmrouter.core._router import BaseRouter
 from llmrouter.errors import LLMRouterError
 from llmrouter.serve._errors import APIError, from_router_error
 from llmrouter.serve._metrics import CONTENT_TYPE, ServerMetrics
+from llmrouter.serve._observe import Observer
 from llmrouter.serve._protocol import (
     ChatRequest,
     chunk,
@@ -91,6 +92,7 @@ def create_app(
     settings = settings or ServeSettings()
     targets = Targets(routers, models or {}, settings.models_directly)
     metrics = ServerMetrics(routers)
+    observer = Observer(metrics, [k.key.get_secret_value() for k in settings.keys])
     app = FastAPI(title="llmrouter", docs_url=None, redoc_url=None)
     app.state.metrics = metrics
     app.state.targets = targets
@@ -144,22 +146,24 @@ def create_app(
         user = key.user if key is not None and key.user else chat.user
         config: RunnableConfig = {"metadata": {"user": user}} if user else {}
         messages = to_messages(chat.messages)
+        who = key.name if key is not None else None
         if chat.stream:
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
             parts = runnable.astream(messages, config, **kwargs)
-            first = await _first(parts, chat.model, metrics)
+            stream = _Stream(chat.model, observer, started, who, settings.route_in_response)
+            first = await stream.first(parts)
             return StreamingResponse(
-                _sse(parts, first, chat.model, metrics, started, include_usage),
+                stream.events(parts, first, include_usage),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         try:
             message: AIMessage = await runnable.ainvoke(messages, config, **kwargs)
         except LLMRouterError as exc:
-            metrics.failed(chat.model, type(exc).__name__, _record_of(exc))
+            observer.failed(chat.model, exc, time.perf_counter() - started, key=who)
             raise from_router_error(exc) from None
         route = message.response_metadata.get("route") or {}
-        metrics.observe(chat.model, route, time.perf_counter() - started)
+        observer.answered(chat.model, route, time.perf_counter() - started, key=who)
         cid = completion_id()
         payload = completion(
             message,
@@ -212,13 +216,8 @@ def _invalid(exc: ValidationError) -> APIError:
     if err["type"] == "extra_forbidden":
         message = "unknown parameter"
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return APIError(400, f"{param}: {message}{more}", param=param, code=err["type"])
-
-
-def _record_of(exc: BaseException) -> dict[str, Any] | None:
-    record = getattr(exc, "record", None)
-    dump = getattr(record, "model_dump", None)
-    return dump(mode="json") if callable(dump) else None
+    where = f"{param}: " if param else "the body: "
+    return APIError(400, f"{where}{message}{more}", param=param, code=err["type"])
 
 
 def _route_headers(route: Mapping[str, Any]) -> dict[str, str]:
@@ -240,70 +239,85 @@ def _route_headers(route: Mapping[str, Any]) -> dict[str, str]:
 # ------------------------------------------------------------ streaming
 
 
-async def _first(
-    parts: AsyncIterator[AIMessageChunk], target: str, metrics: ServerMetrics
-) -> AIMessageChunk | None:
-    """The first chunk, read before answering: a request that fails before any
-    output gets a proper status code (429, 503, ...) instead of a broken stream."""
-    try:
-        return await anext(parts)
-    except StopAsyncIteration:
-        return None
-    except LLMRouterError as exc:
-        metrics.failed(target, type(exc).__name__, _record_of(exc))
-        raise from_router_error(exc) from None
+class _Stream:
+    """One streamed answer as server-sent events."""
 
+    def __init__(
+        self, target: str, observer: Observer, started: float, key: str | None, with_route: bool
+    ) -> None:
+        self.with_route = with_route
+        self.target = target
+        self.observer = observer
+        self.started = started
+        self.key = key
 
-async def _sse(
-    parts: AsyncIterator[AIMessageChunk],
-    first: AIMessageChunk | None,
-    target: str,
-    metrics: ServerMetrics,
-    started: float,
-    include_usage: bool,
-) -> AsyncIterator[bytes]:
-    cid, created = completion_id(), int(time.time())
-    full: AIMessageChunk | None = None
-    ttft: float | None = None
-    sent_role = False
+    async def first(self, parts: AsyncIterator[AIMessageChunk]) -> AIMessageChunk | None:
+        """The first chunk, read before answering: a request that fails before any
+        output gets a proper status code (429, 503, ...) instead of a broken stream."""
+        try:
+            return await anext(parts)
+        except StopAsyncIteration:
+            return None
+        except LLMRouterError as exc:
+            self._failed(exc)
+            raise from_router_error(exc) from None
 
-    def event(data: Any) -> bytes:
-        return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    def _failed(self, exc: BaseException) -> None:
+        self.observer.failed(self.target, exc, time.perf_counter() - self.started, key=self.key)
 
-    async def chunks() -> AsyncIterator[AIMessageChunk]:
-        if first is not None:
-            yield first
-        async for part in parts:
-            yield part
+    async def events(
+        self,
+        parts: AsyncIterator[AIMessageChunk],
+        first: AIMessageChunk | None,
+        include_usage: bool,
+    ) -> AsyncIterator[bytes]:
+        target = self.target
+        cid, created = completion_id(), int(time.time())
+        full: AIMessageChunk | None = None
+        ttft: float | None = None
+        sent_role = False
 
-    try:
-        async for part in chunks():
-            full = part if full is None else full + part
-            delta = chunk_delta(part, first=not sent_role)
-            if delta is None:
-                continue
-            if ttft is None and (delta.get("content") or delta.get("tool_calls")):
-                ttft = time.perf_counter() - started
-            sent_role = True
-            yield event(chunk(cid, target, created, delta))
-    except LLMRouterError as exc:  # mid-stream: the status line is gone; say it in the stream
-        metrics.failed(target, type(exc).__name__, _record_of(exc))
-        yield event(from_router_error(exc).body())
+        async def chunks() -> AsyncIterator[AIMessageChunk]:
+            if first is not None:
+                yield first
+            async for part in parts:
+                yield part
+
+        try:
+            async for part in chunks():
+                full = part if full is None else full + part
+                delta = chunk_delta(part, first=not sent_role)
+                if delta is None:
+                    continue
+                if ttft is None and (delta.get("content") or delta.get("tool_calls")):
+                    ttft = time.perf_counter() - self.started
+                sent_role = True
+                yield _event(chunk(cid, target, created, delta))
+        except LLMRouterError as exc:  # mid-stream: the status line is gone; say it in the stream
+            self._failed(exc)
+            yield _event(from_router_error(exc).body())
+            yield b"data: [DONE]\n\n"
+            return
+        message = AIMessage(
+            content=full.content if full else "",
+            tool_calls=full.tool_calls if full else [],
+            response_metadata=full.response_metadata if full else {},
+            usage_metadata=full.usage_metadata if full else None,
+        )
+        route = message.response_metadata.get("route") or {}
+        seconds = time.perf_counter() - self.started
+        self.observer.answered(target, route, seconds, ttft=ttft, key=self.key)
+        usage = usage_of(message)
+        last = chunk(cid, target, created, {}, finish_reason(message))
+        if self.with_route:
+            last["route"] = route
+        if not include_usage:
+            last["usage"] = usage  # usage in the final chunk, once (clients sum what they see)
+        yield _event(last)
+        if include_usage:  # OpenAI's form: one more chunk, no choices, with the usage
+            yield _event({**chunk(cid, target, created, {}), "choices": [], "usage": usage})
         yield b"data: [DONE]\n\n"
-        return
-    message = AIMessage(
-        content=full.content if full else "",
-        tool_calls=full.tool_calls if full else [],
-        response_metadata=full.response_metadata if full else {},
-        usage_metadata=full.usage_metadata if full else None,
-    )
-    route = message.response_metadata.get("route") or {}
-    metrics.observe(target, route, time.perf_counter() - started, ttft)
-    usage = usage_of(message)
-    last = chunk(cid, target, created, {}, finish_reason(message), route=route)
-    if not include_usage:
-        last["usage"] = usage  # usage in the final chunk, once (clients sum what they see)
-    yield event(last)
-    if include_usage:  # OpenAI's form: one more chunk, no choices, with the usage
-        yield event({**chunk(cid, target, created, {}), "choices": [], "usage": usage})
-    yield b"data: [DONE]\n\n"
+
+
+def _event(data: Any) -> bytes:
+    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()

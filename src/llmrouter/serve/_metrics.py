@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from pydantic import ValidationError
 
 from llmrouter.core._router import BaseRouter
 from llmrouter.record import RouteRecord
@@ -77,7 +78,7 @@ class ServerMetrics:
             n = usage.get(f"{direction}_tokens") or 0
             if n:
                 self.tokens.labels(router, model, direction).inc(n)
-        cost, _ = RouteRecord.model_validate(route).total_cost()  # what budgets charge
+        cost = _charged(route, inner)
         if cost:
             self.cost.labels(router, model).inc(cost)
         self._attempts(router, route)
@@ -110,6 +111,14 @@ def _innermost(route: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
     while isinstance(record.get("inner"), Mapping):
         record = record["inner"]
     return str(record.get("model") or route.get("model") or ""), record
+
+
+def _charged(route: Mapping[str, Any], inner: Mapping[str, Any]) -> float:
+    """What budgets charge for the request (`RouteRecord.total_cost`)."""
+    try:
+        return RouteRecord.model_validate(route).total_cost()[0]
+    except ValidationError:  # not a whole record: its innermost priced cost, if any
+        return float(inner.get("cost_usd") or 0.0)
 
 
 class _StateCollector(Collector):

@@ -36,6 +36,16 @@ class ChatMessage(BaseModel):
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
 
+    @field_validator("tool_calls")
+    @classmethod
+    def _named_calls(cls, calls: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for call in calls or []:
+            if not isinstance(call.get("function"), dict) or "name" not in call["function"]:
+                raise ValueError(
+                    'each tool call needs {"function": {"name": ..., "arguments": "..."}}'
+                )
+        return calls
+
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
