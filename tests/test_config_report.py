@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from llmrouter import load_config
 from llmrouter.cli import app
-from llmrouter.config._report import spend_by_day
 
 FAKE = "langchain_core.language_models:FakeListChatModel"
 CONFIG = f"""
@@ -60,18 +59,3 @@ def test_report_of_a_router_with_nothing_to_report(config: Path) -> None:
     result = CliRunner().invoke(app, ["report", str(config), "--router", "plain"])
     assert result.exit_code == 0
     assert "nothing to report" in result.output
-
-
-def test_spend_by_day_sums_settled_rows_per_model_and_day() -> None:
-    day = 86_400.0
-    rows = [
-        {"state": "settled", "at": 10 * day + 5, "usd": 0.5, "model": "a"},
-        {"state": "settled", "at": 10 * day + 9, "usd": 0.25, "model": "a"},
-        {"state": "reserved", "at": 10 * day + 9, "usd": 9.0, "model": "a"},
-        {"state": "settled", "at": 11 * day + 1, "usd": 1.0, "model": "b"},
-        {"state": "settled", "at": 2 * day, "usd": 7.0, "model": "a"},  # before `since`
-    ]
-    assert spend_by_day(rows, since=5 * day) == {
-        "1970-01-11": {"a": 0.75},
-        "1970-01-12": {"b": 1.0},
-    }

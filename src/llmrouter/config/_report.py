@@ -8,9 +8,8 @@ ledger; A/B routers keep their records in their store. The report reads both
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +17,7 @@ from rich.table import Table
 
 from llmrouter.config._cli import ConfigArg, RouterOpt, _console, _load
 from llmrouter.core._router import BaseRouter
+from llmrouter.cost._spend_report import ledger_rows, plot_spend, spend_by_day
 
 
 def report_command(
@@ -45,17 +45,6 @@ def report_command(
         )
 
 
-def spend_by_day(rows: list[dict[str, Any]], since: float) -> dict[str, dict[str, float]]:
-    """Settled USD per day (``YYYY-MM-DD``, UTC) per model, from ledger rows."""
-    out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for row in rows:
-        if row["state"] != "settled" or row["at"] < since:
-            continue
-        day = dt.datetime.fromtimestamp(row["at"], tz=dt.timezone.utc).strftime("%Y-%m-%d")
-        out[day][row["model"] or "?"] += row["usd"]
-    return {day: dict(models) for day, models in sorted(out.items())}
-
-
 def _cost_report(
     name: str, router: BaseRouter, days: int, plot: Path | None, console: Console
 ) -> bool:
@@ -75,7 +64,7 @@ def _cost_report(
             f"{ends:%Y-%m-%d %H:%M}" if status.budget.windowed else "-",
         )
     console.print(table)
-    rows = _ledger_rows(router, name)
+    rows = ledger_rows(router)
     since = dt.datetime.now(tz=dt.timezone.utc).timestamp() - days * 86400
     by_day = spend_by_day(rows, since)
     models = sorted({m for spent in by_day.values() for m in spent})
@@ -89,45 +78,11 @@ def _cost_report(
         spend.add_row(day, *cells, f"{sum(spent.values()):.6f}")
     console.print(spend if by_day else f"{name}: no settled spend in the last {days} days")
     if plot is not None and by_day:
-        console.print(f"wrote {_plot_spend(name, by_day, models, plot)}")
+        plot.mkdir(parents=True, exist_ok=True)
+        path = plot / f"{name}-spend.png"
+        path.write_bytes(plot_spend(name, by_day))
+        console.print(f"wrote {path}")
     return True
-
-
-def _ledger_rows(router: BaseRouter, scope: str) -> list[dict[str, Any]]:
-    from llmrouter.cost._ledger import SpendLedger
-
-    db = getattr(router, "spend_db", None)
-    ledger = db if isinstance(db, SpendLedger) else SpendLedger(db)
-    try:
-        return ledger.rows(scope=router.router_name or scope)
-    finally:
-        if ledger is not db:
-            ledger.close()
-
-
-def _plot_spend(
-    name: str, by_day: dict[str, dict[str, float]], models: list[str], out: Path
-) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(8, 4))
-    bottom = [0.0] * len(by_day)
-    for model in models:
-        values = [spent.get(model, 0.0) for spent in by_day.values()]
-        ax.bar(list(by_day), values, bottom=bottom, label=model)
-        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    ax.set_ylabel("USD")
-    ax.set_title(f"{name}: spend by day")
-    ax.legend()
-    fig.tight_layout()
-    path = out / f"{name}-spend.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def _ab_report(name: str, router: BaseRouter, plot: Path | None, console: Console) -> bool:

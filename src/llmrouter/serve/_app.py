@@ -29,6 +29,7 @@ from llmrouter.serve._protocol import (
     to_messages,
     usage_of,
 )
+from llmrouter.serve._reports import add_playground
 from llmrouter.serve._settings import ApiKey, ServeSettings
 from llmrouter.spec import ModelSpec
 
@@ -100,6 +101,8 @@ def create_app(
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> Response:
         return exc.response()
+
+    add_playground(app, dict(routers), lambda request: _authenticate(request, settings))
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
