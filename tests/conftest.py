@@ -9,7 +9,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-pytest_plugins = ["_fixtures.tiny_models", "_fixtures.katan", "_fixtures.tiny_multimodal"]
+pytest_plugins = [
+    "_fixtures.tiny_models",
+    "_fixtures.katan",
+    "_fixtures.tiny_multimodal",
+    "_fixtures.serve",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ Exit codes scripts can rely on: 0 done; 2 the config (or an option) is wrong;
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -316,6 +317,9 @@ def serve_command(
         f"serving {', '.join(built.routers)} on http://{settings.host}:{settings.port}/v1 "
         f"({len(settings.keys)} API keys)"
     )
+    # uvicorn drains on SIGTERM, then re-raises it to the handler it found; a no-op one
+    # makes a drained stop exit 0 (as orchestrators expect) instead of dying by signal
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(
         app,
         host=settings.host,

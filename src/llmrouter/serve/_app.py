@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from llmrouter.core._router import BaseRouter
 from llmrouter.errors import LLMRouterError
 from llmrouter.serve._errors import APIError, from_router_error
+from llmrouter.serve._media import add_media
 from llmrouter.serve._metrics import CONTENT_TYPE, ServerMetrics
 from llmrouter.serve._observe import Observer
 from llmrouter.serve._protocol import (
@@ -103,6 +105,16 @@ def create_app(
         return exc.response()
 
     add_playground(app, dict(routers), lambda request: _authenticate(request, settings))
+    add_media(
+        app,
+        SimpleNamespace(
+            targets=targets,
+            observer=observer,
+            invalid=_invalid,
+            authenticate=lambda request: _authenticate(request, settings),
+            read=lambda request: _read_json(request, settings.max_request_bytes),
+        ),
+    )
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

@@ -1,0 +1,137 @@
+"""LangChain's standard integration suite through ``llmrouter serve``.
+
+A plain ``ChatOpenAI`` talks to the OpenAI-compatible server (in-process
+uvicorn, ``routed_server``) and names ``support-router`` as its model; the
+router calls llm-katan's echo backend. The class has the properties of
+``TestModelRouterIntegration`` in ``test_standard_suites.py`` (the router called
+directly against the same llm-katan), so the two counts compare. Every xfail is
+a limit of the echo backend, checked by hand, and each also fails with a bare
+``ChatOpenAI`` pointed straight at llm-katan:
+
+- tool calls: llm-katan answers any tool list with dummy arguments, and a
+  streamed tool request with a non-streamed body (as in the direct suite);
+- structured output: ``ChatOpenAI``'s default method is ``json_schema``, i.e. a
+  ``response_format`` that the server passes on and llm-katan ignores (it echoes
+  plain text). A router's default method is tool calling, which is why the
+  direct suite fails ``test_structured_output`` only in its stream half and
+  passes ``test_structured_output_optional_param``; the last test here runs that
+  one through the server with tool calling, and it passes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from _fixtures.serve import RoutedServer
+from langchain_core.language_models import BaseChatModel
+from langchain_openai import ChatOpenAI
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+
+from llmrouter.models._openai import openai_async_http_client
+
+ECHO_NO_TOOLS = "llm-katan's echo backend answers any tool list with a dummy call (args a=1, b=1)"
+ECHO_NO_STREAMED_TOOLS = (
+    "llm-katan's echo backend answers a streamed tool request with a non-streamed body, "
+    "so the router's stream yields no chunks and the server streams an empty answer "
+    "(a bare ChatOpenAI against llm-katan fails the same way)"
+)
+ECHO_NO_JSON_SCHEMA = (
+    "ChatOpenAI's default structured-output method is json_schema (a response_format, "
+    "passed on by the server); llm-katan's echo backend ignores it and answers plain text, "
+    "which is not JSON (a bare ChatOpenAI against llm-katan fails the same way)"
+)
+
+
+class TestServedRouterIntegration(ChatModelIntegrationTests):
+    server: Any = None
+
+    @pytest.fixture(autouse=True)
+    def _served(self, routed_server: RoutedServer) -> None:
+        type(self).server = routed_server
+
+    @property
+    def chat_model_class(self) -> type[BaseChatModel]:
+        return ChatOpenAI
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        server: RoutedServer = type(self).server
+        return {
+            "model": server.router,
+            "base_url": server.base_url,
+            "api_key": server.api_key,
+            # What `openai_compatible` gives the models of the direct suite: langchain-openai
+            # shares one async client per base URL, whose pooled connections belong to the
+            # event loop that opened them, so the next test's loop would fail with "Event
+            # loop is closed"; this client keeps one pool per loop.
+            "http_async_client": openai_async_http_client(),
+        }
+
+    @property
+    def supports_model_override(self) -> bool:
+        return False  # as for the router called directly
+
+    @property
+    def returns_usage_metadata(self) -> bool:
+        return True
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return False
+
+    # -- capabilities the echo backend lacks (each reason checked by hand) ---------
+
+    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
+    @pytest.mark.xfail(reason=ECHO_NO_TOOLS + "; the test checks the arguments", strict=True)
+    def test_tool_calling(self, model: BaseChatModel) -> None:
+        super().test_tool_calling(model)
+
+    @pytest.mark.xfail(reason=ECHO_NO_TOOLS + "; the test checks the arguments", strict=True)
+    async def test_tool_calling_async(self, model: BaseChatModel) -> None:
+        await super().test_tool_calling_async(model)
+
+    @pytest.mark.xfail(reason=ECHO_NO_TOOLS + "; the test checks the arguments", strict=True)
+    def test_unicode_tool_call_integration(self, model: BaseChatModel) -> None:
+        super().test_unicode_tool_call_integration(model)
+
+    # the invoke half passes; the stream half gets no tool call
+    @pytest.mark.xfail(reason=ECHO_NO_STREAMED_TOOLS, strict=True)
+    def test_tool_calling_with_no_arguments(self, model: BaseChatModel) -> None:
+        super().test_tool_calling_with_no_arguments(model)
+
+    # a pydantic v1 schema makes ChatOpenAI fall back to tool calling (then streams)
+    @pytest.mark.xfail(reason=ECHO_NO_STREAMED_TOOLS, strict=True)
+    def test_structured_output_pydantic_2_v1(self, model: BaseChatModel) -> None:
+        super().test_structured_output_pydantic_2_v1(model)
+
+    @pytest.mark.parametrize("schema_type", ["pydantic", "typeddict", "json_schema"])
+    @pytest.mark.xfail(reason=ECHO_NO_JSON_SCHEMA, strict=True)
+    def test_structured_output(self, model: BaseChatModel, schema_type: str) -> None:
+        super().test_structured_output(model, schema_type)
+
+    @pytest.mark.parametrize("schema_type", ["pydantic", "typeddict", "json_schema"])
+    @pytest.mark.xfail(reason=ECHO_NO_JSON_SCHEMA, strict=True)
+    async def test_structured_output_async(self, model: BaseChatModel, schema_type: str) -> None:
+        await super().test_structured_output_async(model, schema_type)
+
+    # passes in the direct suite, whose router uses tool calling: see the test below
+    @pytest.mark.xfail(reason=ECHO_NO_JSON_SCHEMA, strict=True)
+    def test_structured_output_optional_param(self, model: BaseChatModel) -> None:
+        super().test_structured_output_optional_param(model)
+
+
+class _ByToolCalling(TestServedRouterIntegration):  # not collected: only its test below
+    @property
+    def structured_output_kwargs(self) -> dict[str, Any]:
+        return {"method": "function_calling"}  # what a router's with_structured_output does
+
+
+def test_structured_output_optional_param_by_tool_calling(routed_server: RoutedServer) -> None:
+    """The direct suite's way (tool calling) passes through the server too."""
+    suite = _ByToolCalling()
+    type(suite).server = routed_server
+    model = suite.chat_model_class(
+        **{**suite.standard_chat_model_params, **suite.chat_model_params}
+    )
+    suite.test_structured_output_optional_param(model)
