@@ -219,3 +219,21 @@ def test_routers_without_budget_have_no_budget_gauge() -> None:
     metrics = ServerMetrics({"main": ModelRouter(models=[fake("a")])})
     assert not [k for k in samples(metrics) if k[0] == "llmrouter_budget_remaining_usd"]
     assert value(metrics, "llmrouter_breaker_state", router="main", model="a") == 0
+
+
+def test_retries_and_fallbacks_inside_a_nested_router_are_counted() -> None:
+    metrics = ServerMetrics({})
+    inner = {
+        "router": "by-task",
+        "model": "local",
+        "attempts": [
+            {"model": "remote", "ok": False},
+            {"model": "remote", "ok": False},
+            {"model": "local", "ok": True},
+        ],
+    }
+    outer = {"router": "front", "model": "by-task", "attempts": [{"model": "by-task", "ok": True}]}
+    metrics.observe("front", {**outer, "inner": inner}, 0.5)
+    text = metrics.exposition().decode()
+    assert 'llmrouter_retries_total{model="remote",router="front"} 1.0' in text
+    assert 'llmrouter_fallbacks_total{router="front"} 1.0' in text

@@ -91,13 +91,19 @@ class ServerMetrics:
             self._attempts(router, route)
 
     def _attempts(self, router: str, route: Mapping[str, Any]) -> None:
-        attempts = route.get("attempts") or []
-        tried = [a.get("model") for a in attempts]
-        for model in set(tried):
-            extra = tried.count(model) - 1
-            if extra:
-                self.retries.labels(router, str(model)).inc(extra)
-        if len(set(tried)) > 1 and attempts and attempts[-1].get("ok"):
+        """Retries and fallbacks of the record and of every nested router's record."""
+        record: Any = route
+        fell_back = False
+        while isinstance(record, Mapping):
+            attempts = record.get("attempts") or []
+            tried = [a.get("model") for a in attempts]
+            for model in set(tried):
+                extra = tried.count(model) - 1
+                if extra:
+                    self.retries.labels(router, str(model)).inc(extra)
+            fell_back |= len(set(tried)) > 1 and bool(attempts) and bool(attempts[-1].get("ok"))
+            record = record.get("inner")
+        if fell_back:
             self.fallbacks.labels(router).inc()
 
     def exposition(self) -> bytes:
