@@ -661,3 +661,17 @@ def test_metrics_count_the_requests_made() -> None:
     assert at("llmrouter_requests_total", router="down", model="", status="error") == 2
     assert at("llmrouter_errors_total", router="down", error="AllModelsFailedError") == 2
     assert at("llmrouter_breaker_state", router="main", model="fake") == 0
+
+
+def test_a_keys_request_rate_limit_answers_429_with_retry_after() -> None:
+    limited = ApiKey(key="sk-limited-0123456789", name="slow", requests_per_minute=2)
+    free = ApiKey(key="sk-free-0123456789", name="free")
+    c = client({"main": ModelRouter(models=[recorder("m")])}, keys=[limited, free])
+    body = {"model": "main", "messages": HI}
+    for _ in range(2):
+        assert c.post(URL, json=body, headers=bearer("sk-limited-0123456789")).status_code == 200
+    refused = c.post(URL, json=body, headers=bearer("sk-limited-0123456789"))
+    error = error_of(refused, 429)
+    assert error["type"] == "rate_limit_error" and "'slow'" in error["message"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 30
+    assert c.post(URL, json=body, headers=bearer("sk-free-0123456789")).status_code == 200

@@ -132,3 +132,12 @@ def test_keys_are_read_from_plain_dicts() -> None:
     )
     found = s.authenticate(f"Bearer {ALICE}")
     assert found is not None and found.routers == ["support"] and found.user == "a"
+
+
+def test_a_rate_limit_refills_at_its_rate_and_allows_its_burst() -> None:
+    key = ApiKey(key="sk-0123456789", name="k", requests_per_minute=60)
+    assert all(key.take(now=0.0) is None for _ in range(60))  # a burst of a minute's worth
+    assert key.take(now=0.0) == pytest.approx(1.0)  # one request per second refills
+    assert key.take(now=0.5) == pytest.approx(0.5)
+    assert key.take(now=1.0) is None
+    assert ApiKey(key="sk-0123456789", name="k").take() is None  # no limit

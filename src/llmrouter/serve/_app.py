@@ -206,6 +206,16 @@ def _authenticate(request: Request, settings: ServeSettings) -> ApiKey | None:
             kind="authentication_error",
             code="invalid_api_key",
         )
+    wait = key.take()
+    if wait is not None:
+        raise APIError(
+            429,
+            f"rate limit of key {key.name!r} ({key.requests_per_minute:g} requests per minute) "
+            f"reached; retry in {wait:.1f} s",
+            kind="rate_limit_error",
+            code="rate_limit_exceeded",
+            retry_after=wait,
+        )
     return key
 
 

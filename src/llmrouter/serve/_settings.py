@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import threading
+import time
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 
 class ApiKey(BaseModel):
@@ -21,9 +23,39 @@ class ApiKey(BaseModel):
     user: str | None = None
     """The budget user its requests are charged to (a ``Budget(key="user")``); it
     overrides the request's ``user`` field, so a client cannot spend another's budget."""
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    """Most requests per minute (a token bucket allowing bursts of that size); over it,
+    429 with ``Retry-After``. ``null``: no limit. Per server process."""
+
+    _bucket: list[float] = PrivateAttr(default_factory=list)  # [tokens, last refill time]
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def allows(self, target: str) -> bool:
         return not self.routers or target in self.routers
+
+    def take(self, now: float | None = None) -> float | None:
+        """Count one request: ``None`` if it may go ahead, else seconds until it may.
+
+        Examples:
+            >>> key = ApiKey(key="sk-0123456789", name="k", requests_per_minute=2)
+            >>> key.take(now=0.0), key.take(now=0.0), key.take(now=0.0)
+            (None, None, 30.0)
+            >>> key.take(now=30.0)
+        """
+        rate = self.requests_per_minute
+        if rate is None:
+            return None
+        at = time.monotonic() if now is None else now
+        with self._lock:
+            if not self._bucket:
+                self._bucket[:] = [rate, at]
+            tokens, last = self._bucket
+            tokens = min(rate, tokens + (at - last) * rate / 60.0)
+            if tokens >= 1.0:
+                self._bucket[:] = [tokens - 1.0, at]
+                return None
+            self._bucket[:] = [tokens, at]
+            return (1.0 - tokens) * 60.0 / rate
 
 
 class ServeSettings(BaseModel):
