@@ -675,3 +675,17 @@ def test_a_keys_request_rate_limit_answers_429_with_retry_after() -> None:
     assert error["type"] == "rate_limit_error" and "'slow'" in error["message"]
     assert 1 <= int(refused.headers["Retry-After"]) <= 30
     assert c.post(URL, json=body, headers=bearer("sk-free-0123456789")).status_code == 200
+
+
+def test_an_unexpected_error_is_a_500_in_openais_shape_without_details() -> None:
+    class Boom(ModelRouter):
+        async def ainvoke(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            raise RuntimeError("secret internals")
+
+    c = TestClient(
+        create_app({"main": Boom(models=[recorder("m")])}, {}), raise_server_exceptions=False
+    )
+    reply = c.post(URL, json={"model": "main", "messages": HI})
+    error = error_of(reply, 500)
+    assert error["type"] == "server_error" and "RuntimeError" in error["message"]
+    assert "secret internals" not in error["message"]

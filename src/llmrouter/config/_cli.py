@@ -286,7 +286,7 @@ def serve_command(
         bool, typer.Option(help="Log each request's route record as a JSON line on stderr.")
     ] = True,
 ) -> None:
-    """Serve the config's routers as an OpenAI-compatible API (needs llmrouter[serve])."""
+    """Serve the config's routers as an OpenAI-compatible API (needs the serve extra)."""
     built = _load(config)
     try:
         import uvicorn

@@ -104,6 +104,12 @@ def create_app(
     async def _api_error(request: Request, exc: APIError) -> Response:
         return exc.response()
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # OpenAI's shape for clients; the traceback goes to the server log, not to them
+        message = f"internal error ({type(exc).__name__}); see the server's log"
+        return APIError(500, message, kind="server_error", code="internal_error").response()
+
     add_playground(app, dict(routers), lambda request: _authenticate(request, settings))
     add_media(
         app,
