@@ -547,3 +547,27 @@ def test_an_ab_store_given_as_a_sqlite_url_is_used_as_is(tmp_path: Path) -> None
         assert db.exists() and not (tmp_path / "cfg" / "sqlite:").exists()
     finally:
         router.close()
+
+
+def make_fake(responses: list[str]) -> FakeListChatModel:
+    """A function returning a LangChain model (for ``factory: module:make_fake``)."""
+    return FakeListChatModel(responses=responses)
+
+
+def test_an_import_path_function_gets_its_own_keywords_and_the_spec_its_fields(
+    tmp_path: Path,
+) -> None:
+    text = f"""
+        models:
+          f:
+            factory: "{__name__}:make_fake"
+            responses: [made]
+            tasks: [chat]
+            input_cost: 2.5
+        routers:
+          r: {{type: cost, models: [f]}}
+        """
+    built = build(tmp_path, text)
+    spec = built.models["f"]
+    assert spec.name == "f" and spec.tasks == frozenset({"chat"}) and spec.input_cost == 2.5
+    assert built.router().invoke("hi").content == "made"

@@ -313,8 +313,8 @@ def build_model(key: str, entry: Any, base: Path | None = None) -> ModelSpec:
     if isinstance(target, type) and issubclass(target, BaseLanguageModel):
         from llmrouter.models._common import split_spec_kwargs
 
-        spec_kwargs, model_kwargs = split_spec_kwargs(kwargs)
-        return ModelSpec(name=name, model=target(**model_kwargs), **spec_kwargs)
+        fields, model_kwargs = split_spec_kwargs(kwargs)
+        return ModelSpec(name=name, model=target(**model_kwargs), **fields)
     _first_parameter_as_model(target, kwargs)
     if entry.factory in _LOCAL_TRANSFORMERS and isinstance(kwargs.get(_FIRST), str):
         from llmrouter.models._hf_checks import check_model_source
@@ -333,15 +333,23 @@ def build_model(key: str, entry: Any, base: Path | None = None) -> ModelSpec:
                 "Hub repo id ('org/name')"
             ) from None
     call: Any = target
+    spec_kwargs: dict[str, Any] = {}
+    if ":" in entry.factory:  # someone else's function: it may not take ModelSpec fields
+        from llmrouter.models._common import split_spec_kwargs
+
+        spec_kwargs, kwargs = split_spec_kwargs(kwargs)
     built = call(name=name, **kwargs) if _takes(target, "name") else call(**kwargs)
     if isinstance(built, BaseLanguageModel):
-        return ModelSpec(name=name, model=built)
+        return ModelSpec(name=name, model=built, **spec_kwargs)
     if not isinstance(built, ModelSpec):
         raise ConfigurationError(
             f"factory {entry.factory!r} returned {type(built).__name__}; "
             "it must return a ModelSpec or a LangChain model"
         )
-    return built if built.name == name else built.model_copy(update={"name": name})
+    changes = {**spec_kwargs, "name": name}
+    if all(getattr(built, k) == v for k, v in changes.items()):
+        return built
+    return ModelSpec(**{**dict(built), **changes})  # validated again, with the entry's fields
 
 
 def resolve_factory(factory: str) -> Callable[..., Any]:
