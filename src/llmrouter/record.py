@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.messages import BaseMessage
@@ -100,11 +101,10 @@ class RouteRecord(BaseModel):
             >>> RouteRecord(router="r", router_type="T", estimated_cost_usd=0.2).total_cost()
             (0.2, 'estimate')
         """
-        cost, inner = self.cost_usd, self.inner
-        while inner is not None:
+        cost = self.cost_usd
+        for inner in route_chain(self.inner) if self.inner else []:
             if inner.get("cost_usd") is not None:
                 cost = float(inner["cost_usd"])
-            inner = inner.get("inner")
         source = "usage"
         if cost is None:
             cost, source = self.estimated_cost_usd or 0.0, "estimate"
@@ -112,6 +112,23 @@ class RouteRecord(BaseModel):
         if partial:
             cost, source = cost + sum(partial), source + " + estimate of interrupted streams"
         return cost, source
+
+
+def route_chain(route: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A route record (as a dict) and those of the nested routers that answered for it,
+    outermost first; the last one names the model that really answered.
+
+    Examples:
+        >>> chain = route_chain({"model": "by-task", "inner": {"model": "local"}})
+        >>> [r["model"] for r in chain]
+        ['by-task', 'local']
+        >>> route_chain({"model": "m"})[-1]["model"]
+        'm'
+    """
+    chain: list[Mapping[str, Any]] = [route]
+    while isinstance(chain[-1].get("inner"), Mapping):
+        chain.append(chain[-1]["inner"])
+    return chain
 
 
 def route_of(message: BaseMessage) -> RouteRecord:

@@ -10,7 +10,7 @@ from langchain_core.messages import BaseMessage
 
 from llmrouter.ab._store import ExperimentRecord
 from llmrouter.errors import UnknownRequestError
-from llmrouter.record import RouteRecord
+from llmrouter.record import RouteRecord, route_chain
 from llmrouter.spec import ModelSpec
 
 __all__ = ["experiment_record", "request_id_of"]
@@ -86,9 +86,7 @@ def request_id_of(target: BaseMessage | RouteRecord | str, experiment: str) -> s
             f"record_feedback takes a message, a RouteRecord or a request id, got "
             f"{type(target).__name__}"
         )
-    route: dict[str, Any] | None = top
-    while route is not None:  # this router may be nested inside another
+    for route in route_chain(top):  # this router may be nested inside another
         if (route.get("extra") or {}).get("experiment") == experiment:
             return str(route["request_id"])
-        route = route.get("inner")
     return str(top["request_id"])  # not this experiment's: the store will say whose it is

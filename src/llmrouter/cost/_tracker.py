@@ -23,6 +23,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.tracers.context import register_configure_hook
 
+from llmrouter.record import route_chain
 from llmrouter.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -345,8 +346,7 @@ class CostTracker(BaseCallbackHandler):
         if not message.usage_metadata:
             self._add_unmetered()
             return
-        while isinstance(route.get("inner"), dict):
-            route = route["inner"]
+        route = dict(route_chain(route)[-1])
         backend = route.get("backend_model")
         leaf = _Leaf(run, message.usage_metadata, str(backend) if backend else None)
         self._book_leaf(leaf, str(route["router"]), route, answered=True)

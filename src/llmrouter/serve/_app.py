@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from llmrouter.core._router import BaseRouter
 from llmrouter.errors import LLMRouterError
+from llmrouter.record import route_chain
 from llmrouter.serve._errors import APIError, from_router_error
 from llmrouter.serve._media import add_media
 from llmrouter.serve._metrics import CONTENT_TYPE, ServerMetrics
@@ -252,9 +253,7 @@ def _invalid(exc: ValidationError) -> APIError:
 
 
 def _route_headers(route: Mapping[str, Any]) -> dict[str, str]:
-    inner: Mapping[str, Any] = route
-    while isinstance(inner.get("inner"), Mapping):
-        inner = inner["inner"]
+    inner = route_chain(route)[-1]
     headers = {
         "x-llmrouter-router": str(route.get("router", "")),
         "x-llmrouter-model": str(inner.get("model", "")),

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from pydantic import ValidationError
 
 from llmrouter.core._router import BaseRouter
-from llmrouter.record import RouteRecord
+from llmrouter.record import RouteRecord, route_chain
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -92,9 +92,8 @@ class ServerMetrics:
 
     def _attempts(self, router: str, route: Mapping[str, Any]) -> None:
         """Retries and fallbacks of the record and of every nested router's record."""
-        record: Any = route
         fell_back = False
-        while isinstance(record, Mapping):
+        for record in route_chain(route):
             attempts = record.get("attempts") or []
             tried = [a.get("model") for a in attempts]
             for model in set(tried):
@@ -102,7 +101,6 @@ class ServerMetrics:
                 if extra:
                     self.retries.labels(router, str(model)).inc(extra)
             fell_back |= len(set(tried)) > 1 and bool(attempts) and bool(attempts[-1].get("ok"))
-            record = record.get("inner")
         if fell_back:
             self.fallbacks.labels(router).inc()
 
@@ -113,9 +111,7 @@ class ServerMetrics:
 
 def _innermost(route: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
     """The model that really answered (through nested routers) and its record."""
-    record: Mapping[str, Any] = route
-    while isinstance(record.get("inner"), Mapping):
-        record = record["inner"]
+    record = route_chain(route)[-1]
     return str(record.get("model") or route.get("model") or ""), record
 
 
