@@ -18,13 +18,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from llmrouter._cli_output import EXIT_CALL, EXIT_CONFIG, fail, make_console
 from llmrouter.errors import ConfigurationError, LLMRouterError
-from llmrouter.record import RouteRecord
-
-EXIT_CONFIG = 2
-"""The config file or an option is wrong (nothing was called)."""
-EXIT_CALL = 3
-"""The routed call failed: every model failed, a budget refused, ..."""
+from llmrouter.record import RouteRecord, route_chain
 
 ConfigArg = Annotated[Path, typer.Argument(help="A YAML config file (see `llmrouter schema`).")]
 RouterOpt = Annotated[
@@ -35,23 +31,13 @@ TaskOpt = Annotated[str | None, typer.Option("--task", "-t", help="Task of the r
 models_app = typer.Typer(help="The models a config defines.", no_args_is_help=True)
 
 
-def _console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, width=None if sys.stdout.isatty() else 132)
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    console = _console(stderr=True)
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
 def _load(config: Path) -> Any:
     from llmrouter.config import load_config
 
     try:
         return load_config(config).build()
     except ConfigurationError as exc:
-        raise _fail(str(exc), EXIT_CONFIG) from None
+        raise fail(str(exc), EXIT_CONFIG) from None
 
 
 def check_command(config: ConfigArg) -> None:
@@ -67,7 +53,7 @@ def check_command(config: ConfigArg) -> None:
             ", ".join(s.name for s in router.models),
             "yes" if name == built.default else "",
         )
-    console = _console()
+    console = make_console()
     console.print(table)
     console.print(f"{len(built.models)} models, {len(built.routers)} routers; no model was called")
 
@@ -83,7 +69,7 @@ def schema_command(
         typer.echo(text)
     else:
         out.write_text(text + "\n", encoding="utf-8")
-        _console().print(f"wrote {out}")
+        make_console().print(f"wrote {out}")
 
 
 def run_command(
@@ -106,7 +92,7 @@ def run_command(
         return
     if not stream:
         typer.echo(message.text)
-    _print_route(message, _console(stderr=True))
+    _print_route(message, make_console(stderr=True))
 
 
 def chat_command(config: ConfigArg, router: RouterOpt = None, task: TaskOpt = None) -> None:
@@ -117,7 +103,7 @@ def chat_command(config: ConfigArg, router: RouterOpt = None, task: TaskOpt = No
     """
     built = _load(config)
     chosen = _pick(built, router)
-    console = _console()
+    console = make_console()
     console.print(
         f"[bold]{chosen.router_name}[/bold] over {', '.join(s.name for s in chosen.models)}. "
         "/task NAME, /reset, /exit"
@@ -190,7 +176,7 @@ def list_command(config: ConfigArg) -> None:
             str(spec.context_window or "?"),
             health.get(spec.name, "-"),
         )
-    _console().print(table)
+    make_console().print(table)
 
 
 # ------------------------------------------------------------ helpers
@@ -200,7 +186,7 @@ def _pick(built: Any, router: str | None) -> Any:
     try:
         return built.router(router)
     except ConfigurationError as exc:
-        raise _fail(str(exc), EXIT_CONFIG) from None
+        raise fail(str(exc), EXIT_CONFIG) from None
 
 
 def _ask(
@@ -230,7 +216,7 @@ def _ask(
     except LLMRouterError as exc:
         if not exit_on_error:
             raise
-        raise _fail(f"{type(exc).__name__}: {exc}", EXIT_CALL) from None
+        raise fail(f"{type(exc).__name__}: {exc}", EXIT_CALL) from None
 
 
 def _route(message: BaseMessage) -> dict[str, Any]:
@@ -252,17 +238,14 @@ def _print_route(message: BaseMessage, console: Console) -> None:
     route = _route(message)
     if not route:
         return
-    chain: list[str] = []
-    failed: list[str] = []
-    record: Any = route
-    while isinstance(record, dict):  # a router answering for a router: follow it down
-        chain.append(str(record.get("model")))
-        failed += [
-            f"{a.get('model')} ({a.get('error_type')})"
-            for a in record.get("attempts") or []
-            if not a.get("ok")
-        ]
-        record = record.get("inner")
+    records = route_chain(route)  # a router answering for a router: follow it down
+    chain = [str(record.get("model")) for record in records]
+    failed = [
+        f"{a.get('model')} ({a.get('error_type')})"
+        for record in records
+        for a in record.get("attempts") or []
+        if not a.get("ok")
+    ]
     usage = route.get("usage") or {}
     parts = [
         "model " + " -> ".join(chain),
@@ -294,11 +277,11 @@ def serve_command(
         from llmrouter.serve import create_app
     except ImportError as exc:
         message = f"{exc}; install the extra: pip install 'llmrouter[serve]'"
-        raise _fail(message, EXIT_CONFIG) from None
+        raise fail(message, EXIT_CONFIG) from None
     settings = built.serve.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
-    console = _console(stderr=True)
+    console = make_console(stderr=True)
     if not settings.keys and settings.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(
             f"[yellow]warning:[/yellow] listening on {settings.host} without API keys: anyone "

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from llmrouter._cli_output import fail
 from llmrouter.errors import ConfigurationError
 
 _DATA_HELP = "CSV/TSV/JSONL: a prompt column, one outcome column per model, optional MODEL|cost."
@@ -122,11 +123,11 @@ def _prices(path: Path | None) -> dict[str, float] | None:
     try:
         prices = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        _fail(f"--prices {path}: {exc}; give a JSON object {{model: USD per call}}")
+        raise fail(f"--prices {path}: {exc}; give a JSON object {{model: USD per call}}") from None
     if not isinstance(prices, dict) or not all(
         isinstance(v, (int, float)) and v >= 0 for v in prices.values()
     ):
-        _fail(f"--prices {path}: give a JSON object {{model: USD per call >= 0}}")
+        raise fail(f"--prices {path}: give a JSON object {{model: USD per call >= 0}}")
     return {str(k): float(v) for k, v in prices.items()}
 
 
@@ -135,9 +136,4 @@ def _guard(action: Any) -> Any:
     try:
         return action()
     except ConfigurationError as exc:
-        _fail(str(exc))
-
-
-def _fail(message: str) -> Any:
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+        raise fail(str(exc)) from None
