@@ -12,7 +12,7 @@ from langchain_core.language_models import FakeListChatModel
 
 from llmrouter import ABRouter, Budget, CostAwareRouter, ModelRouter, ModelSpec
 from llmrouter.serve import ApiKey, ServeSettings, create_app
-from llmrouter.serve._reports import router_report
+from llmrouter.serve._reports import report_json
 
 KEY, LIMITED = "sk-reports-0123456789", "sk-limited-0123456789"
 
@@ -60,14 +60,14 @@ def test_router_report_of_a_cost_and_an_ab_router(routers: dict[str, object]) ->
     cost, ab = routers["cost"], routers["ab"]
     cost.invoke("hi")  # type: ignore[attr-defined]
     ab.invoke("hi", user="u1")  # type: ignore[attr-defined]
-    report = router_report(cost)  # type: ignore[arg-type]
+    report = report_json(cost)  # type: ignore[arg-type]
     assert report["type"] == "CostAwareRouter"
     (budget,) = report["budgets"]
     assert budget["budget"] == "$1.00 per day" and budget["spent_usd"] > 0
     (day,) = report["spend_by_day"].values()
     assert day["m"] == pytest.approx(budget["spent_usd"])
-    assert "Experiment 'exp'" in router_report(ab)["experiment"]  # type: ignore[arg-type]
-    assert router_report(routers["plain"]) == {  # type: ignore[arg-type]
+    assert "Experiment 'exp'" in report_json(ab)["experiment"]  # type: ignore[arg-type]
+    assert report_json(routers["plain"]) == {  # type: ignore[arg-type]
         "type": "ModelRouter",
         "budgets": [],
         "spend_by_day": {},

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from llmrouter.config._cli import ConfigArg, RouterOpt, _console, _load
-from llmrouter.core._router import BaseRouter
-from llmrouter.cost._spend_report import ledger_rows, plot_spend, spend_by_day
+from llmrouter._cli_output import make_console
+from llmrouter._router_report import RouterReport, router_report
+from llmrouter.config._cli import ConfigArg, RouterOpt, _load
+from llmrouter.cost._spend_report import plot_spend
 
 
 def report_command(
@@ -31,12 +32,15 @@ def report_command(
     """Cost (spend by model and day, budgets left) and A/B reports of a config's routers."""
     built = _load(config)
     chosen = {router: built.router(router)} if router else built.routers
-    console = _console()
+    console = make_console()
     shown = 0
     for name, each in chosen.items():
-        if _cost_report(name, each, days, plot, console):
+        report = router_report(each, days)
+        if report.budgets:
+            _cost_report(name, report, days, plot, console)
             shown += 1
-        if _ab_report(name, each, plot, console):
+        if report.experiment is not None:
+            _ab_report(name, report.experiment, plot, console)
             shown += 1
     if not shown:
         console.print(
@@ -46,15 +50,12 @@ def report_command(
 
 
 def _cost_report(
-    name: str, router: BaseRouter, days: int, plot: Path | None, console: Console
-) -> bool:
-    statuses = getattr(router, "budget_status", None)
-    if not callable(statuses) or not statuses():
-        return False
+    name: str, report: RouterReport, days: int, plot: Path | None, console: Console
+) -> None:
     table = Table(title=f"{name}: budgets")
     for column in ("budget", "spent USD", "reserved USD", "left USD", "window ends (UTC)"):
         table.add_column(column)
-    for status in statuses():
+    for status in report.budgets:
         ends = dt.datetime.fromtimestamp(status.window_end, tz=dt.timezone.utc)
         table.add_row(
             status.budget.describe(status.user),
@@ -64,9 +65,7 @@ def _cost_report(
             f"{ends:%Y-%m-%d %H:%M}" if status.budget.windowed else "-",
         )
     console.print(table)
-    rows = ledger_rows(router)
-    since = dt.datetime.now(tz=dt.timezone.utc).timestamp() - days * 86400
-    by_day = spend_by_day(rows, since)
+    by_day = report.spend_by_day
     models = sorted({m for spent in by_day.values() for m in spent})
     spend = Table(title=f"{name}: spend by day and model, last {days} days (USD)")
     spend.add_column("day")
@@ -82,17 +81,11 @@ def _cost_report(
         path = plot / f"{name}-spend.png"
         path.write_bytes(plot_spend(name, by_day))
         console.print(f"wrote {path}")
-    return True
 
 
-def _ab_report(name: str, router: BaseRouter, plot: Path | None, console: Console) -> bool:
-    report_of = getattr(router, "report", None)
-    if not callable(report_of) or not hasattr(router, "variants"):
-        return False
-    report = report_of()
-    console.print(f"[bold]{name}[/bold]: experiment {getattr(router, 'experiment', '')}")
+def _ab_report(name: str, report: Any, plot: Path | None, console: Console) -> None:
+    console.print(f"[bold]{name}[/bold]: experiment {report.experiment}")
     console.print(str(report), highlight=False, markup=False)
     if plot is not None:
         plot.mkdir(parents=True, exist_ok=True)
         console.print(f"wrote {report.plot(plot / f'{name}-ab.png')}")
-    return True

@@ -4,7 +4,6 @@ and A/B reports (text and plots) of the routers a key may use."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
+from llmrouter._router_report import router_report
 from llmrouter.core._router import BaseRouter
 from llmrouter.serve._errors import APIError
 from llmrouter.serve._settings import ApiKey
@@ -23,27 +23,24 @@ def playground_html() -> str:
     return resources.files("llmrouter.serve").joinpath("static/playground.html").read_text()
 
 
-def router_report(router: BaseRouter, days: int = 7) -> dict[str, Any]:
+def report_json(router: BaseRouter, days: int = 7) -> dict[str, Any]:
     """What a router's reports say, as JSON-ready data (budgets, spend, experiment)."""
-    out: dict[str, Any] = {"type": type(router).__name__, "budgets": [], "spend_by_day": {}}
-    statuses = getattr(router, "budget_status", None)
-    if callable(statuses) and statuses():
-        from llmrouter.cost._spend_report import ledger_rows, spend_by_day
-
-        out["budgets"] = [
+    report = router_report(router, days)
+    out: dict[str, Any] = {
+        "type": type(router).__name__,
+        "budgets": [
             {
                 "budget": s.budget.describe(s.user),
                 "spent_usd": s.spent_usd,
                 "reserved_usd": s.reserved_usd,
                 "remaining_usd": s.remaining_usd,
             }
-            for s in statuses()
-        ]
-        since = dt.datetime.now(tz=dt.timezone.utc).timestamp() - days * 86400
-        out["spend_by_day"] = spend_by_day(ledger_rows(router), since)
-    report_of = getattr(router, "report", None)
-    if callable(report_of) and hasattr(router, "variants"):
-        out["experiment"] = str(report_of())
+            for s in report.budgets
+        ],
+        "spend_by_day": report.spend_by_day,
+    }
+    if report.experiment is not None:
+        out["experiment"] = str(report.experiment)
     return out
 
 
@@ -67,7 +64,7 @@ def add_playground(
     @app.get("/v1/llmrouter/reports")
     async def reports(request: Request) -> dict[str, Any]:
         mine = allowed(request)
-        data = await asyncio.to_thread(lambda: {n: router_report(r) for n, r in mine.items()})
+        data = await asyncio.to_thread(lambda: {n: report_json(r) for n, r in mine.items()})
         return {"routers": data}
 
     @app.get("/v1/llmrouter/reports/{name}/{kind}.png")
@@ -82,17 +79,16 @@ def add_playground(
 
 
 def _plot(name: str, router: BaseRouter, kind: str) -> bytes | None:
+    report = router_report(router)
     if kind == "spend":
-        spend = router_report(router)["spend_by_day"]
-        if not spend:
+        if not report.spend_by_day:
             return None
         from llmrouter.cost._spend_report import plot_spend
 
-        return plot_spend(name, spend)
-    report_of = getattr(router, "report", None)
-    if not callable(report_of) or not hasattr(router, "variants"):
+        return plot_spend(name, report.spend_by_day)
+    if report.experiment is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ab.png"
-        report_of().plot(path)
+        report.experiment.plot(path)
         return path.read_bytes()
