@@ -54,9 +54,10 @@ class ImagesRequest(BaseModel):
 
 def serves(router: BaseRouter, route: str) -> bool:
     """Does ``router`` answer ``route`` (a multimodal route, or a model of that modality)?"""
-    routes = getattr(router, "routes", None)
-    if isinstance(routes, dict) and routes and all(isinstance(v, list) for v in routes.values()):
-        return route in routes
+    from llmrouter.multimodal import MultiModalRouter
+
+    if isinstance(router, MultiModalRouter):
+        return route in router.routes
     return any(spec.modality == route for spec in router.models)
 
 
@@ -95,7 +96,9 @@ def add_media(app: FastAPI, state: Any) -> None:
     ) -> list[BaseMessage]:
         started = time.perf_counter()
         who = key.name if key is not None else None
-        if getattr(router, "routes", None):  # a multimodal router: name the route
+        from llmrouter.multimodal import MultiModalRouter
+
+        if isinstance(router, MultiModalRouter):  # the route is its task
             kwargs["task"] = route
         try:
             answers = await asyncio.gather(*(router.ainvoke(x, None, **kwargs) for x in inputs))
