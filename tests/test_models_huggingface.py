@@ -25,6 +25,7 @@ from llmrouter.models import huggingface_pipeline
 from llmrouter.models._huggingface import (
     DEFAULT_MAX_NEW_TOKENS,
     ChatHuggingFacePipeline,
+    clear_pipelines,
     loaded_pipelines,
 )
 from llmrouter.resilience import ErrorKind, classify_error
@@ -195,6 +196,7 @@ def test_count_prompt_tokens_equals_the_reported_input_tokens(
     messages = [SystemMessage("Be brief."), HumanMessage("What is the capital of France?")]
     for path in (str(tiny_model_dir), str(plain_dir)):  # chat template, plain rendering
         chat = ChatHuggingFacePipeline(model_id=path, pipeline_kwargs={"max_new_tokens": 2})
+        clear_pipelines()  # an earlier test loaded it: the registry is process-wide
         before = chat.count_prompt_tokens(messages)
         assert not chat.is_loaded  # the tokenizer alone was read
         reply = chat.invoke(messages)
@@ -425,7 +427,8 @@ class Spy:
 
 
 def spy_on(chat: ChatHuggingFacePipeline, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> Spy:
-    shared = chat._load()
+    shared = chat.warm_up()._pipeline_load().peek()
+    assert shared is not None
     spy = Spy(shared.pipeline, **kw)
     monkeypatch.setattr(shared, "pipeline", spy)
     return spy

@@ -31,6 +31,7 @@ def test_public_names() -> None:
     assert sorted(llmrouter.testing.__all__) == [
         "CHAT_TEMPLATE",
         "KatanServer",
+        "add_to_hub_cache",
         "build_tiny_captioner",
         "build_tiny_chat_model",
         "build_tiny_speech_recognizer",

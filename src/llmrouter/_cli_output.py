@@ -12,6 +12,8 @@ EXIT_CONFIG = 2
 """The config file, the data or an option is wrong (nothing was called)."""
 EXIT_CALL = 3
 """The routed call failed: every model failed, a budget refused, ..."""
+EXIT_INTEGRITY = 4
+"""A local model's files do not match ``llmrouter.lock`` (``models verify``)."""
 
 
 def make_console(stderr: bool = False) -> Console:

@@ -80,7 +80,9 @@ def _register_config() -> None:
     app.command("chat")(_cli.chat_command)
     app.command("serve")(_cli.serve_command)
     app.command("report")(_report.report_command)
-    app.add_typer(_cli.models_app, name="models")
+    from llmrouter.models._cli import models_app
+
+    app.add_typer(models_app, name="models")
 
 
 _register_learning()

@@ -31,6 +31,19 @@ class DataError(ConfigurationError):
     """
 
 
+class IntegrityError(ConfigurationError):
+    """A local model's files do not match ``llmrouter.lock`` (changed, missing or extra).
+
+    ``problems`` lists each file (`llmrouter.models._lock.FileProblem`). The message
+    says how to pull the model again, update the lock, or load it anyway.
+    """
+
+    def __init__(self, message: str, problems: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+        """Each file that differs from the lock."""
+
+
 class ConfigFileError(ConfigurationError):
     """A config file cannot be used: not found, not YAML, or a value is wrong.
 

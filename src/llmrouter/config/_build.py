@@ -294,6 +294,8 @@ _LOCAL_TRANSFORMERS = frozenset(
 )
 """Factories of local transformers models (a directory with a ``config.json``, or a hub id)."""
 _FIRST = "model_id_or_path"
+_FILES_BESIDE_CONFIG = ("lock", "cache_dir")
+"""Local model options naming a file or folder, taken relative to the config's folder."""
 
 
 def build_model(key: str, entry: Any, base: Path | None = None) -> ModelSpec:
@@ -322,8 +324,13 @@ def build_model(key: str, entry: Any, base: Path | None = None) -> ModelSpec:
         given_path = kwargs[_FIRST] = os.path.expanduser(kwargs[_FIRST])
         if base is not None and (base / given_path).is_dir():
             kwargs[_FIRST] = str(base / given_path)
+        for option in _FILES_BESIDE_CONFIG:  # the lock and a cache folder sit by the config
+            if base is not None and isinstance(kwargs.get(option), str):
+                kwargs[option] = str(base / os.path.expanduser(kwargs[option]))
         try:
-            check_model_source(kwargs[_FIRST])  # a missing directory fails now, not on first call
+            check_model_source(  # a missing directory fails now, not on first call
+                kwargs[_FIRST], revision=kwargs.get("revision"), cache_dir=kwargs.get("cache_dir")
+            )
         except ConfigurationError as exc:
             if "does not exist" not in str(exc):
                 raise

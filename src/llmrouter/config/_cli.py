@@ -1,4 +1,5 @@
-"""The config-file commands: ``check``, ``schema``, ``run``, ``chat``, ``models list``.
+"""The config-file commands: ``check``, ``schema``, ``run``, ``chat``, ``serve``, and the
+table of a config's models (``models list CONFIG``).
 
 Exit codes scripts can rely on: 0 done; 2 the config (or an option) is wrong;
 3 the call failed (every model failed, a budget refused, ...); 130 interrupted.
@@ -27,8 +28,6 @@ RouterOpt = Annotated[
     str | None, typer.Option("--router", "-r", help="Router to use (default: the config's).")
 ]
 TaskOpt = Annotated[str | None, typer.Option("--task", "-t", help="Task of the request.")]
-
-models_app = typer.Typer(help="The models a config defines.", no_args_is_help=True)
 
 
 def _load(config: Path) -> Any:
@@ -140,9 +139,9 @@ def chat_command(config: ConfigArg, router: RouterOpt = None, task: TaskOpt = No
     console.print(f"session cost: ${spent:.6f}")
 
 
-@models_app.command("list")
-def list_command(config: ConfigArg) -> None:
-    """A table of the config's models: tasks, prices, context window, breaker state."""
+def list_config_models(config: Path) -> None:
+    """Print a table of the config's models: tasks, prices, context window, breaker state
+    (``llmrouter models list CONFIG``)."""
     built = _load(config)
     health: dict[str, str] = {}
     for router in built.routers.values():

@@ -27,6 +27,7 @@ __all__ = [
     "check_model_source",
     "context_window_of",
     "context_window_on_disk",
+    "offline",
     "output_limit",
 ]
 
@@ -124,7 +125,9 @@ def output_limit(wanted: int, prompt_tokens: int, window: int | None, model: str
     return min(wanted, room)
 
 
-def check_model_source(model_id: str) -> None:
+def check_model_source(
+    model_id: str, *, revision: str | None = None, cache_dir: str | None = None
+) -> None:
     """Raise a `ConfigurationError` saying why ``model_id`` cannot be loaded, if it
     plainly cannot (nothing is downloaded or loaded here).
 
@@ -167,12 +170,15 @@ def check_model_source(model_id: str) -> None:
             "repo id ('name' or 'org/name': letters, digits, '-', '_', '.'): fix the id, "
             "or pass the model's local directory"
         ) from None
-    if _offline() and not isinstance(try_to_load_from_cache(model_id, "config.json"), str):
+    cached = try_to_load_from_cache(model_id, "config.json", cache_dir=cache_dir, revision=revision)
+    if offline() and not isinstance(cached, str):
+        at = f" at revision {revision!r}" if revision else ""
+        where = f" ({cache_dir})" if cache_dir else ""
         raise ConfigurationError(
-            f"{model_id!r} is not a local directory, is not in the local Hugging Face "
-            "cache, and HF_HUB_OFFLINE=1 forbids downloading it: download it first where the "
-            f"hub is reachable (hf download {model_id}), unset HF_HUB_OFFLINE, or pass "
-            "the model's local directory"
+            f"{model_id!r}{at} is not a local directory, is not in the local Hugging Face "
+            f"cache{where}, and HF_HUB_OFFLINE=1 forbids downloading it: pull it first where "
+            f"the hub is reachable (llmrouter models pull {model_id}) and copy the cache "
+            "folder, unset HF_HUB_OFFLINE, or pass the model's local directory"
         )
 
 
@@ -186,7 +192,7 @@ def _looks_like_a_path(text: str) -> bool:
     )
 
 
-def _offline() -> bool:
+def offline() -> bool:
     from huggingface_hub import constants
 
     # the constant is read when huggingface_hub is imported; the variable may be newer
@@ -194,7 +200,9 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or flag in {"1", "on", "yes", "true"}
 
 
-def context_window_on_disk(model_id_or_path: str) -> int | None:
+def context_window_on_disk(
+    model_id_or_path: str, *, revision: str | None = None, cache_dir: str | None = None
+) -> int | None:
     """The model's maximum positions, if its config is already on disk (no download).
 
     Examples:
@@ -210,7 +218,9 @@ def context_window_on_disk(model_id_or_path: str) -> int | None:
         try:
             from huggingface_hub import try_to_load_from_cache
 
-            cached = try_to_load_from_cache(model_id_or_path, "config.json")
+            cached = try_to_load_from_cache(
+                model_id_or_path, "config.json", cache_dir=cache_dir, revision=revision
+            )
         except Exception:  # not a valid repo id, ...
             return None
         if not isinstance(cached, str):

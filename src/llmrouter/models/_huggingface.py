@@ -5,7 +5,12 @@ no ``usage_metadata``, ignores ``stop`` and echoes the prompt. This adapter keep
 the real ``HuggingFacePipeline.from_model_id`` loading path and closes those gaps:
 
 - lazy and shared: nothing loads before the first generation, and one pipeline
-  per (model id, device, model kwargs) serves every adapter in the process;
+  per (model source, device, model kwargs, quantization) serves every adapter in
+  the process, through the process-wide model registry (``_hf_loading``), which
+  may unload it when idle under a memory budget;
+- a hub repo id loads a revision from the Hugging Face cache, downloading it if
+  needed and allowed, and a model listed in ``llmrouter.lock`` is checked against
+  it (``_hub``, ``_lock``);
 - only the generated text is returned, cut at the first ``stop`` sequence
   (streaming holds back text that could start one);
 - prompt and output fit the model's context window: the output limit is capped,
@@ -15,7 +20,7 @@ the real ``HuggingFacePipeline.from_model_id`` loading path and closes those gap
 - a bad model path is reported plainly, by ``warm_up()`` or on the first call;
 - ``usage_metadata`` counted with the model's own tokenizer, ``finish_reason``;
 - concurrent calls (``batch``, ``abatch``, threads) are coalesced into one
-  pipeline call by a leader micro-batcher with no background thread;
+  pipeline call by a leader micro-batcher with no background thread (``_hf_batch``);
 - async never blocks the event loop: generation runs in worker threads.
 """
 
@@ -25,11 +30,10 @@ import functools
 import inspect
 import os
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Generator, Hashable, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import copy_context
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
@@ -37,14 +41,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Chat
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables.config import run_in_executor
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 
-from llmrouter.errors import (
-    ConfigurationError,
-    InvalidRequestError,
-    LLMRouterError,
-    reject_unknown_keywords,
-)
+from llmrouter.errors import InvalidRequestError, reject_unknown_keywords
 from llmrouter.models._common import (
     SPEC_FIELDS,
     default_name,
@@ -54,19 +53,26 @@ from llmrouter.models._common import (
     recorded,
     split_spec_kwargs,
 )
+from llmrouter.models._hf_batch import Generation, Request, waiting_pool
 from llmrouter.models._hf_checks import (
     DEFAULT_MAX_NEW_TOKENS,
     check_generation,
     check_model_id,
-    check_model_source,
-    context_window_of,
     context_window_on_disk,
     output_limit,
 )
+from llmrouter.models._hf_loading import (
+    PipelineLoad,
+    SharedPipeline,
+    clear_pipelines,
+    count_tokens,
+    loaded_pipelines,
+    templated,
+    tokenizer_alone,
+)
+from llmrouter.models._hub import ModelSource
 
 if TYPE_CHECKING:
-    import torch
-
     from llmrouter.spec import ModelSpec
 
 __all__ = [
@@ -82,317 +88,6 @@ _CALL_OVERRIDES = ("max_new_tokens", "temperature", "top_p", "top_k", "do_sample
 _PIPELINE_ONLY = ("return_full_text", "return_text", "return_tensors", "stop_sequence")
 
 
-# --------------------------------------------------------------------------- loading
-
-
-@dataclass(frozen=True)
-class _Generation:
-    """One row of a pipeline call: the raw new text, whether the model emitted EOS,
-    and how many tokens it generated (EOS included, padding not)."""
-
-    text: str
-    ended: bool
-    generated: int | None = None
-
-
-class _Tracker:
-    """A stopping criterion that records the sequences generated so far.
-
-    It stops nothing by itself, except when ``cancel`` is set (a stream consumer
-    went away), so the generation thread ends promptly.
-    """
-
-    def __init__(self, cancel: threading.Event | None = None) -> None:
-        self.cancel = cancel
-        self.sequences: torch.Tensor | None = None
-        self.steps = 0
-
-    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-        import torch
-
-        self.sequences, self.steps = input_ids, self.steps + 1
-        stop = self.cancel is not None and self.cancel.is_set()
-        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
-
-    def ended(self, row: int, eos_ids: frozenset[int]) -> bool:
-        """True if row ``row`` generated an end-of-sequence token."""
-        if self.sequences is None:
-            return True  # nothing generated at all
-        new_tokens = self.sequences[row, self.sequences.shape[1] - self.steps :].tolist()
-        return any(token in eos_ids for token in new_tokens)
-
-    def generated(self, row: int, eos_ids: frozenset[int]) -> int:
-        """Tokens row ``row`` really generated: up to its first EOS (a finished row
-        of a batch keeps being padded until the longest row is done)."""
-        if self.sequences is None:
-            return 0
-        new_tokens = self.sequences[row, self.sequences.shape[1] - self.steps :].tolist()
-        for index, token in enumerate(new_tokens):
-            if token in eos_ids:
-                return index + 1
-        return len(new_tokens)
-
-
-@dataclass(eq=False)
-class _Request:
-    prompt: str
-    kwargs: dict[str, Any]
-    key: Hashable
-    future: Future[_Generation] = field(default_factory=Future)
-
-
-class _MicroBatcher:
-    """Coalesces concurrent requests into one pipeline call, without a background thread.
-
-    The first caller that finds no leader becomes the leader: it waits a moment
-    for others to join, runs compatible pending requests together, and repeats
-    until its own request is done; then it hands leadership to a waiting caller.
-    """
-
-    def __init__(self, run: Callable[[list[_Request]], None]) -> None:
-        self._run = run
-        self._cond = threading.Condition()
-        self._pending: list[_Request] = []
-        self._leading = False
-
-    def submit(self, request: _Request, wait_s: float, max_batch: int) -> _Generation:
-        with self._cond:
-            self._pending.append(request)
-            while self._leading and not request.future.done():
-                self._cond.wait()
-            lead = not request.future.done()
-            # When no leader runs, every request taken so far is done: ours is pending.
-            self._leading = self._leading or lead
-            pause = lead and wait_s > 0 and len(self._pending) < max_batch
-        if lead:
-            try:
-                if pause:
-                    time.sleep(wait_s)
-                while not request.future.done():
-                    with self._cond:
-                        group = self._take(max_batch)
-                    self._run(group)
-                    with self._cond:
-                        self._cond.notify_all()
-            finally:
-                with self._cond:
-                    self._leading = False
-                    self._cond.notify_all()
-        return request.future.result()
-
-    def _take(self, max_batch: int) -> list[_Request]:
-        key = self._pending[0].key
-        group = [r for r in self._pending if r.key == key][:max_batch]
-        self._pending = [r for r in self._pending if r not in group]
-        return group
-
-
-class _SharedPipeline:
-    """One loaded pipeline, shared by every adapter with the same load settings."""
-
-    def __init__(self, llm: Any) -> None:
-        self.llm = llm
-        """The langchain_huggingface ``HuggingFacePipeline`` that loaded it."""
-        self.pipeline: Any = llm.pipeline
-        self.tokenizer: Any = self.pipeline.tokenizer
-        self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        generation_config = self.pipeline.model.generation_config
-        eos = generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
-        self.eos_ids = frozenset(i for i in eos_ids if i is not None)
-        self.window = context_window_of(self.pipeline.model)
-        """Most prompt plus output tokens the model takes (``None``: unknown)."""
-        self.default_new_tokens: int = (
-            getattr(generation_config, "max_new_tokens", None) or DEFAULT_MAX_NEW_TOKENS
-        )
-        """Output limit when neither the call nor the adapter sets one."""
-        self.templated = _templated(self.tokenizer)
-        self.calls = 0
-        self.batcher = _MicroBatcher(self._run_group)
-        self._run_lock = threading.Lock()  # one generation at a time on this model
-
-    def count_tokens(self, text: str, *, prompt: bool = False) -> int:
-        return _count_tokens(self.tokenizer, text, prompt=prompt)
-
-    def generate(
-        self, prompts: list[str], kwargs: dict[str, Any], **extra: Any
-    ) -> list[_Generation]:
-        """Run the pipeline once on ``prompts`` (one batch) and return each row."""
-        from transformers import StoppingCriteriaList
-
-        tracker = _Tracker(extra.pop("cancel", None))
-        call = {
-            **kwargs,
-            **extra,
-            "add_special_tokens": not self.templated,
-            "stopping_criteria": StoppingCriteriaList([tracker]),
-        }
-        with self._run_lock:
-            self.calls += 1
-            outputs = self.pipeline(prompts, batch_size=len(prompts), **call)
-        return [
-            _Generation(
-                out[0]["generated_text"],
-                tracker.ended(row, self.eos_ids),
-                tracker.generated(row, self.eos_ids),
-            )
-            for row, out in enumerate(outputs)
-        ]
-
-    def _run_group(self, group: list[_Request]) -> None:
-        try:
-            results = self.generate([r.prompt for r in group], group[0].kwargs)
-        except Exception as exc:
-            if len(group) == 1:
-                group[0].future.set_exception(exc)
-            else:  # one bad request must not fail the others: run each alone
-                for request in group:
-                    self._run_group([request])
-            return
-        except BaseException as exc:
-            for request in group:
-                request.future.set_exception(exc)
-            raise
-        for request, result in zip(group, results, strict=True):
-            request.future.set_result(result)
-
-
-def _count_tokens(tokenizer: Any, text: str, *, prompt: bool = False) -> int:
-    """Tokens of ``text``; a prompt gets the tokenizer's specials unless a chat template
-    wrote its own."""
-    special = prompt and not _templated(tokenizer)
-    # verbose=False: a prompt longer than the model's window is a count like any other
-    return len(tokenizer(text, add_special_tokens=special, verbose=False)["input_ids"])
-
-
-def _templated(tokenizer: Any) -> bool:
-    return bool(getattr(tokenizer, "chat_template", None))
-
-
-_CACHE: dict[Hashable, tuple[str, _SharedPipeline]] = {}
-_CACHE_LOCK = threading.Lock()
-_LOAD_LOCKS: dict[Hashable, threading.Lock] = {}
-
-
-def loaded_pipelines() -> list[str]:
-    """Model ids of the pipelines loaded in this process, one entry per load.
-
-    Examples:
-        >>> from llmrouter.models._huggingface import loaded_pipelines
-        >>> isinstance(loaded_pipelines(), list)
-        True
-    """
-    with _CACHE_LOCK:
-        return [model_id for model_id, _ in _CACHE.values()]
-
-
-def clear_pipelines() -> None:
-    """Forget every shared pipeline (adapters holding one keep using it).
-
-    Examples:
-        >>> from llmrouter.models._huggingface import clear_pipelines, loaded_pipelines
-        >>> clear_pipelines(); loaded_pipelines()
-        []
-    """
-    with _CACHE_LOCK:
-        _CACHE.clear()
-
-
-def _shared_pipeline(
-    model_id: str, device: int | str | None, model_kwargs: dict[str, Any]
-) -> _SharedPipeline:
-    key = (model_id, freeze(device), freeze(model_kwargs))
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            return _CACHE[key][1]
-        load_lock = _LOAD_LOCKS.setdefault(key, threading.Lock())
-    with load_lock:  # per key: loading one model does not block loading another
-        with _CACHE_LOCK:
-            if key in _CACHE:
-                return _CACHE[key][1]
-        from langchain_huggingface import HuggingFacePipeline
-
-        check_model_source(model_id)
-        index, device_map = _device_args(device)
-        try:
-            llm = HuggingFacePipeline.from_model_id(
-                model_id=model_id,
-                task="text-generation",
-                device=index,
-                device_map=device_map,
-                model_kwargs=dict(model_kwargs) or None,
-                pipeline_kwargs={"return_full_text": False},
-            )
-        except (OSError, ValueError, ImportError) as exc:
-            raise _load_error(model_id, exc) from exc
-        shared = _SharedPipeline(llm)
-        with _CACHE_LOCK:
-            _CACHE[key] = (model_id, shared)
-            _LOAD_LOCKS.pop(key, None)
-    return shared
-
-
-def _load_error(model_id: str, exc: Exception) -> Exception:
-    """What to raise when loading ``model_id`` failed with ``exc``: a
-    `ConfigurationError`, unless a retry may fix it (a dropped download)."""
-    from llmrouter.resilience._classify import ErrorKind, classify_error
-
-    if isinstance(exc, LLMRouterError) or classify_error(exc).kind is ErrorKind.RETRYABLE:
-        return exc
-    return ConfigurationError(
-        f"cannot load model {model_id!r} ({type(exc).__name__}: {exc}); check the "
-        "model id or path and model_kwargs"
-    )
-
-
-_TOKENIZERS: dict[Hashable, Any] = {}
-"""Tokenizers read on their own (counting before the model loads), or why they could not be."""
-
-
-def _tokenizer_alone(model_id: str, model_kwargs: dict[str, Any]) -> Any:
-    """The tokenizer ``from_model_id`` loads for ``model_id``, without the weights.
-
-    Read once per process; a failure is remembered and reported again without
-    retrying (counting runs on every request).
-
-    Raises:
-        OSError: the tokenizer cannot be loaded.
-    """
-    key = (model_id, freeze(model_kwargs))
-    with _CACHE_LOCK:
-        found = _TOKENIZERS.get(key)
-    if found is None:
-        try:
-            from transformers import AutoTokenizer
-
-            check_model_source(model_id)
-            found = AutoTokenizer.from_pretrained(model_id, **model_kwargs)
-        except Exception as exc:
-            found = exc
-        with _CACHE_LOCK:
-            found = _TOKENIZERS.setdefault(key, found)
-    if isinstance(found, ConfigurationError):
-        raise OSError(f"cannot load the tokenizer of {model_id!r}: {found}") from found
-    if isinstance(found, Exception):
-        raise OSError(
-            f"cannot load the tokenizer of {model_id!r} ({type(found).__name__}: {found})"
-        ) from found
-    return found
-
-
-def _device_args(device: int | str | None) -> tuple[int | None, str | None]:
-    """Map ``device`` to ``from_model_id``'s (device index, device_map)."""
-    if device is None or isinstance(device, int):
-        return device, None
-    if device == "cpu":
-        return -1, None
-    if device == "cuda" or device.startswith("cuda:"):
-        return int(device.partition(":")[2] or 0), None
-    return None, device  # "auto", "mps", ...: let accelerate place it
-
-
 # --------------------------------------------------------------------------- adapter
 
 
@@ -400,7 +95,12 @@ class ChatHuggingFacePipeline(BaseChatModel):
     """A chat model over a local transformers text-generation pipeline.
 
     The pipeline loads on the first generation (or `warm_up`) and is shared by
-    every adapter with the same ``model_id``, ``device`` and ``model_kwargs``.
+    every adapter with the same source (``model_id``, ``revision``, ...),
+    ``device``, ``model_kwargs`` and ``quantize``, through the process-wide model
+    registry (`llmrouter.models.loaded_models`); under a memory budget an idle
+    pipeline may be unloaded, and loads again on next use. A hub repo id is read
+    from the Hugging Face cache, downloaded there if missing and allowed; a model
+    listed in ``llmrouter.lock`` loads the locked commit and must match the lock.
     ``ainvoke`` and ``astream`` run generation in worker threads (LangChain's
     executor), so the event loop keeps running.
 
@@ -429,7 +129,26 @@ class ChatHuggingFacePipeline(BaseChatModel):
     """``-1``/``"cpu"``, an accelerator index or ``"cuda:N"``; other strings become a
     ``device_map`` (e.g. ``"auto"``). ``None``: transformers' default."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Keywords for ``from_pretrained`` (e.g. ``{"torch_dtype": "bfloat16"}``)."""
+    """Keywords for ``from_pretrained`` (e.g. ``{"dtype": "bfloat16"}``, or a
+    ``quantization_config`` for bitsandbytes on a GPU)."""
+    quantize: Literal["int8"] | None = None
+    """``"int8"``: dynamic int8 quantization of the linear layers, on the CPU."""
+    revision: str | None = None
+    """Hub branch, tag or commit (default ``main``, or the commit ``llmrouter.lock``
+    records)."""
+    cache_dir: str | None = None
+    """Hugging Face cache folder (default: ``HF_HUB_CACHE``, else ``HF_HOME/hub``)."""
+    allow_patterns: tuple[str, ...] | None = None
+    """Download only the files matching these globs (e.g. ``("*.json", "*.safetensors")``)."""
+    local_files_only: bool = False
+    """Never download (as ``HF_HUB_OFFLINE=1``): the cache or a directory only."""
+    lock: str | None = None
+    """The lock file (default: ``LLMROUTER_LOCK``, else ``./llmrouter.lock`` if it exists,
+    checking only the models it lists). A named lock must list the model."""
+    verify: bool = True
+    """Check the files against the lock; ``False`` loads them even if they differ."""
+    token: SecretStr | None = Field(default=None, repr=False, exclude=True)
+    """Hub token (default ``HF_TOKEN`` or the stored login); never printed or recorded."""
     pipeline_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Generation defaults, e.g. ``max_new_tokens``, ``temperature``, ``do_sample``.
     ``temperature=0`` means greedy decoding."""
@@ -438,7 +157,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
     batch_wait_ms: float = Field(default=2.0, ge=0)
     """How long a batch leader waits for concurrent calls to join its batch."""
 
-    _shared: _SharedPipeline | None = PrivateAttr(default=None)
+    _load_spec: PipelineLoad | None = PrivateAttr(default=None)
 
     @field_validator("model_id", mode="before")
     @classmethod
@@ -466,17 +185,20 @@ class ChatHuggingFacePipeline(BaseChatModel):
     @property
     def is_loaded(self) -> bool:
         """True once this adapter has its (possibly shared) pipeline."""
-        return self._shared is not None
+        return self._pipeline_load().peek() is not None
 
     @property
     def pipeline_calls(self) -> int:
-        """Pipeline calls made so far on this adapter's shared pipeline (0 before loading)."""
-        return 0 if self._shared is None else self._shared.calls
+        """Pipeline calls made on this adapter's shared pipeline since it was loaded
+        (0 when it is not loaded)."""
+        shared = self._pipeline_load().peek()
+        return 0 if shared is None else shared.calls
 
     @property
     def hf_pipeline(self) -> Any:
         """The underlying langchain_huggingface ``HuggingFacePipeline`` (loads it)."""
-        return self._load().llm
+        with self._using() as shared:
+            return shared.llm
 
     def warm_up(self) -> ChatHuggingFacePipeline:
         """Load the pipeline now (once per process) rather than on the first call.
@@ -502,13 +224,29 @@ class ChatHuggingFacePipeline(BaseChatModel):
             ...
             llmrouter.errors.ConfigurationError: model path '/no/such/dir' does not exist ...
         """
-        self._load()
-        return self
+        with self._using():
+            return self
 
-    def _load(self) -> _SharedPipeline:
-        if self._shared is None:
-            self._shared = _shared_pipeline(self.model_id, self.device, self.model_kwargs)
-        return self._shared
+    def _pipeline_load(self) -> PipelineLoad:
+        if self._load_spec is None:
+            source = ModelSource(
+                self.model_id,
+                revision=self.revision,
+                cache_dir=self.cache_dir,
+                allow_patterns=self.allow_patterns,
+                local_files_only=self.local_files_only,
+                lock=self.lock,
+                verify=self.verify,
+                token=self.token.get_secret_value() if self.token else None,
+            )
+            self._load_spec = PipelineLoad(source, self.device, self.model_kwargs, self.quantize)
+        return self._load_spec
+
+    @contextmanager
+    def _using(self) -> Iterator[SharedPipeline]:
+        """The shared pipeline, loaded if needed and kept while the block runs."""
+        with self._pipeline_load().using() as shared:
+            yield shared
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
@@ -543,7 +281,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
 
     def _prepare(
         self,
-        shared: _SharedPipeline,
+        shared: SharedPipeline,
         messages: list[BaseMessage],
         stop: list[str] | None,
         call: dict[str, Any],
@@ -586,11 +324,10 @@ class ChatHuggingFacePipeline(BaseChatModel):
             >>> tokens > 0, chat.is_loaded
             (True, False)
         """
-        if self._shared is not None:
-            tokenizer = self._shared.tokenizer
-        else:
-            tokenizer = _tokenizer_alone(self.model_id, self.model_kwargs)
-        return _count_tokens(tokenizer, self._render(list(messages), tokenizer), prompt=True)
+        load = self._pipeline_load()
+        shared = load.peek()
+        tokenizer = shared.tokenizer if shared is not None else tokenizer_alone(load)
+        return count_tokens(tokenizer, self._render(list(messages), tokenizer), prompt=True)
 
     @staticmethod
     def _render(messages: list[BaseMessage], tokenizer: Any) -> str:
@@ -601,7 +338,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
             }
             for m in messages
         ]
-        if _templated(tokenizer):
+        if templated(tokenizer):
             prompt = tokenizer.apply_chat_template(
                 turns, tokenize=False, add_generation_prompt=True
             )
@@ -610,7 +347,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
 
     def _metadata(
         self,
-        shared: _SharedPipeline,
+        shared: SharedPipeline,
         input_tokens: int,
         text: str,
         finish: str,
@@ -636,13 +373,14 @@ class ChatHuggingFacePipeline(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         stop = _stops(stop)
-        shared = self._load()
-        prompt, settings, prompt_tokens = self._prepare(shared, messages, stop, kwargs)
-        request = _Request(prompt, settings, freeze(settings))
-        result = shared.batcher.submit(request, self.batch_wait_ms / 1000, self.max_batch_size)
-        text, cut = _cut_at_stop(result.text, stop)
-        finish = "stop" if cut or result.ended else "length"
-        usage, metadata = self._metadata(shared, prompt_tokens, text, finish, result.generated)
+        with self._using() as shared:
+            prompt, settings, prompt_tokens = self._prepare(shared, messages, stop, kwargs)
+            request = Request(prompt, settings, freeze(settings))
+            wait_s = self.batch_wait_ms / 1000
+            result = shared.batcher.submit(request, wait_s, self.max_batch_size)
+            text, cut = _cut_at_stop(result.text, stop)
+            finish = "stop" if cut or result.ended else "length"
+            usage, metadata = self._metadata(shared, prompt_tokens, text, finish, result.generated)
         message = AIMessage(content=text, usage_metadata=usage, response_metadata=metadata)
         return ChatResult(
             generations=[ChatGeneration(message=message, generation_info={"finish_reason": finish})]
@@ -655,16 +393,24 @@ class ChatHuggingFacePipeline(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Generator[ChatGenerationChunk, None, None]:
+        with self._using() as shared:  # kept loaded until the stream ends
+            yield from self._stream_on(shared, messages, _stops(stop), kwargs)
+
+    def _stream_on(
+        self,
+        shared: SharedPipeline,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+    ) -> Generator[ChatGenerationChunk, None, None]:
         from transformers import TextIteratorStreamer
 
-        stop = _stops(stop)
-        shared = self._load()
         prompt, settings, prompt_tokens = self._prepare(shared, messages, stop, kwargs)
         streamer = TextIteratorStreamer(
             shared.tokenizer, skip_prompt=True, skip_special_tokens=True
         )
         cancel = threading.Event()
-        outcome: list[_Generation] = []
+        outcome: list[Generation] = []
         failure: list[BaseException] = []
 
         def work() -> None:
@@ -710,6 +456,23 @@ class ChatHuggingFacePipeline(BaseChatModel):
             ),
             generation_info={"finish_reason": metadata["finish_reason"]},
         )
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        # As BaseChatModel's default, in a wider pool: concurrent calls must reach the
+        # batcher together to share a batch.
+        context = copy_context()  # callbacks and tracing see the caller's context
+        manager = run_manager.get_sync() if run_manager else None
+
+        def generate() -> ChatResult:
+            return context.run(self._generate, messages, stop, manager, **kwargs)
+
+        return await run_in_executor(waiting_pool(), generate)
 
     async def _astream(
         self,
@@ -797,6 +560,13 @@ def huggingface_pipeline(
     context window. The model loads on first use; ``spec.chat_model.warm_up()``
     loads it now and reports a bad path as a `ConfigurationError`.
 
+    A hub repo id takes ``revision``, ``cache_dir``, ``allow_patterns``,
+    ``token`` and ``local_files_only``; with ``HF_HUB_OFFLINE=1`` it loads from a
+    warm cache only. ``lock`` / ``verify`` check the files against
+    ``llmrouter.lock`` (`IntegrityError` when they differ); ``quantize="int8"``
+    quantizes the linear layers on the CPU; ``dtype`` and ``device_map`` go in
+    ``model_kwargs``, ``device`` picks the device.
+
     Raises:
         ConfigurationError: ``model_id_or_path`` is not a non-empty ``str`` or
             ``os.PathLike``; ``max_new_tokens``/``max_tokens`` is not a positive
@@ -829,7 +599,9 @@ def huggingface_pipeline(
     )
     check_generation(generation)
     if spec_kwargs.get("context_window") is None:
-        spec_kwargs["context_window"] = context_window_on_disk(model_id)
+        spec_kwargs["context_window"] = context_window_on_disk(
+            model_id, revision=adapter.get("revision"), cache_dir=adapter.get("cache_dir")
+        )
     model = ChatHuggingFacePipeline(
         model_id=model_id,
         device=device,

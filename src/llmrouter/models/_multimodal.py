@@ -19,7 +19,7 @@ import json
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
@@ -44,6 +44,8 @@ from llmrouter.models._common import (
     recorded,
     split_spec_kwargs,
 )
+from llmrouter.models._hf_loading import KIND as TEXT_KIND
+from llmrouter.models._registry import registry
 from llmrouter.multimodal._detect import as_prompt_value, inspect_content, last_human
 from llmrouter.multimodal._media import image_block, read_block
 from llmrouter.spec import ModelSpec
@@ -83,29 +85,14 @@ class SharedModel:
     """Held while the model runs: one call at a time per loaded model."""
 
 
-_CACHE: dict[Hashable, SharedModel] = {}
-_CACHE_LOCK = threading.Lock()
-_LOAD_LOCKS: dict[Hashable, threading.Lock] = {}
-
-
 def shared_model(
     kind: str, model_id: str, settings: Mapping[str, Any], load: Callable[[], Any]
 ) -> SharedModel:
-    """The loaded model for (kind, model id, settings), calling ``load`` only the first time."""
-    key = (kind, model_id, freeze(settings))
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
-        load_lock = _LOAD_LOCKS.setdefault(key, threading.Lock())
-    with load_lock:  # per key: loading one model does not block loading another
-        with _CACHE_LOCK:
-            if key in _CACHE:
-                return _CACHE[key]
-        shared = SharedModel(f"{kind}:{model_id}", load())
-        with _CACHE_LOCK:
-            _CACHE[key] = shared
-            _LOAD_LOCKS.pop(key, None)
-    return shared
+    """The loaded model for (kind, model id, settings), calling ``load`` only when it is
+    not loaded (first use, or unloaded by the memory budget since)."""
+    return registry.get(
+        kind, model_id, freeze(settings), lambda: SharedModel(f"{kind}:{model_id}", load())
+    )
 
 
 def loaded_media_models() -> list[str]:
@@ -116,14 +103,12 @@ def loaded_media_models() -> list[str]:
         >>> isinstance(loaded_media_models(), list)
         True
     """
-    with _CACHE_LOCK:
-        return [shared.name for shared in _CACHE.values()]
+    return [m.name for m in registry.loaded() if not m.name.startswith(f"{TEXT_KIND}:")]
 
 
 def clear_media_models() -> None:
-    """Forget every shared multimodal model (adapters holding one keep using it)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    """Forget every shared multimodal model (calls running on one finish with it)."""
+    registry.clear(exclude=TEXT_KIND)
 
 
 def device_kwargs(device: int | str | None) -> dict[str, Any]:

@@ -1,0 +1,5 @@
+"""``python -m llmrouter``: the same as the ``llmrouter`` command."""
+
+from llmrouter.cli import app
+
+app(prog_name="llmrouter")

@@ -1,0 +1,143 @@
+"""Coalescing concurrent generation requests on one local model into batches.
+
+`MicroBatcher` gathers requests from threads (and from ``ainvoke``, which runs
+generation in worker threads) for a few milliseconds and runs requests with the
+same generation settings as one pipeline call, bounded by a batch size, without
+a background thread. `Tracker` records what a pipeline call generated, per row.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Generation", "MicroBatcher", "Request", "Tracker", "waiting_pool"]
+
+_WAITERS = 64
+"""Threads async callers wait in: enough for many concurrent requests to meet in
+one batch (the event loop's default pool has only ``min(32, cpus + 4)``)."""
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def waiting_pool() -> ThreadPoolExecutor:
+    """The thread pool ``ainvoke`` on a local model runs in.
+
+    Its threads mostly wait for a batch (one generation runs at a time per
+    model), so it is wider than the event loop's default pool, which would let
+    only a few concurrent requests reach the batcher at once.
+    """
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(_WAITERS, thread_name_prefix="llmrouter-local")
+        return _POOL
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One row of a pipeline call: the raw new text, whether the model emitted EOS,
+    and how many tokens it generated (EOS included, padding not)."""
+
+    text: str
+    ended: bool
+    generated: int | None = None
+
+
+class Tracker:
+    """A stopping criterion that records the sequences generated so far.
+
+    It stops nothing by itself, except when ``cancel`` is set (a stream consumer
+    went away), so the generation thread ends promptly.
+    """
+
+    def __init__(self, cancel: threading.Event | None = None) -> None:
+        self.cancel = cancel
+        self.sequences: torch.Tensor | None = None
+        self.steps = 0
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        import torch
+
+        self.sequences, self.steps = input_ids, self.steps + 1
+        stop = self.cancel is not None and self.cancel.is_set()
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+    def ended(self, row: int, eos_ids: frozenset[int]) -> bool:
+        """True if row ``row`` generated an end-of-sequence token."""
+        if self.sequences is None:
+            return True  # nothing generated at all
+        new_tokens = self.sequences[row, self.sequences.shape[1] - self.steps :].tolist()
+        return any(token in eos_ids for token in new_tokens)
+
+    def generated(self, row: int, eos_ids: frozenset[int]) -> int:
+        """Tokens row ``row`` really generated: up to its first EOS (a finished row
+        of a batch keeps being padded until the longest row is done)."""
+        if self.sequences is None:
+            return 0
+        new_tokens = self.sequences[row, self.sequences.shape[1] - self.steps :].tolist()
+        for index, token in enumerate(new_tokens):
+            if token in eos_ids:
+                return index + 1
+        return len(new_tokens)
+
+
+@dataclass(eq=False)
+class Request:
+    prompt: str
+    kwargs: dict[str, Any]
+    key: Hashable
+    future: Future[Generation] = field(default_factory=Future)
+
+
+class MicroBatcher:
+    """Coalesces concurrent requests into one pipeline call, without a background thread.
+
+    The first caller that finds no leader becomes the leader: it waits a moment
+    for others to join, runs compatible pending requests together, and repeats
+    until its own request is done; then it hands leadership to a waiting caller.
+    """
+
+    def __init__(self, run: Callable[[list[Request]], None]) -> None:
+        self._run = run
+        self._cond = threading.Condition()
+        self._pending: list[Request] = []
+        self._leading = False
+
+    def submit(self, request: Request, wait_s: float, max_batch: int) -> Generation:
+        with self._cond:
+            self._pending.append(request)
+            while self._leading and not request.future.done():
+                self._cond.wait()
+            lead = not request.future.done()
+            # When no leader runs, every request taken so far is done: ours is pending.
+            self._leading = self._leading or lead
+            pause = lead and wait_s > 0 and len(self._pending) < max_batch
+        if lead:
+            try:
+                if pause:
+                    time.sleep(wait_s)
+                while not request.future.done():
+                    with self._cond:
+                        group = self._take(max_batch)
+                    self._run(group)
+                    with self._cond:
+                        self._cond.notify_all()
+            finally:
+                with self._cond:
+                    self._leading = False
+                    self._cond.notify_all()
+        return request.future.result()
+
+    def _take(self, max_batch: int) -> list[Request]:
+        key = self._pending[0].key
+        group = [r for r in self._pending if r.key == key][:max_batch]
+        self._pending = [r for r in self._pending if r not in group]
+        return group

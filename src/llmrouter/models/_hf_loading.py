@@ -1,0 +1,271 @@
+"""Loading local text-generation pipelines, once per process, through the model registry.
+
+A `PipelineLoad` names what to load: the model's source (a directory or a hub
+repo at a revision, checked against ``llmrouter.lock``), the device, the
+``from_pretrained`` keywords and the quantization. Equal loads share one
+`SharedPipeline` in `llmrouter.models._registry.registry`, which may unload it
+when idle under a memory budget; the next use loads it again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from llmrouter.errors import ConfigurationError, LLMRouterError
+from llmrouter.models._common import freeze
+from llmrouter.models._hf_batch import Generation, MicroBatcher, Request, Tracker
+from llmrouter.models._hf_checks import DEFAULT_MAX_NEW_TOKENS, context_window_of
+from llmrouter.models._hub import ModelSource
+from llmrouter.models._registry import registry
+
+__all__ = [
+    "KIND",
+    "PipelineLoad",
+    "SharedPipeline",
+    "clear_pipelines",
+    "count_tokens",
+    "loaded_pipelines",
+    "templated",
+    "tokenizer_alone",
+]
+
+KIND = "text-generation"
+"""The registry kind of these pipelines (``text-generation:<model id>``)."""
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+
+
+class SharedPipeline:
+    """One loaded pipeline, shared by every adapter with the same load settings."""
+
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm
+        """The langchain_huggingface ``HuggingFacePipeline`` that loaded it."""
+        self.pipeline: Any = llm.pipeline
+        self.tokenizer: Any = self.pipeline.tokenizer
+        self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        generation_config = self.pipeline.model.generation_config
+        eos = generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
+        self.eos_ids = frozenset(i for i in eos_ids if i is not None)
+        self.window = context_window_of(self.pipeline.model)
+        """Most prompt plus output tokens the model takes (``None``: unknown)."""
+        self.default_new_tokens: int = (
+            getattr(generation_config, "max_new_tokens", None) or DEFAULT_MAX_NEW_TOKENS
+        )
+        """Output limit when neither the call nor the adapter sets one."""
+        self.templated = templated(self.tokenizer)
+        self.calls = 0
+        self.batcher = MicroBatcher(self._run_group)
+        self._run_lock = threading.Lock()  # one generation at a time on this model
+
+    def count_tokens(self, text: str, *, prompt: bool = False) -> int:
+        return count_tokens(self.tokenizer, text, prompt=prompt)
+
+    def generate(
+        self, prompts: list[str], kwargs: dict[str, Any], **extra: Any
+    ) -> list[Generation]:
+        """Run the pipeline once on ``prompts`` (one batch) and return each row."""
+        from transformers import StoppingCriteriaList
+
+        tracker = Tracker(extra.pop("cancel", None))
+        call = {
+            **kwargs,
+            **extra,
+            "add_special_tokens": not self.templated,
+            "stopping_criteria": StoppingCriteriaList([tracker]),
+        }
+        with self._run_lock:
+            self.calls += 1
+            outputs = self.pipeline(prompts, batch_size=len(prompts), **call)
+        return [
+            Generation(
+                out[0]["generated_text"],
+                tracker.ended(row, self.eos_ids),
+                tracker.generated(row, self.eos_ids),
+            )
+            for row, out in enumerate(outputs)
+        ]
+
+    def _run_group(self, group: list[Request]) -> None:
+        try:
+            results = self.generate([r.prompt for r in group], group[0].kwargs)
+        except Exception as exc:
+            if len(group) == 1:
+                group[0].future.set_exception(exc)
+            else:  # one bad request must not fail the others: run each alone
+                for request in group:
+                    self._run_group([request])
+            return
+        except BaseException as exc:
+            for request in group:
+                request.future.set_exception(exc)
+            raise
+        for request, result in zip(group, results, strict=True):
+            request.future.set_result(result)
+
+
+def count_tokens(tokenizer: Any, text: str, *, prompt: bool = False) -> int:
+    """Tokens of ``text``; a prompt gets the tokenizer's specials unless a chat template
+    wrote its own."""
+    special = prompt and not templated(tokenizer)
+    # verbose=False: a prompt longer than the model's window is a count like any other
+    return len(tokenizer(text, add_special_tokens=special, verbose=False)["input_ids"])
+
+
+def templated(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+@dataclass(frozen=True)
+class PipelineLoad:
+    """What to load: equal loads share one pipeline."""
+
+    source: ModelSource
+    device: int | str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    quantize: Literal["int8"] | None = None
+    frozen_kwargs: Hashable = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "frozen_kwargs", freeze(self.model_kwargs))
+
+    @property
+    def model_id(self) -> str:
+        return self.source.model_id
+
+    @contextmanager
+    def using(self) -> Iterator[SharedPipeline]:
+        """The shared pipeline, loaded if needed, not unloaded before the block ends."""
+        folder = self.source.locate()
+        with registry.using(
+            KIND,
+            self.model_id,
+            self,
+            lambda: self._load(self.source.resolve()),  # checked against the lock to load
+            estimate=_on_disk(folder),
+        ) as shared:
+            yield shared
+
+    def peek(self) -> SharedPipeline | None:
+        """The shared pipeline if it is loaded now (never loads)."""
+        found = registry.peek(KIND, self.model_id, self)
+        return found if isinstance(found, SharedPipeline) else None
+
+    def _load(self, folder: Path) -> SharedPipeline:
+        from langchain_huggingface import HuggingFacePipeline
+
+        index, device_map = device_args(self.device)
+        try:
+            llm = HuggingFacePipeline.from_model_id(
+                model_id=str(folder),
+                task="text-generation",
+                device=index,
+                device_map=device_map,
+                model_kwargs=dict(self.model_kwargs) or None,
+                pipeline_kwargs={"return_full_text": False},
+            )
+        except (OSError, ValueError, ImportError) as exc:
+            raise load_error(self.model_id, exc) from exc
+        if self.quantize == "int8":
+            from llmrouter.models._quantize import quantize_int8
+
+            llm.pipeline.model = quantize_int8(llm.pipeline.model)
+        return SharedPipeline(llm)
+
+
+def _on_disk(folder: Path) -> int:
+    """Bytes of the weight files in ``folder`` (what loading will roughly take)."""
+    try:
+        return sum(p.stat().st_size for p in folder.iterdir() if p.name.endswith(_WEIGHT_SUFFIXES))
+    except OSError:
+        return 0
+
+
+def loaded_pipelines() -> list[str]:
+    """Model ids of the text-generation pipelines loaded in this process, one per load.
+
+    Examples:
+        >>> from llmrouter.models._hf_loading import loaded_pipelines
+        >>> isinstance(loaded_pipelines(), list)
+        True
+    """
+    return [m.name.partition(":")[2] for m in registry.loaded(KIND)]
+
+
+def clear_pipelines() -> None:
+    """Forget every shared text-generation pipeline (calls running on one finish with it).
+
+    Examples:
+        >>> from llmrouter.models._hf_loading import clear_pipelines, loaded_pipelines
+        >>> clear_pipelines(); loaded_pipelines()
+        []
+    """
+    registry.clear(KIND)
+
+
+def load_error(model_id: str, exc: Exception) -> Exception:
+    """What to raise when loading ``model_id`` failed with ``exc``: a
+    `ConfigurationError`, unless a retry may fix it (a dropped download)."""
+    from llmrouter.resilience._classify import ErrorKind, classify_error
+
+    if isinstance(exc, LLMRouterError) or classify_error(exc).kind is ErrorKind.RETRYABLE:
+        return exc
+    return ConfigurationError(
+        f"cannot load model {model_id!r} ({type(exc).__name__}: {exc}); check the "
+        "model id or path and model_kwargs"
+    )
+
+
+_TOKENIZERS: dict[Hashable, Any] = {}
+"""Tokenizers read on their own (counting before the model loads), or why they could not be."""
+_TOKENIZERS_LOCK = threading.Lock()
+
+
+def tokenizer_alone(load: PipelineLoad) -> Any:
+    """The tokenizer the pipeline loads, without the weights.
+
+    Read once per process; a failure is remembered and reported again without
+    retrying (counting runs on every request).
+
+    Raises:
+        OSError: the tokenizer cannot be loaded.
+    """
+    key = (load.source, load.frozen_kwargs)
+    with _TOKENIZERS_LOCK:
+        found = _TOKENIZERS.get(key)
+    if found is None:
+        try:
+            from transformers import AutoTokenizer
+
+            folder = load.source.resolve()
+            found = AutoTokenizer.from_pretrained(str(folder), **load.model_kwargs)
+        except Exception as exc:
+            found = exc
+        with _TOKENIZERS_LOCK:
+            found = _TOKENIZERS.setdefault(key, found)
+    model_id = load.model_id
+    if isinstance(found, ConfigurationError):
+        raise OSError(f"cannot load the tokenizer of {model_id!r}: {found}") from found
+    if isinstance(found, Exception):
+        raise OSError(
+            f"cannot load the tokenizer of {model_id!r} ({type(found).__name__}: {found})"
+        ) from found
+    return found
+
+
+def device_args(device: int | str | None) -> tuple[int | None, str | None]:
+    """Map ``device`` to ``from_model_id``'s (device index, device_map)."""
+    if device is None or isinstance(device, int):
+        return device, None
+    if device == "cpu":
+        return -1, None
+    if device == "cuda" or device.startswith("cuda:"):
+        return int(device.partition(":")[2] or 0), None
+    return None, device  # "auto", "mps", ...: let accelerate place it
