@@ -207,6 +207,37 @@ def test_huggingface_pipeline_path_relative_to_the_config_folder(
     assert chat.model_id not in loaded_pipelines()  # built, not loaded
 
 
+def test_local_model_options_beside_the_config(
+    tmp_path: Path, tiny_model_dir: Path, elsewhere: Path
+) -> None:
+    from llmrouter.models._registry import registry, set_memory_budget
+    from llmrouter.testing import build_tiny_lora_adapter
+
+    folder = tmp_path / "cfg"
+    build_tiny_lora_adapter(tiny_model_dir, folder / "adapters" / "sql", seed=3)
+    try:
+        built = build(
+            folder,
+            f"models:\n  sql:\n    factory: huggingface_pipeline\n"
+            f"    model: {tiny_model_dir}\n    adapter: adapters/sql\n"
+            "    lock: my.lock\n    cache_dir: hf-cache\n"
+            "local_models:\n  memory: 2GiB\n  max_models: 2\n",
+        )
+        assert registry.budget == (2 * 2**30, 2)
+    finally:
+        set_memory_budget()
+    chat = built.models["sql"].chat_model
+    assert isinstance(chat, ChatHuggingFacePipeline)
+    assert chat.adapter == str(folder / "adapters" / "sql")
+    assert (chat.lock, chat.cache_dir) == (str(folder / "my.lock"), str(folder / "hf-cache"))
+
+
+def test_a_bad_memory_budget_names_its_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileError) as caught:
+        build(tmp_path, MODELS, "local_models:\n  memory: lots\n")
+    assert caught.value.line == 5 and "memory size 'lots' is not understood" in str(caught.value)
+
+
 # ------------------------------------------------------------------ routers
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+import torch
+
 from llmrouter.models import huggingface_pipeline, loaded_models
 from llmrouter.models._hf_batch import waiting_pool
 from llmrouter.models._hf_loading import PipelineLoad
@@ -52,3 +55,19 @@ def test_async_callers_meet_in_one_batch(tiny_model_dir: Path) -> None:
     # the event loop's default pool (min(32, cpus + 4) threads) split them into >= 3 calls
     assert chat.pipeline_calls - before <= 2
     assert waiting_pool()._max_workers >= 32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU and bitsandbytes")
+def test_bitsandbytes_8bit_on_a_gpu(tiny_model_dir: Path) -> None:  # pragma: no cover
+    from transformers import BitsAndBytesConfig
+
+    spec = huggingface_pipeline(
+        str(tiny_model_dir),
+        max_new_tokens=4,
+        device="auto",
+        model_kwargs={"quantization_config": BitsAndBytesConfig(load_in_8bit=True)},
+    )
+    reply = spec.chat_model.invoke("hello there")
+    assert reply.usage_metadata is not None and reply.usage_metadata["output_tokens"] <= 4
+    layer = spec.chat_model.hf_pipeline.pipeline.model.transformer.h[0].mlp.c_fc
+    assert "bitsandbytes" in type(layer).__module__

@@ -237,3 +237,15 @@ def test_retries_and_fallbacks_inside_a_nested_router_are_counted() -> None:
     text = metrics.exposition().decode()
     assert 'llmrouter_retries_total{model="remote",router="front"} 1.0' in text
     assert 'llmrouter_fallbacks_total{router="front"} 1.0' in text
+
+
+def test_local_model_memory_gauge_follows_the_registry(tiny_model_dir: Path) -> None:
+    from llmrouter.models import huggingface_pipeline, unload_models
+
+    metrics = ServerMetrics({})
+    name = f"text-generation:{tiny_model_dir}"
+    huggingface_pipeline(str(tiny_model_dir), max_new_tokens=2).chat_model.invoke("hi")
+    loaded = value(metrics, "llmrouter_local_model_bytes", model=name)
+    assert loaded is not None and loaded > 100_000
+    unload_models(str(tiny_model_dir))
+    assert value(metrics, "llmrouter_local_model_bytes", model=name) is None

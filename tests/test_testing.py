@@ -34,6 +34,7 @@ def test_public_names() -> None:
         "add_to_hub_cache",
         "build_tiny_captioner",
         "build_tiny_chat_model",
+        "build_tiny_lora_adapter",
         "build_tiny_speech_recognizer",
         "build_tiny_text_to_image",
         "start_echo_server",

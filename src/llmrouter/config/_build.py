@@ -106,6 +106,7 @@ class Builder:
             raise self.source.error(
                 ("routers", name), f"{name!r} names both a model and a router; rename one"
             )
+        self._located(("local_models",), self.config.local_models.apply)
         for key, entry in entries.items():
             self.models[key] = self._located(
                 ("models", key),
@@ -327,6 +328,9 @@ def build_model(key: str, entry: Any, base: Path | None = None) -> ModelSpec:
         for option in _FILES_BESIDE_CONFIG:  # the lock and a cache folder sit by the config
             if base is not None and isinstance(kwargs.get(option), str):
                 kwargs[option] = str(base / os.path.expanduser(kwargs[option]))
+        adapter = kwargs.get("adapter")  # a folder by the config, or a hub repo id
+        if base is not None and isinstance(adapter, str) and (base / adapter).is_dir():
+            kwargs["adapter"] = str(base / adapter)
         try:
             check_model_source(  # a missing directory fails now, not on first call
                 kwargs[_FIRST], revision=kwargs.get("revision"), cache_dir=kwargs.get("cache_dir")

@@ -20,6 +20,7 @@ from llmrouter.config._settings import (
     BreakerSettings,
     ClassifierSettings,
     GuardSettings,
+    LocalModelSettings,
     RampSettings,
     RateLimitSettings,
     RetrySettings,
@@ -181,6 +182,13 @@ def config_model() -> type[BaseModel]:
         version=(Literal[1], Field(default=1, description="The config format version.")),
         models=(dict[str, model_entry], Field(description="Models by name.")),
         routers=(dict[str, router], Field(default_factory=dict, description="Routers by name.")),
+        local_models=(
+            LocalModelSettings,
+            Field(
+                default_factory=LocalModelSettings,
+                description="Memory budget of the local models loaded in the process.",
+            ),
+        ),
         serve=(
             ServeSettings,
             Field(default_factory=ServeSettings, description="How `llmrouter serve` listens."),

@@ -150,3 +150,26 @@ class GuardSettings(Strict):
     """How many recent candidate requests are looked at."""
     min_requests: int = Field(default=20, gt=0)
     """Requests needed in the window before the guard may trip."""
+
+
+class LocalModelSettings(Strict):
+    """The process-wide budget of loaded local models (`set_memory_budget`)."""
+
+    memory: int | str | None = None
+    """Most memory the loaded local models may take: bytes, or ``"6GiB"``, ``"500MB"``
+    (``null``: no limit). Least recently used idle models unload to stay within it."""
+    max_models: int | None = Field(default=None, ge=1)
+    """Most local models loaded at once (``null``: no limit)."""
+
+    def apply(self) -> None:
+        """Set the budget, if this section sets one (else ``LLMROUTER_MODEL_MEMORY`` /
+        ``LLMROUTER_MAX_MODELS`` stay in force).
+
+        Raises:
+            ConfigurationError: ``memory`` is not a size.
+        """
+        if self.memory is None and self.max_models is None:
+            return
+        from llmrouter.models._registry import set_memory_budget
+
+        set_memory_budget(self.memory, self.max_models)

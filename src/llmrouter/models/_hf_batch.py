@@ -94,6 +94,8 @@ class Request:
     prompt: str
     kwargs: dict[str, Any]
     key: Hashable
+    adapter: str | None = None
+    """The LoRA adapter to run with (part of ``key``: a batch has one adapter)."""
     future: Future[Generation] = field(default_factory=Future)
 
 

@@ -126,7 +126,11 @@ def output_limit(wanted: int, prompt_tokens: int, window: int | None, model: str
 
 
 def check_model_source(
-    model_id: str, *, revision: str | None = None, cache_dir: str | None = None
+    model_id: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    required: str = "config.json",
 ) -> None:
     """Raise a `ConfigurationError` saying why ``model_id`` cannot be loaded, if it
     plainly cannot (nothing is downloaded or loaded here).
@@ -142,16 +146,16 @@ def check_model_source(
     """
     path = Path(model_id).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not (path / required).is_file():
             raise ConfigurationError(
-                f"model directory {model_id!r} has no config.json: pass the directory "
-                "that save_pretrained() wrote (config.json, tokenizer and weights)"
+                f"model directory {model_id!r} has no {required}: pass the directory "
+                f"that save_pretrained() wrote ({required}, weights, ...)"
             )
         return
     if path.exists():
         raise ConfigurationError(
             f"model path {model_id!r} is a file, not a model directory: pass the "
-            "directory holding its config.json"
+            f"directory holding its {required}"
         )
     from huggingface_hub import try_to_load_from_cache
     from huggingface_hub.errors import HFValidationError
@@ -170,7 +174,7 @@ def check_model_source(
             "repo id ('name' or 'org/name': letters, digits, '-', '_', '.'): fix the id, "
             "or pass the model's local directory"
         ) from None
-    cached = try_to_load_from_cache(model_id, "config.json", cache_dir=cache_dir, revision=revision)
+    cached = try_to_load_from_cache(model_id, required, cache_dir=cache_dir, revision=revision)
     if offline() and not isinstance(cached, str):
         at = f" at revision {revision!r}" if revision else ""
         where = f" ({cache_dir})" if cache_dir else ""

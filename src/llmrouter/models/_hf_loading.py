@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from llmrouter.errors import ConfigurationError, LLMRouterError
 from llmrouter.models._common import freeze
+from llmrouter.models._hf_adapters import active_adapter, attach_adapter
 from llmrouter.models._hf_batch import Generation, MicroBatcher, Request, Tracker
 from llmrouter.models._hf_checks import DEFAULT_MAX_NEW_TOKENS, context_window_of
 from llmrouter.models._hub import ModelSource
@@ -63,7 +64,20 @@ class SharedPipeline:
         self.templated = templated(self.tokenizer)
         self.calls = 0
         self.batcher = MicroBatcher(self._run_group)
+        self.adapters: dict[str, str] = {}
+        """LoRA adapters loaded onto this model: their folder -> their name in peft."""
         self._run_lock = threading.Lock()  # one generation at a time on this model
+
+    def adapter_name(self, folder: Path) -> str:
+        """The name of the LoRA adapter in ``folder`` on this model, loading it the
+        first time (every adapter shares this one copy of the base weights)."""
+        with self._run_lock:
+            name = self.adapters.get(str(folder))
+            if name is None:
+                name = f"adapter{len(self.adapters)}"
+                attach_adapter(self.pipeline, folder, name)
+                self.adapters[str(folder)] = name
+        return name
 
     def count_tokens(self, text: str, *, prompt: bool = False) -> int:
         return count_tokens(self.tokenizer, text, prompt=prompt)
@@ -75,15 +89,20 @@ class SharedPipeline:
         from transformers import StoppingCriteriaList
 
         tracker = Tracker(extra.pop("cancel", None))
+        adapter = extra.pop("adapter", None)
         call = {
             **kwargs,
             **extra,
             "add_special_tokens": not self.templated,
             "stopping_criteria": StoppingCriteriaList([tracker]),
         }
-        with self._run_lock:
-            self.calls += 1
-            outputs = self.pipeline(prompts, batch_size=len(prompts), **call)
+        with self._run_lock:  # adapters are attached under this lock too: read them here
+            switch = (
+                active_adapter(self.pipeline.model, adapter) if self.adapters else nullcontext()
+            )
+            with switch:
+                self.calls += 1
+                outputs = self.pipeline(prompts, batch_size=len(prompts), **call)
         return [
             Generation(
                 out[0]["generated_text"],
@@ -95,7 +114,8 @@ class SharedPipeline:
 
     def _run_group(self, group: list[Request]) -> None:
         try:
-            results = self.generate([r.prompt for r in group], group[0].kwargs)
+            prompts = [r.prompt for r in group]
+            results = self.generate(prompts, group[0].kwargs, adapter=group[0].adapter)
         except Exception as exc:
             if len(group) == 1:
                 group[0].future.set_exception(exc)

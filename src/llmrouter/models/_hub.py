@@ -51,6 +51,8 @@ class ModelSource:
     exists (then only the models it lists are checked)."""
     verify: bool = True
     """Check the files against the lock; ``False`` loads them even if they differ."""
+    required: str = "config.json"
+    """The file a folder of this kind must hold (``adapter_config.json`` for an adapter)."""
     token: str | None = field(default=None, repr=False, compare=False, hash=False)
     """Hub token (default: ``HF_TOKEN`` or the stored login). Never printed."""
 
@@ -115,7 +117,7 @@ class ModelSource:
         if found is not None:
             return found
         if self.is_directory:
-            check_model_source(self.model_id)
+            check_model_source(self.model_id, required=self.required)
             folder = Path(self.model_id).expanduser()
         else:
             locked = self.locked()
@@ -134,7 +136,9 @@ class ModelSource:
                     "the locked commit, or pull the new revision to update the lock"
                 )
             revision = entry.commit
-        check_model_source(self.model_id, revision=revision, cache_dir=self.cache_dir)
+        check_model_source(
+            self.model_id, revision=revision, cache_dir=self.cache_dir, required=self.required
+        )
         return Path(
             snapshot(
                 self.model_id,

@@ -43,7 +43,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables.config import run_in_executor
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 
-from llmrouter.errors import InvalidRequestError, reject_unknown_keywords
+from llmrouter.errors import ConfigurationError, InvalidRequestError, reject_unknown_keywords
 from llmrouter.models._common import (
     SPEC_FIELDS,
     default_name,
@@ -62,6 +62,7 @@ from llmrouter.models._hf_checks import (
     output_limit,
 )
 from llmrouter.models._hf_loading import (
+    KIND,
     PipelineLoad,
     SharedPipeline,
     clear_pipelines,
@@ -71,6 +72,7 @@ from llmrouter.models._hf_loading import (
     tokenizer_alone,
 )
 from llmrouter.models._hub import ModelSource
+from llmrouter.models._registry import registry
 
 if TYPE_CHECKING:
     from llmrouter.spec import ModelSpec
@@ -149,6 +151,11 @@ class ChatHuggingFacePipeline(BaseChatModel):
     """Check the files against the lock; ``False`` loads them even if they differ."""
     token: SecretStr | None = Field(default=None, repr=False, exclude=True)
     """Hub token (default ``HF_TOKEN`` or the stored login); never printed or recorded."""
+    adapter: str | None = None
+    """A LoRA adapter (peft folder or hub repo id) applied to ``model_id``: adapters of
+    one base share one copy of its weights (needs ``llmrouter[lora]``)."""
+    adapter_revision: str | None = None
+    """Hub revision of ``adapter`` (default ``main``, or the commit the lock records)."""
     pipeline_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Generation defaults, e.g. ``max_new_tokens``, ``temperature``, ``do_sample``.
     ``temperature=0`` means greedy decoding."""
@@ -158,6 +165,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
     """How long a batch leader waits for concurrent calls to join its batch."""
 
     _load_spec: PipelineLoad | None = PrivateAttr(default=None)
+    _adapter_spec: ModelSource | None = PrivateAttr(default=None)
 
     @field_validator("model_id", mode="before")
     @classmethod
@@ -178,6 +186,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {
             "model_id": self.model_id,
+            "adapter": self.adapter,
             "device": self.device,
             "pipeline_kwargs": self.pipeline_kwargs,
         }
@@ -229,18 +238,37 @@ class ChatHuggingFacePipeline(BaseChatModel):
 
     def _pipeline_load(self) -> PipelineLoad:
         if self._load_spec is None:
-            source = ModelSource(
-                self.model_id,
-                revision=self.revision,
-                cache_dir=self.cache_dir,
-                allow_patterns=self.allow_patterns,
-                local_files_only=self.local_files_only,
-                lock=self.lock,
-                verify=self.verify,
-                token=self.token.get_secret_value() if self.token else None,
-            )
+            source = self._source(self.model_id, self.revision, allow_patterns=self.allow_patterns)
             self._load_spec = PipelineLoad(source, self.device, self.model_kwargs, self.quantize)
         return self._load_spec
+
+    def _source(self, model_id: str, revision: str | None, **extra: Any) -> ModelSource:
+        return ModelSource(
+            model_id,
+            revision=revision,
+            cache_dir=self.cache_dir,
+            local_files_only=self.local_files_only,
+            lock=self.lock,
+            verify=self.verify,
+            token=self.token.get_secret_value() if self.token else None,
+            **extra,
+        )
+
+    def _adapter_on(self, shared: SharedPipeline) -> str | None:
+        """This adapter's LoRA adapter name on ``shared``, loading it there the first time."""
+        if self.adapter is None:
+            return None
+        if self._adapter_spec is None:
+            _check_adapter(self.adapter, self.quantize)
+            self._adapter_spec = self._source(
+                self.adapter, self.adapter_revision, required="adapter_config.json"
+            )
+        folder = self._adapter_spec.locate()
+        if str(folder) in shared.adapters:
+            return shared.adapters[str(folder)]
+        name = shared.adapter_name(self._adapter_spec.resolve())  # checked against the lock
+        registry.refresh(KIND, self.model_id, self._pipeline_load())
+        return name
 
     @contextmanager
     def _using(self) -> Iterator[SharedPipeline]:
@@ -361,7 +389,10 @@ class ChatHuggingFacePipeline(BaseChatModel):
             output_tokens=output_tokens,
             total_tokens=input_tokens + output_tokens,
         )
-        return usage, {"model_name": self.model_id, "finish_reason": finish}
+        metadata = {"model_name": self.model_id, "finish_reason": finish}
+        if self.adapter is not None:
+            metadata["adapter"] = self.adapter
+        return usage, metadata
 
     # ------------------------------------------------------------------ generation
 
@@ -375,7 +406,8 @@ class ChatHuggingFacePipeline(BaseChatModel):
         stop = _stops(stop)
         with self._using() as shared:
             prompt, settings, prompt_tokens = self._prepare(shared, messages, stop, kwargs)
-            request = Request(prompt, settings, freeze(settings))
+            adapter = self._adapter_on(shared)
+            request = Request(prompt, settings, (freeze(settings), adapter), adapter)
             wait_s = self.batch_wait_ms / 1000
             result = shared.batcher.submit(request, wait_s, self.max_batch_size)
             text, cut = _cut_at_stop(result.text, stop)
@@ -406,6 +438,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
         from transformers import TextIteratorStreamer
 
         prompt, settings, prompt_tokens = self._prepare(shared, messages, stop, kwargs)
+        adapter = self._adapter_on(shared)
         streamer = TextIteratorStreamer(
             shared.tokenizer, skip_prompt=True, skip_special_tokens=True
         )
@@ -416,7 +449,9 @@ class ChatHuggingFacePipeline(BaseChatModel):
         def work() -> None:
             try:
                 outcome.extend(
-                    shared.generate([prompt], settings, streamer=streamer, cancel=cancel)
+                    shared.generate(
+                        [prompt], settings, streamer=streamer, cancel=cancel, adapter=adapter
+                    )
                 )
             except BaseException as exc:
                 failure.append(exc)
@@ -528,6 +563,14 @@ def _stop_prefix_len(text: str, stop: list[str] | None) -> int:
 # --------------------------------------------------------------------------- factory
 
 
+def _check_adapter(adapter: str | None, quantize: str | None) -> None:
+    if adapter is not None and quantize is not None:
+        raise ConfigurationError(
+            f"adapter={adapter!r} with quantize={quantize!r} is not supported: LoRA layers "
+            "need the base model's float linear layers; drop one of them"
+        )
+
+
 @functools.cache
 def _generation_keywords() -> frozenset[str]:
     """What a text-generation pipeline call takes: GenerationConfig fields, the
@@ -565,7 +608,9 @@ def huggingface_pipeline(
     warm cache only. ``lock`` / ``verify`` check the files against
     ``llmrouter.lock`` (`IntegrityError` when they differ); ``quantize="int8"``
     quantizes the linear layers on the CPU; ``dtype`` and ``device_map`` go in
-    ``model_kwargs``, ``device`` picks the device.
+    ``model_kwargs``, ``device`` picks the device. ``adapter="path-or-repo"`` applies a
+    LoRA adapter (peft): several adapters of one base are separate specs (named after
+    the adapter) sharing one copy of the base weights, routable like any model.
 
     Raises:
         ConfigurationError: ``model_id_or_path`` is not a non-empty ``str`` or
@@ -598,6 +643,7 @@ def huggingface_pipeline(
         "in pipeline_kwargs={...}",
     )
     check_generation(generation)
+    _check_adapter(adapter.get("adapter"), adapter.get("quantize"))
     if spec_kwargs.get("context_window") is None:
         spec_kwargs["context_window"] = context_window_on_disk(
             model_id, revision=adapter.get("revision"), cache_dir=adapter.get("cache_dir")
@@ -609,4 +655,4 @@ def huggingface_pipeline(
         pipeline_kwargs=generation,
         **adapter,
     )
-    return make_spec(name or default_name(model_id), model, spec_kwargs)
+    return make_spec(name or default_name(model.adapter or model_id), model, spec_kwargs)

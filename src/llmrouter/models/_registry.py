@@ -196,6 +196,17 @@ class ModelRegistry:
         with self._lock:
             return (kind, model_id, settings) in self._entries
 
+    def refresh(self, kind: str, model_id: str, settings: Hashable) -> None:
+        """Count a loaded model's bytes again (it grew: e.g. an adapter was added) and
+        unload others if the budget asks for it."""
+        with self._lock:
+            entry = self._entries.get((kind, model_id, settings))
+            if entry is None:
+                return
+            entry.bytes = model_bytes(entry.value)
+            gone = self._evict(room=0)
+        _release_memory(gone)
+
     def peek(self, kind: str, model_id: str, settings: Hashable) -> Any | None:
         """The loaded model, or ``None``; does not load it or count as a use."""
         with self._lock:

@@ -145,5 +145,15 @@ class _StateCollector(Collector):
             if callable(status_of):
                 for status in status_of():
                     budget.add_metric([name, status.budget.describe()], status.remaining_usd)
+        local = GaugeMetricFamily(
+            "llmrouter_local_model_bytes",
+            "Tensor memory of each local model loaded in this process now.",
+            labels=["model"],
+        )
+        from llmrouter.models._registry import loaded_models
+
+        for loaded in loaded_models():
+            local.add_metric([loaded.name], float(loaded.bytes))
         yield breaker
         yield budget
+        yield local

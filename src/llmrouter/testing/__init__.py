@@ -7,6 +7,8 @@ Test a routing configuration without downloads, GPUs or API keys:
   (Stable Diffusion, needs ``llmrouter[image]``) write random-weight models
   in about a second each. Their output is noise; loading, templating and
   generation are the real code paths.
+- `build_tiny_lora_adapter` writes a random LoRA adapter of such a model
+  (needs ``llmrouter[lora]``).
 - `add_to_hub_cache` lays such a model out in a Hugging Face cache folder, to
   load it by repo id offline (``HF_HUB_OFFLINE=1``) as if it were downloaded.
 - `start_echo_server` runs llm-katan, an OpenAI-compatible server that echoes
@@ -33,6 +35,7 @@ from llmrouter.testing._chat import build_tiny_chat_model
 from llmrouter.testing._diffusion import build_tiny_text_to_image
 from llmrouter.testing._hub import add_to_hub_cache
 from llmrouter.testing._katan import KatanServer, start_echo_server
+from llmrouter.testing._lora import build_tiny_lora_adapter
 from llmrouter.testing._speech import build_tiny_speech_recognizer
 from llmrouter.testing._vision import build_tiny_captioner
 
@@ -42,6 +45,7 @@ __all__ = [
     "add_to_hub_cache",
     "build_tiny_captioner",
     "build_tiny_chat_model",
+    "build_tiny_lora_adapter",
     "build_tiny_speech_recognizer",
     "build_tiny_text_to_image",
     "start_echo_server",
