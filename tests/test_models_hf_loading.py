@@ -57,6 +57,18 @@ def test_async_callers_meet_in_one_batch(tiny_model_dir: Path) -> None:
     assert waiting_pool()._max_workers >= 32
 
 
+def test_dtype_and_device_map_pass_through(tiny_model_dir: Path) -> None:
+    spec = huggingface_pipeline(
+        str(tiny_model_dir),
+        max_new_tokens=3,
+        model_kwargs={"dtype": torch.bfloat16, "device_map": "cpu"},
+    )
+    reply = spec.chat_model.invoke("hello there")
+    assert reply.usage_metadata is not None and reply.usage_metadata["output_tokens"] <= 3
+    model = spec.chat_model.hf_pipeline.pipeline.model
+    assert model.dtype == torch.bfloat16 and model.device.type == "cpu"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU and bitsandbytes")
 def test_bitsandbytes_8bit_on_a_gpu(tiny_model_dir: Path) -> None:  # pragma: no cover
     from transformers import BitsAndBytesConfig

@@ -23,6 +23,11 @@ __all__ = ["Generation", "MicroBatcher", "Request", "Tracker", "waiting_pool"]
 _WAITERS = 64
 """Threads async callers wait in: enough for many concurrent requests to meet in
 one batch (the event loop's default pool has only ``min(32, cpus + 4)``)."""
+_MAX_WAITS = 10
+"""A leader gathering a batch waits at most this many windows while requests keep
+joining (each joining request restarts the window)."""
+_MAX_GATHER_S = 0.25
+"""The longest a leader waits for announced callers (rendering their prompts)."""
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -102,20 +107,41 @@ class Request:
 class MicroBatcher:
     """Coalesces concurrent requests into one pipeline call, without a background thread.
 
-    The first caller that finds no leader becomes the leader: it waits a moment
-    for others to join, runs compatible pending requests together, and repeats
-    until its own request is done; then it hands leadership to a waiting caller.
+    The first caller that finds no leader becomes the leader: it waits for others
+    to join, runs compatible pending requests together, and repeats until its own
+    request is done; then it hands leadership to a waiting caller. The leader
+    starts as soon as a batch is full, or when no request has joined for
+    ``wait_s`` and no announced caller (`announce`: one still rendering its
+    prompt) is on its way; it waits at most ``_MAX_WAITS`` windows for unannounced
+    arrivals and ``_MAX_GATHER_S`` for announced ones.
     """
 
     def __init__(self, run: Callable[[list[Request]], None]) -> None:
         self._run = run
         self._cond = threading.Condition()
         self._pending: list[Request] = []
+        self._incoming = 0
         self._leading = False
 
-    def submit(self, request: Request, wait_s: float, max_batch: int) -> Generation:
+    def announce(self) -> None:
+        """A caller will `submit` soon (it is preparing its request): a gathering leader
+        waits for it. Follow with ``submit(..., announced=True)`` or `withdraw`."""
+        with self._cond:
+            self._incoming += 1
+
+    def withdraw(self) -> None:
+        """An announced caller will not submit after all (its request failed early)."""
+        with self._cond:
+            self._incoming -= 1
+            self._cond.notify_all()
+
+    def submit(
+        self, request: Request, wait_s: float, max_batch: int, *, announced: bool = False
+    ) -> Generation:
         with self._cond:
             self._pending.append(request)
+            self._incoming -= int(announced)
+            self._cond.notify_all()  # a gathering leader counts arrivals
             while self._leading and not request.future.done():
                 self._cond.wait()
             lead = not request.future.done()
@@ -125,7 +151,7 @@ class MicroBatcher:
         if lead:
             try:
                 if pause:
-                    time.sleep(wait_s)
+                    self._gather(wait_s, max_batch)
                 while not request.future.done():
                     with self._cond:
                         group = self._take(max_batch)
@@ -137,6 +163,25 @@ class MicroBatcher:
                     self._leading = False
                     self._cond.notify_all()
         return request.future.result()
+
+    def _gather(self, wait_s: float, max_batch: int) -> None:
+        """Wait until ``max_batch`` requests are pending, or none joined for ``wait_s``
+        while no announced caller is on its way (within the caps)."""
+        start = time.monotonic()
+        quiet_until = start + wait_s
+        with self._cond:
+            while len(self._pending) < max_batch:
+                now = time.monotonic()
+                if self._incoming > 0:
+                    until = start + max(_MAX_GATHER_S, wait_s * _MAX_WAITS)
+                else:
+                    until = min(quiet_until, start + wait_s * _MAX_WAITS)
+                if now >= until:
+                    return
+                seen = len(self._pending)
+                self._cond.wait(until - now)
+                if len(self._pending) > seen:
+                    quiet_until = time.monotonic() + wait_s
 
     def _take(self, max_batch: int) -> list[Request]:
         key = self._pending[0].key

@@ -162,7 +162,9 @@ class ChatHuggingFacePipeline(BaseChatModel):
     max_batch_size: int = Field(default=8, ge=1)
     """Most prompts run together in one pipeline call."""
     batch_wait_ms: float = Field(default=2.0, ge=0)
-    """How long a batch leader waits for concurrent calls to join its batch."""
+    """How long a batch leader waits for another concurrent call to join its batch; each
+    call that joins restarts the wait, up to 10 times this in all (a full batch starts
+    at once)."""
 
     _load_spec: PipelineLoad | None = PrivateAttr(default=None)
     _adapter_spec: ModelSource | None = PrivateAttr(default=None)
@@ -405,11 +407,16 @@ class ChatHuggingFacePipeline(BaseChatModel):
     ) -> ChatResult:
         stop = _stops(stop)
         with self._using() as shared:
-            prompt, settings, prompt_tokens = self._prepare(shared, messages, stop, kwargs)
-            adapter = self._adapter_on(shared)
+            shared.batcher.announce()  # a leader gathering a batch waits for this call
+            try:
+                prompt, settings, prompt_tokens = self._prepare(shared, messages, stop, kwargs)
+                adapter = self._adapter_on(shared)
+            except BaseException:
+                shared.batcher.withdraw()
+                raise
             request = Request(prompt, settings, (freeze(settings), adapter), adapter)
             wait_s = self.batch_wait_ms / 1000
-            result = shared.batcher.submit(request, wait_s, self.max_batch_size)
+            result = shared.batcher.submit(request, wait_s, self.max_batch_size, announced=True)
             text, cut = _cut_at_stop(result.text, stop)
             finish = "stop" if cut or result.ended else "length"
             usage, metadata = self._metadata(shared, prompt_tokens, text, finish, result.generated)

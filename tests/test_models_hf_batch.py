@@ -1,0 +1,108 @@
+"""Tests for llmrouter.models._hf_batch.MicroBatcher: how a leader gathers a batch."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from llmrouter.models._hf_batch import Generation, MicroBatcher, Request
+
+
+class Runs:
+    """A pipeline stand-in: records each group it is given and answers every request."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.groups: list[list[str]] = []
+        self.seconds = seconds
+
+    def __call__(self, group: list[Request]) -> None:
+        self.groups.append([r.prompt for r in group])
+        time.sleep(self.seconds)
+        for request in group:
+            request.future.set_result(Generation(request.prompt.upper(), True, 1))
+
+
+def arrive(
+    batcher: MicroBatcher, prompts: list[str], gap_s: float, submit: Callable[[Request], str]
+) -> dict[str, str]:
+    answers: dict[str, str] = {}
+
+    def one(prompt: str) -> None:
+        answers[prompt] = submit(Request(prompt, {}, "same"))
+
+    threads = []
+    for prompt in prompts:
+        threads.append(threading.Thread(target=one, args=(prompt,)))
+        threads[-1].start()
+        time.sleep(gap_s)
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_callers_arriving_one_after_another_meet_in_one_batch() -> None:
+    runs = Runs()
+    batcher = MicroBatcher(runs)
+    prompts = [f"p{i}" for i in range(8)]
+    answers = arrive(
+        batcher, prompts, 0.002, lambda r: batcher.submit(r, wait_s=0.05, max_batch=32).text
+    )
+    assert answers == {p: p.upper() for p in prompts}  # each caller's own result
+    assert runs.groups == [prompts]  # each arrival restarted the 50 ms window
+
+
+def test_a_full_batch_starts_without_waiting_out_the_window() -> None:
+    runs = Runs()
+    batcher = MicroBatcher(runs)
+    start = time.monotonic()
+    arrive(batcher, ["a", "b", "c", "d"], 0.0, lambda r: batcher.submit(r, 5.0, 4).text)
+    assert time.monotonic() - start < 2.0  # not the 5 s window
+    assert sorted(p for g in runs.groups for p in g) == ["a", "b", "c", "d"]
+
+
+def test_a_steady_stream_does_not_hold_the_first_batch_for_ever() -> None:
+    runs = Runs()
+    batcher = MicroBatcher(runs)
+    prompts = [f"p{i}" for i in range(40)]
+    arrive(batcher, prompts, 0.005, lambda r: batcher.submit(r, wait_s=0.01, max_batch=64).text)
+    # arrivals every 5 ms keep restarting a 10 ms window: the cap (10 windows) cuts it
+    assert len(runs.groups) >= 2 and len(runs.groups[0]) < 40
+    assert sorted(p for g in runs.groups for p in g) == sorted(prompts)
+
+
+def test_a_lone_request_waits_one_window() -> None:
+    runs = Runs()
+    batcher = MicroBatcher(runs)
+    start = time.monotonic()
+    assert batcher.submit(Request("x", {}, "k"), wait_s=0.05, max_batch=8).text == "X"
+    assert 0.05 <= time.monotonic() - start < 0.5
+
+
+def test_the_leader_waits_for_announced_callers() -> None:
+    runs = Runs()
+    batcher = MicroBatcher(runs)
+    batcher.announce()  # a caller still rendering its prompt
+    late: list[str] = []
+
+    def slow_caller() -> None:
+        time.sleep(0.05)  # ten windows of 5 ms
+        late.append(batcher.submit(Request("late", {}, "k"), 0.005, 8, announced=True).text)
+
+    thread = threading.Thread(target=slow_caller)
+    thread.start()
+    assert batcher.submit(Request("first", {}, "k"), 0.005, 8).text == "FIRST"
+    thread.join()
+    assert late == ["LATE"] and runs.groups == [["first", "late"]]
+
+
+def test_a_withdrawn_caller_releases_the_leader() -> None:
+    runs = Runs()
+    batcher = MicroBatcher(runs)
+    batcher.announce()
+    timer = threading.Timer(0.02, batcher.withdraw)  # its request failed before submitting
+    timer.start()
+    start = time.monotonic()
+    assert batcher.submit(Request("x", {}, "k"), 0.005, 8).text == "X"
+    assert time.monotonic() - start < 0.2  # not the 0.25 s cap
+    timer.join()
