@@ -169,7 +169,7 @@ class PipelineLoad:
             self.model_id,
             self,
             lambda: self._load(self.source.resolve()),  # checked against the lock to load
-            estimate=_on_disk(folder),
+            estimate=lambda: _on_disk(folder),  # only when a load is due
         ) as shared:
             yield shared
 

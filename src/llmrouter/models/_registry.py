@@ -162,11 +162,12 @@ class ModelRegistry:
         settings: Hashable,
         load: Callable[[], T],
         *,
-        estimate: int = 0,
+        estimate: int | Callable[[], int] = 0,
     ) -> T:
         """The loaded model for (kind, model id, settings), calling ``load`` only when
-        it is not loaded. ``estimate``: bytes it will take (its weight files), so that
-        room is made before loading rather than after."""
+        it is not loaded. ``estimate``: bytes it will take (its weight files), or a
+        function computing them when a load is due, so that room is made before
+        loading rather than after."""
         entry = self._acquire(kind, model_id, settings, load, estimate, lease=False)
         return entry.value  # type: ignore[no-any-return]
 
@@ -178,7 +179,7 @@ class ModelRegistry:
         settings: Hashable,
         load: Callable[[], T],
         *,
-        estimate: int = 0,
+        estimate: int | Callable[[], int] = 0,
     ) -> Iterator[T]:
         """Like `get`, and the model is not unloaded before the ``with`` block ends."""
         entry = self._acquire(kind, model_id, settings, load, estimate, lease=True)
@@ -219,7 +220,7 @@ class ModelRegistry:
         model_id: str,
         settings: Hashable,
         load: Callable[[], Any],
-        estimate: int,
+        estimate: int | Callable[[], int],
         *,
         lease: bool,
     ) -> _Entry:
@@ -232,9 +233,11 @@ class ModelRegistry:
         with load_lock:  # per key: loading one model does not block loading another
             with self._lock:
                 entry = self._hit(key, lease)
-                if entry is not None:
-                    return entry
-                gone = self._evict(room=estimate, extra=1)
+            if entry is not None:
+                return entry
+            room = estimate() if callable(estimate) else estimate
+            with self._lock:
+                gone = self._evict(room=room, extra=1)
             _release_memory(gone)
             value = load()
             entry = _Entry(f"{kind}:{model_id}", value, model_bytes(value))
@@ -381,9 +384,8 @@ def set_memory_budget(
 
     Examples:
         >>> from llmrouter.models import set_memory_budget
-        >>> set_memory_budget("8GiB", max_models=4)
-        []
-        >>> set_memory_budget()  # no limit again
+        >>> unloaded = set_memory_budget("8GiB", max_models=4)  # names of models it unloaded
+        >>> set_memory_budget()  # no limit again: nothing to unload
         []
     """
     return registry.set_budget(max_bytes, max_models)
