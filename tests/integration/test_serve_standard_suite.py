@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from _fixtures.echo_gaps import EchoBackendGaps
 from _fixtures.serve import RoutedServer
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
@@ -31,12 +32,6 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 from llmrouter.models._openai import openai_async_http_client
 from llmrouter.testing import KatanServer
 
-ECHO_NO_TOOLS = "llm-katan's echo backend answers any tool list with a dummy call (args a=1, b=1)"
-ECHO_NO_STREAMED_TOOLS = (
-    "llm-katan's echo backend answers a streamed tool request with a non-streamed body, "
-    "so the router's stream yields no chunks and the server streams an empty answer "
-    "(a bare ChatOpenAI against llm-katan fails the same way)"
-)
 ECHO_NO_JSON_SCHEMA = (
     "ChatOpenAI's default structured-output method is json_schema (a response_format, "
     "passed on by the server); llm-katan's echo backend ignores it and answers plain text, "
@@ -44,7 +39,7 @@ ECHO_NO_JSON_SCHEMA = (
 )
 
 
-class TestServedRouterIntegration(ChatModelIntegrationTests):
+class TestServedRouterIntegration(EchoBackendGaps, ChatModelIntegrationTests):
     server: Any = None
 
     @pytest.fixture(autouse=True)
@@ -69,42 +64,7 @@ class TestServedRouterIntegration(ChatModelIntegrationTests):
             "http_async_client": openai_async_http_client(),
         }
 
-    @property
-    def supports_model_override(self) -> bool:
-        return False  # as for the router called directly
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return False
-
-    # -- capabilities the echo backend lacks (each reason checked by hand) ---------
-
-    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
-    @pytest.mark.xfail(reason=ECHO_NO_TOOLS + "; the test checks the arguments", strict=True)
-    def test_tool_calling(self, model: BaseChatModel) -> None:
-        super().test_tool_calling(model)
-
-    @pytest.mark.xfail(reason=ECHO_NO_TOOLS + "; the test checks the arguments", strict=True)
-    async def test_tool_calling_async(self, model: BaseChatModel) -> None:
-        await super().test_tool_calling_async(model)
-
-    @pytest.mark.xfail(reason=ECHO_NO_TOOLS + "; the test checks the arguments", strict=True)
-    def test_unicode_tool_call_integration(self, model: BaseChatModel) -> None:
-        super().test_unicode_tool_call_integration(model)
-
-    # the invoke half passes; the stream half gets no tool call
-    @pytest.mark.xfail(reason=ECHO_NO_STREAMED_TOOLS, strict=True)
-    def test_tool_calling_with_no_arguments(self, model: BaseChatModel) -> None:
-        super().test_tool_calling_with_no_arguments(model)
-
-    # a pydantic v1 schema makes ChatOpenAI fall back to tool calling (then streams)
-    @pytest.mark.xfail(reason=ECHO_NO_STREAMED_TOOLS, strict=True)
-    def test_structured_output_pydantic_2_v1(self, model: BaseChatModel) -> None:
-        super().test_structured_output_pydantic_2_v1(model)
+    # -- what the echo backend cannot do besides EchoBackendGaps (each checked by hand)
 
     @pytest.mark.parametrize("schema_type", ["pydantic", "typeddict", "json_schema"])
     @pytest.mark.xfail(reason=ECHO_NO_JSON_SCHEMA, strict=True)

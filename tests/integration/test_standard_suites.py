@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _fixtures.echo_gaps import ECHO_NO_STREAMED_TOOLS, EchoBackendGaps
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -22,12 +23,6 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from llmrouter import ModelRouter, ModelSpec, models
-
-ECHO_NO_TOOLS = "llm-katan's echo backend answers any tool list with a dummy call (args a=1, b=1)"
-ECHO_NO_STREAMED_TOOLS = (
-    "llm-katan's echo backend answers a streamed tool request with a non-streamed body, "
-    "so ChatOpenAI's stream yields no chunks (a bare ChatOpenAI fails the same way)"
-)
 
 
 class TestModelRouterUnit(ChatModelUnitTests):
@@ -55,7 +50,7 @@ class TestModelRouterUnit(ChatModelUnitTests):
         return False
 
 
-class TestModelRouterIntegration(ChatModelIntegrationTests):
+class TestModelRouterIntegration(EchoBackendGaps, ChatModelIntegrationTests):
     server: Any = None
 
     @pytest.fixture(autouse=True)
@@ -74,40 +69,7 @@ class TestModelRouterIntegration(ChatModelIntegrationTests):
         )
         return {"models": [spec], "default": "katan"}
 
-    @property
-    def supports_model_override(self) -> bool:
-        return False
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return False
-
-    # -- capabilities the echo backend lacks (each reason checked by hand) --------
-
-    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
-    @pytest.mark.xfail(reason=ECHO_NO_TOOLS + "; the test checks the arguments", strict=True)
-    def test_tool_calling(self, model: BaseChatModel) -> None:
-        super().test_tool_calling(model)
-
-    @pytest.mark.xfail(reason=ECHO_NO_TOOLS + "; the test checks the arguments", strict=True)
-    async def test_tool_calling_async(self, model: BaseChatModel) -> None:
-        await super().test_tool_calling_async(model)
-
-    @pytest.mark.xfail(reason=ECHO_NO_TOOLS + "; the test checks the arguments", strict=True)
-    def test_unicode_tool_call_integration(self, model: BaseChatModel) -> None:
-        super().test_unicode_tool_call_integration(model)
-
-    @pytest.mark.xfail(reason=ECHO_NO_STREAMED_TOOLS, strict=True)
-    def test_tool_calling_with_no_arguments(self, model: BaseChatModel) -> None:
-        super().test_tool_calling_with_no_arguments(model)
-
-    @pytest.mark.xfail(reason=ECHO_NO_STREAMED_TOOLS, strict=True)
-    def test_structured_output_pydantic_2_v1(self, model: BaseChatModel) -> None:
-        super().test_structured_output_pydantic_2_v1(model)
+    # -- what the echo backend cannot do besides EchoBackendGaps (each checked by hand)
 
     # the invoke half passes (one on_chat_model_start, with ls_structured_output_format);
     # the stream half meets the echo backend's non-streamed tool answer
