@@ -12,6 +12,7 @@ printed or recorded.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -262,7 +263,8 @@ def pull_model(
         )
         repo, commit = model_id, folder.name
     if lock is None:
-        hub_mismatches(folder, hash_files(folder, progress=True), model_id)
+        if repo is not None:  # a local directory has no hub names to check against
+            hub_mismatches(folder, hash_files(folder, progress=True), model_id)
         return folder, None
     model_lock = ModelLock.read(lock)
     entry = model_lock.record_directory(
@@ -289,7 +291,7 @@ def hub_mismatches(folder: Path, digests: dict[str, str], model_id: str = "MODEL
         blob = Path(os.readlink(path)).name
         if len(blob) == 64 and blob != digest:
             bad.append(f"{name} (sha256 {digest[:12]}..., the hub's {blob[:12]}...)")
-        elif len(blob) == 40 and blob != _git_blob_hash(path):
+        elif len(blob) == 40 and blob != git_blob_hash(path.read_bytes()):
             bad.append(f"{name} (not the git blob {blob[:12]}... the hub sent)")
     if bad:
         raise IntegrityError(
@@ -298,10 +300,8 @@ def hub_mismatches(folder: Path, digests: dict[str, str], model_id: str = "MODEL
         )
 
 
-def _git_blob_hash(path: Path) -> str:
-    import hashlib
-
-    data = path.read_bytes()
+def git_blob_hash(data: bytes) -> str:
+    """The git blob hash of ``data``: how the hub names a file not stored with LFS."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 

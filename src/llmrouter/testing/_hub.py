@@ -13,6 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
+from llmrouter.models._hub import git_blob_hash
+
 __all__ = ["add_to_hub_cache"]
 
 _LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf", ".onnx", ".msgpack", ".h5")
@@ -68,4 +70,4 @@ def _blob_name(path: Path) -> str:
     data = path.read_bytes()
     if path.suffix in _LFS_SUFFIXES:
         return hashlib.sha256(data).hexdigest()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    return git_blob_hash(data)
