@@ -40,11 +40,17 @@ KEYS = [f"user-{i}" for i in range(10_000)]
 
 
 class Sleeper(BaseChatModel):
-    """Answers ``reply`` after ``delay`` seconds (time.sleep, or asyncio.sleep when async)."""
+    """Answers ``reply`` after ``delay`` seconds (time.sleep, or asyncio.sleep when async).
+
+    With a ``gate`` (a threading.Event for sync calls, an asyncio.Event for async
+    ones) it answers only once the gate is set: runs stay pending for as long as a
+    test needs, however slow the machine.
+    """
 
     delay: float = 0.5
     reply: str = "slow"
     fail: bool = False
+    gate: Any = None
 
     @property
     def _llm_type(self) -> str:
@@ -62,6 +68,8 @@ class Sleeper(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if self.gate is not None:
+            self.gate.wait()
         time.sleep(self.delay)
         return self._answer()
 
@@ -72,6 +80,8 @@ class Sleeper(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if self.gate is not None:
+            await self.gate.wait()
         await asyncio.sleep(self.delay)
         return self._answer()
 
@@ -583,7 +593,11 @@ def test_a_slow_shadow_never_slows_the_control_path() -> None:
 
 
 async def test_a_slow_async_shadow_never_slows_the_control_path() -> None:
-    slow = {"control": spec("gpt"), "candidate": ModelSpec(name="slow", model=Sleeper(delay=0.5))}
+    gate = asyncio.Event()  # the shadow answers only when the test says so
+    slow = {
+        "control": spec("gpt"),
+        "candidate": ModelSpec(name="slow", model=Sleeper(delay=0, gate=gate)),
+    }
     ab = make(variants=slow, mode="shadow")
     latencies = []
     for i in range(6):
@@ -592,6 +606,8 @@ async def test_a_slow_async_shadow_never_slows_the_control_path() -> None:
         latencies.append(time.perf_counter() - started)
     assert statistics.median(latencies) < 0.25
     assert len(ab._shadows.tasks) == 6  # running in the background, references held
+    assert not await ab.await_shadows(timeout=0.05)  # still blocked on the gate
+    gate.set()
     assert await ab.await_shadows(timeout=5)
     assert not ab._shadows.tasks and sum(r.shadow for r in ab.store.records("exp")) == 6
     await ab.aclose()
@@ -608,11 +624,16 @@ async def test_async_shadows_are_stored_and_the_loop_is_not_blocked(tmp_path: Pa
 
 
 def test_the_shadow_queue_is_bounded() -> None:
-    slow = {"control": spec("gpt"), "candidate": ModelSpec(name="slow", model=Sleeper(delay=0.3))}
+    gate = threading.Event()  # no shadow finishes (and frees a slot) until the test says so
+    slow = {
+        "control": spec("gpt"),
+        "candidate": ModelSpec(name="slow", model=Sleeper(delay=0, gate=gate)),
+    }
     ab = make(variants=slow, mode="shadow", max_pending_shadows=2, shadow_workers=1)
     for i in range(5):
         ab.invoke("hi", user=f"u{i}")
     assert ab.shadows_dropped == 3
+    gate.set()
     assert ab.wait_shadows(timeout=5)
     assert sum(r.shadow for r in ab.store.records("exp")) == 2
     ab.close()
