@@ -12,11 +12,16 @@ python="${PYTHON:-python3}"
 target="."
 [ -n "$extras" ] && target=".[$extras]"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$target"
-# Browser tests (the server's playground) drive Debian's Chromium; install it where
-# missing and the machine allows (CI runs as root). Without it those tests skip.
-if [[ ",$extras," == *",dev,"* ]] && ! command -v chromium >/dev/null 2>&1 \
-    && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    apt-get install -y -q chromium >/dev/null 2>&1 \
-        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
-        || echo "setup: could not install chromium; the browser tests will skip" >&2
+# Real servers for the tests, from Debian's packages where missing and the machine
+# allows (CI runs as root): Chromium drives the server's playground in a browser,
+# redis-server holds shared state. Without them those tests skip (outside CI).
+need=()
+if [[ ",$extras," == *",dev,"* ]]; then
+    command -v chromium >/dev/null 2>&1 || need+=(chromium)
+    command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+fi
+if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q "${need[@]}" >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${need[@]}" >/dev/null 2>&1; } \
+        || echo "setup: could not install ${need[*]}; the tests that need them will skip" >&2
 fi

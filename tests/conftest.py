@@ -14,6 +14,7 @@ pytest_plugins = [
     "_fixtures.katan",
     "_fixtures.tiny_multimodal",
     "_fixtures.serve",
+    "_fixtures.redis",
 ]
 
 

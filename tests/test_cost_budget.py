@@ -11,8 +11,8 @@ import pytest
 
 from llmrouter import ConfigurationError
 from llmrouter.cost._budget import Budget, BudgetGuard
-from llmrouter.cost._ledger import SpendLedger
 from llmrouter.errors import BudgetExceededError
+from llmrouter.state._sqlite_ledger import SpendLedger
 
 
 def ts(*args: int) -> float:

@@ -25,10 +25,10 @@ from llmrouter import (
 )
 from llmrouter.core import RouteRequest
 from llmrouter.cost._budget import Budget
-from llmrouter.cost._ledger import SpendLedger
 from llmrouter.cost._router import Blend, CostAwareRouter
 from llmrouter.errors import BudgetExceededError
 from llmrouter.models import openai_compatible
+from llmrouter.state._sqlite_ledger import SpendLedger
 
 # "hello world" is 11 chars: ceil(11 / 4) + 4 per message = 7 estimated prompt tokens.
 PROMPT, PROMPT_TOKENS = "hello world", 7

@@ -7,9 +7,9 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 
 from llmrouter.cost._budget import Budget, BudgetGuard
-from llmrouter.cost._ledger import SpendLedger
 from llmrouter.cost._spending import Spending, _Call, _streaming_model
 from llmrouter.record import Attempt, RouteRecord
+from llmrouter.state._sqlite_ledger import SpendLedger
 
 
 class Owner:

@@ -15,7 +15,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import llmrouter.testing
-from llmrouter.testing import build_tiny_chat_model, start_echo_server
+from llmrouter.testing import RedisServer, build_tiny_chat_model, start_echo_server
 from llmrouter.testing._build import MARKER, built_with, mark_built, start_build
 
 pytest_plugins = ["pytester"]
@@ -31,6 +31,7 @@ def test_public_names() -> None:
     assert sorted(llmrouter.testing.__all__) == [
         "CHAT_TEMPLATE",
         "KatanServer",
+        "RedisServer",
         "add_to_hub_cache",
         "build_tiny_captioner",
         "build_tiny_chat_model",
@@ -38,6 +39,7 @@ def test_public_names() -> None:
         "build_tiny_speech_recognizer",
         "build_tiny_text_to_image",
         "start_echo_server",
+        "start_redis_server",
     ]
     for name in llmrouter.testing.__all__:
         assert getattr(llmrouter.testing, name) is not None
@@ -243,3 +245,24 @@ def test_docs_snippets_run() -> None:
     assert len(snippets) == 2
     for snippet in snippets:
         exec(compile(snippet, str(DOCS_PAGE), "exec"), {})
+
+
+# ------------------------------------------------------------------ redis server
+
+
+def test_the_redis_server_keeps_acknowledged_writes_across_a_kill(
+    redis_server: RedisServer,
+) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=2)
+    assert client.set("kept", "yes")
+    redis_server.restart()  # SIGKILL, then the same port and data
+    assert client.get("kept") == b"yes"
+    redis_server.pause()
+    frozen = redis.Redis.from_url(redis_server.url, socket_timeout=0.3)
+    with pytest.raises(redis.exceptions.TimeoutError):
+        frozen.get("kept")  # connected, but no answer
+    redis_server.resume()
+    assert frozen.get("kept") == b"yes"
+    assert redis_server.url.startswith("redis://127.0.0.1:")

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # what the lazy table below resolves to, for type checkers an
         LLMRouterError,
         ModalityError,
         NoEligibleModelError,
+        StateUnavailableError,
         StoreClosedError,
         StreamInterruptedError,
         UnknownRequestError,
@@ -107,12 +108,13 @@ _EXPORTS: dict[str, str] = {
     "LLMRouterError": "llmrouter.errors",
     "ModalityError": "llmrouter.errors",
     "NoEligibleModelError": "llmrouter.errors",
+    "StateUnavailableError": "llmrouter.errors",
     "StoreClosedError": "llmrouter.errors",
     "StreamInterruptedError": "llmrouter.errors",
     "UnknownRequestError": "llmrouter.errors",
     "UnknownTaskError": "llmrouter.errors",
 }
-_SUBMODULES = ("classify", "models", "resilience")
+_SUBMODULES = ("classify", "models", "resilience", "state")
 
 __all__ = [
     "ROUTE_EVENT",
@@ -153,6 +155,7 @@ __all__ = [
     "RouteRequest",
     "SQLiteStore",
     "SemanticClassifier",
+    "StateUnavailableError",
     "StoreClosedError",
     "StreamInterruptedError",
     "UnknownRequestError",

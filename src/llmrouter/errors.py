@@ -282,3 +282,12 @@ class UnknownRequestError(ExperimentError, LookupError):
 
 class StoreClosedError(ExperimentError, RuntimeError):
     """The store was closed; open a new one to keep reading or writing."""
+
+
+class StateUnavailableError(LLMRouterError, ConnectionError):
+    """The shared state (e.g. Redis) did not answer in time.
+
+    Raised where that concern fails closed (budgets, by default): no call is made
+    whose spend could not be reserved. Concerns that fail open (breakers, limits)
+    fall back to local state and warn instead.
+    """

@@ -19,11 +19,11 @@ from langchain_core.messages import AIMessage, BaseMessageChunk
 
 from llmrouter import ModelSpec, models, route_of
 from llmrouter.cost._budget import Budget
-from llmrouter.cost._ledger import SpendLedger
 from llmrouter.cost._prices import compute_prices
 from llmrouter.cost._router import CostAwareRouter
 from llmrouter.cost._tracker import CostTracker, track_costs
 from llmrouter.errors import BudgetExceededError
+from llmrouter.state._sqlite_ledger import SpendLedger
 
 SMALL = {"input_cost": 2000.0, "output_cost": 4000.0}  # USD per 1M tokens: cents per call
 BIG = {"input_cost": 10000.0, "output_cost": 30000.0}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
 from langchain_core.caches import BaseCache
@@ -45,7 +46,7 @@ from llmrouter.core._keywords import check_call, check_options, normalise_stop
 from llmrouter.core._types import TOOLS_KEY, Ranking, RouteRequest, ToolBinding
 from llmrouter.errors import ConfigurationError, InvalidRequestError
 from llmrouter.record import RouteRecord
-from llmrouter.resilience._breaker import CircuitBreaker, MemoryBreakerBoard
+from llmrouter.resilience._breaker import DEFAULT_BOARD, CircuitBreaker, MemoryBreakerBoard
 from llmrouter.resilience._retry import RetryPolicy
 from llmrouter.spec import ModelSpec, explain_validation_error
 
@@ -93,6 +94,11 @@ class BaseRouter(BaseChatModel, ABC):
     exponential backoff and jitter, within 30 s)."""
     circuit_breaker: CircuitBreaker | None = Field(default_factory=CircuitBreaker)
     """Skips models that keep failing; ``None`` turns breaking off."""
+    state: Any = None
+    """Where breakers and budgets keep shared state: a URL (``"memory://"``,
+    ``"sqlite:///state.db"``, ``"redis://127.0.0.1:6379/0"``) or a
+    `llmrouter.state.SharedState`. ``None``: breakers in this process, spend in
+    ``spend_db``. A breaker given its own ``board`` keeps it."""
     stream_recovery: Literal["continue", "raise"] = "continue"
     """After a stream failed mid-answer: ``continue`` on the next model (it gets the
     partial answer to complete), or ``raise`` `StreamInterruptedError`."""
@@ -180,6 +186,20 @@ class BaseRouter(BaseChatModel, ABC):
         if dupes:
             raise ValueError(f"duplicate model names {dupes}: give each ModelSpec a unique name")
         self._by_name = {s.name: s for s in self.models}
+        return self
+
+    @model_validator(mode="after")
+    def _attach_state(self) -> BaseRouter:
+        if self.state is None:
+            return self
+        from llmrouter.state import open_state
+
+        shared = open_state(self.state)
+        breaker = self.circuit_breaker
+        if breaker is not None and breaker.board is DEFAULT_BOARD:
+            # Not an assignment through pydantic: the field stays as the user set it
+            # (pickling rebuilds the router from its settings, state URL included).
+            self.__dict__["circuit_breaker"] = replace(breaker, board=shared.breaker_board())
         return self
 
     # ------------------------------------------------------------------ ranking

@@ -8,10 +8,10 @@ from llmrouter._tokens import (
     estimate_tokens,
 )
 from llmrouter.cost._budget import Budget, BudgetStatus
-from llmrouter.cost._ledger import SpendLedger, default_spend_db
 from llmrouter.cost._prices import compute_prices
 from llmrouter.cost._router import Blend, CostAwareRouter
 from llmrouter.cost._tracker import CallCost, CostTracker, UsageTotals, track_costs
+from llmrouter.state._sqlite_ledger import SpendLedger, default_spend_db
 
 __all__ = [
     "CHARS_PER_TOKEN",

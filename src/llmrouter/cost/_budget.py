@@ -1,13 +1,14 @@
 """Spend limits: `Budget` (how much, over which window, what then) and `BudgetGuard`.
 
 A windowed budget (``per="hour" | "day" | "month"``) is checked against spend
-persisted in a `SpendLedger`, so a restart does not reset it and several
-processes can share one limit. `BudgetGuard` admits a request by checking and
-reserving its estimate in one ledger transaction, then settles the reservation
-to the actual cost or releases it. A request is refused only when settled spend
-plus the reservations of calls in flight plus its own estimate exceed the limit,
-so concurrent calls cannot spend more than the limit unless a call costs more
-than its reservation (see docs/cost.md, "How far over can spend go").
+persisted in a ledger (`SpendLedger` in SQLite, or Redis through ``state=``), so a
+restart does not reset it and several processes or machines share one limit.
+`BudgetGuard` admits a request by checking and reserving its estimate in one
+atomic ledger step, then settles the reservation to the actual cost or releases
+it. A request is refused only when settled spend plus the reservations of calls
+in flight plus its own estimate exceed the limit, so concurrent calls cannot spend
+more than the limit unless a call costs more than its reservation (see docs/cost.md,
+"How far over can spend go").
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llmrouter.cost._ledger import LedgerTransaction, SpendLedger
 from llmrouter.errors import BudgetExceededError, ConfigurationError
 from llmrouter.spec import explain_validation_error
+from llmrouter.state._ledger_api import BaseLedger, SpendTotals, WindowCheck, calendar_window
 
 __all__ = [
     "Admission",
@@ -86,20 +86,7 @@ class Budget(BaseModel):
         now = time.time() if now is None else now
         if self.per == "request":
             return now, now
-        at = datetime.fromtimestamp(now, tz=timezone.utc)
-        if self.per == "hour":
-            start = at.replace(minute=0, second=0, microsecond=0)
-            return start.timestamp(), start.timestamp() + 3600.0
-        start = at.replace(hour=0, minute=0, second=0, microsecond=0)
-        if self.per == "day":
-            return start.timestamp(), start.timestamp() + 86400.0
-        start = start.replace(day=1)
-        end = (
-            start.replace(year=start.year + 1, month=1)
-            if start.month == 12
-            else (start.replace(month=start.month + 1))
-        )
-        return start.timestamp(), end.timestamp()
+        return calendar_window(self.per, now)
 
     def describe(self, user: str | None = None) -> str:
         """A short human description, e.g. ``"$5.00 per day for user 'alice'"``."""
@@ -160,7 +147,7 @@ class BudgetGuard:
 
     Examples:
         >>> from llmrouter.cost._budget import Budget, BudgetGuard
-        >>> from llmrouter.cost._ledger import SpendLedger
+        >>> from llmrouter.state._sqlite_ledger import SpendLedger
         >>> guard = BudgetGuard([Budget(usd=0.05, per="day", on_exceeded="downgrade")],
         ...                     SpendLedger(":memory:"), scope="demo")
         >>> a = guard.admit([("big", 0.08), ("small", 0.01), ("local", 0.0)])
@@ -174,7 +161,7 @@ class BudgetGuard:
     def __init__(
         self,
         budgets: Sequence[Budget],
-        ledger: SpendLedger | None,
+        ledger: BaseLedger | None,
         scope: str,
         *,
         reservation_timeout: float = 900.0,
@@ -205,10 +192,24 @@ class BudgetGuard:
         """
         now = time.time() if now is None else now
         if not self.windowed:
-            return self._decide(candidates, self._statuses(None, user, now), now, None, user)
+            return self._decide(candidates, self._statuses(None, user, now))
         assert self.ledger is not None
-        with self.ledger.transaction() as txn:
-            return self._decide(candidates, self._statuses(txn, user, now), now, txn, user)
+        checks, stale = self._checks(user, now), now - self.reservation_timeout
+        totals = self.ledger.totals_many(self.scope, user, checks, stale_before=stale)
+        for _ in range(_MAX_RACES):
+            admission = self._decide(candidates, self._statuses(totals, user, now))
+            if admission.reserved_usd <= 0:
+                return admission
+            got = self.ledger.reserve_within(
+                self.scope, user, admission.reserved_usd, at=now, checks=checks, stale_before=stale
+            )
+            if not isinstance(got, list):
+                admission.reservation = got
+                return admission
+            totals = got  # others reserved since we read: decide again on their totals
+        # Still racing after that many rounds: refuse rather than overspend.
+        statuses = self._statuses(totals, user, now)
+        raise BudgetExceededError(statuses[0], admission.reserved_usd, admission.allowed[0])
 
     def settle(
         self,
@@ -229,63 +230,56 @@ class BudgetGuard:
     def release(self, reservation: int | None) -> None:
         """Free the reservation of a request that spent nothing."""
         if self.ledger is not None and reservation is not None:
-            self.ledger.release(reservation)
+            self.ledger.release(reservation, scope=self.scope)
 
     def resize(self, reservations: Sequence[tuple[int, float]]) -> None:
         """Raise open reservations (row id, USD): their model was seen to cost more."""
         if self.ledger is not None and reservations:
-            with self.ledger.transaction() as txn:
-                txn.resize(reservations)
+            self.ledger.resize(reservations, scope=self.scope)
 
     def status(self, user: str | None = None, now: float | None = None) -> list[BudgetStatus]:
         """Spend so far against each budget (for ``user`` where a budget is per user)."""
         now = time.time() if now is None else now
-        if self.ledger is None:
+        if self.ledger is None or not self.windowed:
             return self._statuses(None, user, now)
-        with self.ledger.transaction() as txn:
-            return self._statuses(txn, user, now)
+        checks, stale = self._checks(user, now), now - self.reservation_timeout
+        totals = self.ledger.totals_many(self.scope, user, checks, stale_before=stale)
+        return self._statuses(totals, user, now)
 
     # ------------------------------------------------------------------ internals
 
+    def _checks(self, user: str | None, now: float) -> list[WindowCheck]:
+        """The windowed budgets' windows, each with its limit (plus float slack)."""
+        return [
+            WindowCheck(*b.window(now), per_user=b.key == "user", limit_usd=b.usd + _EPSILON_USD)
+            for b in self.budgets
+            if b.windowed
+        ]
+
     def _statuses(
-        self, txn: LedgerTransaction | None, user: str | None, now: float
+        self, totals: list[SpendTotals] | None, user: str | None, now: float
     ) -> list[BudgetStatus]:
+        """Each budget's status; ``totals`` are the windowed budgets' (in order), if read."""
         statuses = []
+        windowed = iter(totals or ())
         for budget in self.budgets:
             start, end = budget.window(now)
             who = user if budget.key == "user" else None
-            if not (budget.windowed and txn is not None):
+            if not (budget.windowed and totals is not None):
                 statuses.append(BudgetStatus(budget, who, 0.0, start, end))
                 continue
-            totals = txn.totals(
-                self.scope,
-                start,
-                end,
-                user,
-                any_user=budget.key != "user",
-                stale_before=now - self.reservation_timeout,
-            )
+            t = next(windowed)
             statuses.append(
                 BudgetStatus(
-                    budget,
-                    who,
-                    totals.settled_usd,
-                    start,
-                    end,
-                    totals.reserved_usd,
-                    totals.open_reservations,
+                    budget, who, t.settled_usd, start, end, t.reserved_usd, t.open_reservations
                 )
             )
         return statuses
 
     def _decide(
-        self,
-        candidates: Sequence[tuple[str, float]],
-        statuses: list[BudgetStatus],
-        now: float,
-        txn: LedgerTransaction | None,
-        user: str | None,
+        self, candidates: Sequence[tuple[str, float]], statuses: list[BudgetStatus]
     ) -> Admission:
+        """Which candidates fit, and how much to reserve (raises if none may answer)."""
         admission = Admission(allowed=[], statuses=statuses)
         if not candidates:
             return admission
@@ -306,10 +300,12 @@ class BudgetGuard:
             raise BudgetExceededError(_exceeded(statuses, estimate)[0], estimate, name)
         estimates = dict(candidates)
         admission.reserved_usd = max(estimates[name] for name in admission.allowed)
-        if txn is not None and admission.reserved_usd > 0:
-            admission.reservation = txn.reserve(self.scope, user, admission.reserved_usd, at=now)
         return admission
 
+
+_MAX_RACES = 50
+"""Rounds of decide-then-reserve a request may lose to other processes before it is
+refused (each lost round means others reserved in between: the budget is filling)."""
 
 _EPSILON_USD = 1e-12
 """Float sums of prices are inexact: an estimate that fits to a billionth of a cent fits."""

@@ -19,12 +19,13 @@ from llmrouter._tokens import TokenCounter, TokenizerLike
 from llmrouter.core import BaseRouter, LatencyTracker, Ranking, RouteRequest
 from llmrouter.cost._budget import Budget, BudgetGuard, BudgetStatus
 from llmrouter.cost._learned import LearnedRule
-from llmrouter.cost._ledger import SpendLedger
 from llmrouter.cost._options import call_number, configured_max_tokens
 from llmrouter.cost._spending import Spending
 from llmrouter.errors import NoEligibleModelError
 from llmrouter.record import RouteRecord
 from llmrouter.spec import ModelSpec
+from llmrouter.state._ledger_api import BaseLedger
+from llmrouter.state._sqlite_ledger import SpendLedger
 
 __all__ = ["Blend", "CostAwareRouter"]
 
@@ -134,10 +135,11 @@ class CostAwareRouter(BaseRouter):
     ``str -> int`` callable). Local pipelines use their own."""
     budget: Budget | list[Budget] | None = None
     """Spend limits; windowed ones are persisted in ``spend_db``."""
-    spend_db: str | Path | SpendLedger | None = None
+    spend_db: str | Path | BaseLedger | None = None
     """Where windowed budgets keep spend: a SQLite path, ``":memory:"``, a shared
-    `SpendLedger`, or ``None`` for ``~/.cache/llmrouter/spend.db``. Spend is kept
-    per router name: routers with the same name and database share it."""
+    ledger (`SpendLedger`), or ``None``: the ``state=`` ledger if a state is given,
+    else ``~/.cache/llmrouter/spend.db``. Spend is kept per router name: routers
+    with the same name and ledger share it."""
     latency_alpha: float = Field(default=0.3, gt=0, le=1)
     """Weight of the newest observation in the latency average."""
     reservation_timeout: float = Field(default=900.0, gt=0)
@@ -187,11 +189,7 @@ class CostAwareRouter(BaseRouter):
         if budgets:
             ledger = None
             if any(b.windowed for b in budgets):
-                ledger = (
-                    self.spend_db
-                    if isinstance(self.spend_db, SpendLedger)
-                    else SpendLedger(self.spend_db)
-                )
+                ledger = self._ledger()
             state.spending = Spending(
                 BudgetGuard(
                     budgets,
@@ -201,6 +199,19 @@ class CostAwareRouter(BaseRouter):
                 )
             )
         return self
+
+    def _ledger(self) -> BaseLedger:
+        if isinstance(self.spend_db, BaseLedger):
+            return self.spend_db
+        if self.state is not None:
+            if self.spend_db is not None:
+                raise ValueError(
+                    "give either state= (its ledger keeps spend) or spend_db=, not both"
+                )
+            from llmrouter.state import open_state
+
+            return open_state(self.state).ledger()
+        return SpendLedger(self.spend_db)
 
     @property
     def _fast(self) -> _State:

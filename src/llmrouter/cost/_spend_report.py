@@ -12,11 +12,19 @@ from typing import Any
 
 
 def ledger_rows(router: Any) -> list[dict[str, Any]]:
-    """The ledger rows of a `CostAwareRouter` (its ``spend_db``, or the default ledger)."""
-    from llmrouter.cost._ledger import SpendLedger
+    """The ledger rows of a `CostAwareRouter` (its ``spend_db``, its ``state``'s ledger,
+    or the default ledger)."""
+    from llmrouter.state import BaseLedger, open_state
+    from llmrouter.state._sqlite_ledger import SpendLedger
 
     db = getattr(router, "spend_db", None)
-    ledger = db if isinstance(db, SpendLedger) else SpendLedger(db)
+    state = getattr(router, "state", None)
+    if isinstance(db, BaseLedger):
+        ledger = db
+    elif db is None and state is not None:
+        ledger = db = open_state(state).ledger()  # shared: not ours to close
+    else:
+        ledger = SpendLedger(db)
     try:
         return ledger.rows(scope=router.router_name)
     finally:

@@ -13,9 +13,11 @@ Test a routing configuration without downloads, GPUs or API keys:
   load it by repo id offline (``HF_HUB_OFFLINE=1``) as if it were downloaded.
 - `start_echo_server` runs llm-katan, an OpenAI-compatible server that echoes
   the prompt (or fails on purpose), on 127.0.0.1; it yields a `KatanServer`.
+- `start_redis_server` runs a real ``redis-server`` (Debian's package) on
+  127.0.0.1 and a free port, for routers with ``state="redis://..."``.
 - ``pytest_plugins = ["llmrouter.testing.fixtures"]`` in your ``conftest.py``
-  gives the fixtures ``tiny_chat_model_dir``, ``tiny_chat_spec`` and
-  ``echo_server``.
+  gives the fixtures ``tiny_chat_model_dir``, ``tiny_chat_spec``,
+  ``echo_server`` and ``redis_server``.
 
 The echo server and fixtures need the extra ``llmrouter[testing]``. Importing
 this package is light: torch and transformers load when a builder runs.
@@ -36,12 +38,14 @@ from llmrouter.testing._diffusion import build_tiny_text_to_image
 from llmrouter.testing._hub import add_to_hub_cache
 from llmrouter.testing._katan import KatanServer, start_echo_server
 from llmrouter.testing._lora import build_tiny_lora_adapter
+from llmrouter.testing._redis import RedisServer, start_redis_server
 from llmrouter.testing._speech import build_tiny_speech_recognizer
 from llmrouter.testing._vision import build_tiny_captioner
 
 __all__ = [
     "CHAT_TEMPLATE",
     "KatanServer",
+    "RedisServer",
     "add_to_hub_cache",
     "build_tiny_captioner",
     "build_tiny_chat_model",
@@ -49,4 +53,5 @@ __all__ = [
     "build_tiny_speech_recognizer",
     "build_tiny_text_to_image",
     "start_echo_server",
+    "start_redis_server",
 ]

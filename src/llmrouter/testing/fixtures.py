@@ -12,6 +12,10 @@ Enable them in your top-level ``conftest.py``::
   (a `llmrouter.testing.KatanServer`: ``base_url``, ``api_key``, ``model``,
   ``spec(...)``), stopped at the end of the session. Needs
   ``llmrouter[testing]``.
+- ``redis_server`` (module): a running ``redis-server`` on 127.0.0.1 (a
+  `llmrouter.testing.RedisServer`: ``url``, ``restart()``, ``kill()``), skipped
+  where ``redis-server`` is not installed (failed instead if
+  ``LLMROUTER_REQUIRE_REDIS=1``). Needs ``llmrouter[redis]``.
 
 Example test module::
 
@@ -29,6 +33,7 @@ Example test module::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,8 +42,9 @@ import pytest
 from llmrouter.spec import ModelSpec
 from llmrouter.testing._chat import build_tiny_chat_model
 from llmrouter.testing._katan import KatanServer, start_echo_server
+from llmrouter.testing._redis import RedisServer, redis_server_program, start_redis_server
 
-__all__ = ["echo_server", "tiny_chat_model_dir", "tiny_chat_spec"]
+__all__ = ["echo_server", "redis_server", "tiny_chat_model_dir", "tiny_chat_spec"]
 
 TINY_CHAT_MAX_NEW_TOKENS = 8
 """How many tokens ``tiny_chat_spec`` generates at most: answers stay fast."""
@@ -75,4 +81,16 @@ def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KatanServe
     Its log is kept under the session's temporary directory.
     """
     with start_echo_server(workdir=tmp_path_factory.mktemp("llmrouter-echo")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A ``redis-server`` on 127.0.0.1 and a free port, for the test module."""
+    if redis_server_program() is None:
+        missing = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("LLMROUTER_REQUIRE_REDIS") == "1":
+            pytest.fail(missing + " and LLMROUTER_REQUIRE_REDIS=1")
+        pytest.skip(missing)
+    with start_redis_server(tmp_path_factory.mktemp("llmrouter-redis")) as server:
         yield server

@@ -19,11 +19,11 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmrouter._sqlite import SQLiteDatabase, database_path
+from llmrouter.state._ledger_api import BaseLedger, SpendTotals, WindowCheck, fits
 
 __all__ = ["LedgerTransaction", "SpendLedger", "SpendTotals", "default_spend_db"]
 
@@ -53,24 +53,7 @@ CREATE INDEX IF NOT EXISTS spend_scope_at ON spend (scope, at);
 _COLUMNS = ("id", "scope", "user", "at", "usd", "state", "model")
 
 
-@dataclass(frozen=True)
-class SpendTotals:
-    """Spend in a window, split into what calls cost and what calls in flight hold."""
-
-    settled_usd: float
-    """Actual cost of finished calls, plus the estimates of stale reservations."""
-    reserved_usd: float
-    """Estimates reserved by calls still in flight."""
-    open_reservations: int
-    """How many calls are in flight."""
-
-    @property
-    def committed_usd(self) -> float:
-        """Settled plus reserved: what a new call's estimate is added to."""
-        return self.settled_usd + self.reserved_usd
-
-
-class SpendLedger:
+class SpendLedger(BaseLedger):
     """Spend per (scope, user) over time, in SQLite (WAL); safe across threads and processes.
 
     ``path`` is a file in an existing folder, ``":memory:"`` for a
@@ -80,7 +63,7 @@ class SpendLedger:
     `totals` reports it as in flight until it is older than ``stale_before``.
 
     Examples:
-        >>> from llmrouter.cost._ledger import SpendLedger
+        >>> from llmrouter.state._sqlite_ledger import SpendLedger
         >>> ledger = SpendLedger(":memory:")
         >>> with ledger.transaction() as txn:
         ...     rid = txn.reserve("router", None, 0.02, at=1000.0)
@@ -105,35 +88,32 @@ class SpendLedger:
         with self._db.transaction() as conn:
             yield LedgerTransaction(conn)
 
-    def spent(
+    def totals_many(
         self,
         scope: str,
-        since: float,
-        until: float,
-        user: str | None = None,
+        user: str | None,
+        checks: Sequence[WindowCheck],
         *,
-        any_user: bool = True,
-    ) -> float:
-        """Settled spend plus open reservations in ``[since, until)``."""
-        query, args = _spent_query(scope, since, until, user, any_user=any_user)
-        return float(self._db.fetch(query, args)[0][0])
-
-    def totals(
-        self,
-        scope: str,
-        since: float,
-        until: float,
-        user: str | None = None,
-        *,
-        any_user: bool = True,
         stale_before: float = float("-inf"),
-    ) -> SpendTotals:
-        """Settled spend and open reservations in ``[since, until)``, apart.
+    ) -> list[SpendTotals]:
+        with self.transaction() as txn:
+            return txn.totals_many(scope, user, checks, stale_before)
 
-        Reservations made before ``stale_before`` count as settled (at their estimate).
-        """
-        query, args = _totals_query(scope, since, until, user, any_user, stale_before)
-        return _totals(self._db.fetch(query, args)[0])
+    def reserve_within(
+        self,
+        scope: str,
+        user: str | None,
+        usd: float,
+        *,
+        at: float,
+        checks: Sequence[WindowCheck],
+        stale_before: float = float("-inf"),
+    ) -> int | list[SpendTotals]:
+        with self.transaction() as txn:  # BEGIN IMMEDIATE: no writer slips in between
+            totals = txn.totals_many(scope, user, checks, stale_before)
+            if not fits(totals, checks, usd):
+                return totals
+            return txn.reserve(scope, user, usd, at=at)
 
     def settle(
         self,
@@ -166,7 +146,7 @@ class SpendLedger:
                     (scope, user or "", time.time() if at is None else at, usd, model),
                 )
 
-    def release(self, reservation: int) -> None:
+    def release(self, reservation: int, *, scope: str = "") -> None:
         """Drop a reservation: the call spent nothing (every attempt failed)."""
         with self._db.transaction() as conn:
             conn.execute(
@@ -174,8 +154,12 @@ class SpendLedger:
                 (reservation,),
             )
 
+    def resize(self, reservations: Sequence[tuple[int, float]], *, scope: str = "") -> None:
+        if reservations:
+            with self.transaction() as txn:
+                txn.resize(reservations)
+
     def rows(self, scope: str | None = None) -> list[dict[str, Any]]:
-        """Every ledger row (for reports and tests), oldest first."""
         query = f"SELECT {', '.join(_COLUMNS)} FROM spend"
         args: tuple[Any, ...] = ()
         if scope is not None:
@@ -184,7 +168,6 @@ class SpendLedger:
         return [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
 
     def close(self) -> None:
-        """Close the database connections."""
         self._db.close()
 
 
@@ -220,6 +203,21 @@ class LedgerTransaction:
         """`SpendLedger.totals`, as of this transaction."""
         query, args = _totals_query(scope, since, until, user, any_user, stale_before)
         return _totals(self._conn.execute(query, args).fetchone())
+
+    def totals_many(
+        self,
+        scope: str,
+        user: str | None,
+        checks: Sequence[WindowCheck],
+        stale_before: float = float("-inf"),
+    ) -> list[SpendTotals]:
+        """`SpendLedger.totals_many`, as of this transaction."""
+        return [
+            self.totals(
+                scope, c.since, c.until, user, any_user=not c.per_user, stale_before=stale_before
+            )
+            for c in checks
+        ]
 
     def resize(self, reservations: Sequence[tuple[int, float]]) -> None:
         """Set open reservations (row id, USD) to new amounts; settled ones are left alone."""

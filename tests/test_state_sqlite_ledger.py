@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llmrouter.cost._ledger import SpendLedger, default_spend_db
+from llmrouter.state._sqlite_ledger import SpendLedger, default_spend_db
 
 
 def test_ledger_reserve_settle_release_and_sum_by_window() -> None:

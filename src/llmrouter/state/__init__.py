@@ -1,0 +1,33 @@
+"""Shared state of routers: in memory, in SQLite (one machine) or in Redis (many).
+
+Budgets (spend ledger and reservations) and circuit breakers read and write
+their state through one `SharedState`, chosen once with ``state=`` on a router
+or ``state:`` in a config file. See docs/scaling.md.
+
+Examples:
+    >>> from llmrouter.state import open_state
+    >>> open_state("sqlite:///state.db")
+    SQLiteState('sqlite:///state.db')
+"""
+
+from llmrouter.state._backends import (
+    MemoryState,
+    RedisState,
+    SharedState,
+    SQLiteState,
+    open_state,
+)
+from llmrouter.state._ledger_api import BaseLedger, SpendTotals, WindowCheck
+from llmrouter.state._outage import state_errors
+
+__all__ = [
+    "BaseLedger",
+    "MemoryState",
+    "RedisState",
+    "SQLiteState",
+    "SharedState",
+    "SpendTotals",
+    "WindowCheck",
+    "open_state",
+    "state_errors",
+]

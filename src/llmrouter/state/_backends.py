@@ -1,0 +1,233 @@
+"""Where shared state lives: `MemoryState`, `SQLiteState`, `RedisState`, and `open_state`.
+
+A state hands each concern its store: `SharedState.ledger` (spend and budget
+reservations) and `SharedState.breaker_board` (circuit breakers). Routers take
+one with ``state=`` -- an instance or a URL:
+
+* ``"memory://"`` -- this process only (the default behaviour);
+* ``"sqlite:///spend.db"`` (relative) or ``"sqlite:////abs/state.db"`` -- one
+  machine, several processes;
+* ``"redis://127.0.0.1:6379/0"`` -- many machines.
+
+`open_state` returns one instance per URL in a process, so routers that name the
+same URL share one connection pool and one set of stores.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from llmrouter.errors import ConfigurationError
+from llmrouter.state._ledger_api import BaseLedger
+
+if TYPE_CHECKING:
+    from llmrouter.resilience._breaker import BreakerBoard
+
+__all__ = ["MemoryState", "RedisState", "SQLiteState", "SharedState", "open_state"]
+
+
+class SharedState(ABC):
+    """One place for the state that routers share (subclass it for another store)."""
+
+    url: str
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    @abstractmethod
+    def ledger(self) -> BaseLedger:
+        """The spend ledger (budgets reserve and settle here)."""
+
+    @abstractmethod
+    def breaker_board(self) -> BreakerBoard:
+        """Where circuit-breaker states live."""
+
+
+class MemoryState(SharedState):
+    """This process only: an in-memory ledger; the process-wide breaker board."""
+
+    url = "memory://"
+
+    @cached_property
+    def _ledger(self) -> BaseLedger:
+        from llmrouter.state._sqlite_ledger import SpendLedger
+
+        return SpendLedger(":memory:")
+
+    def ledger(self) -> BaseLedger:
+        return self._ledger
+
+    def breaker_board(self) -> BreakerBoard:
+        from llmrouter.resilience._breaker import DEFAULT_BOARD
+
+        return DEFAULT_BOARD
+
+
+class SQLiteState(SharedState):
+    """One SQLite file for every concern: processes on one machine share it.
+
+    Examples:
+        >>> import os, tempfile
+        >>> state = SQLiteState(os.path.join(tempfile.mkdtemp(), "state.db"))
+        >>> state.ledger().rows()
+        []
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.url = f"sqlite:///{self.path}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SQLiteState, (self.path,))
+
+    @cached_property
+    def _ledger(self) -> BaseLedger:
+        from llmrouter.state._sqlite_ledger import SpendLedger
+
+        return SpendLedger(self.path)
+
+    @cached_property
+    def _board(self) -> BreakerBoard:
+        from llmrouter.resilience._breaker import SQLiteBreakerBoard
+
+        return SQLiteBreakerBoard(self.path)
+
+    def ledger(self) -> BaseLedger:
+        return self._ledger
+
+    def breaker_board(self) -> BreakerBoard:
+        return self._board
+
+
+class RedisState(SharedState):
+    """State on a Redis server: every process and machine that names it shares it.
+
+    ``budgets`` says what a budget does while Redis does not answer: ``"closed"``
+    (the default) refuses calls with `StateUnavailableError`; ``"open"`` lets them
+    through unchecked and writes their spend once Redis is back. Breakers always
+    fall back to this process's own state meanwhile. Every Redis call has a
+    ``timeout`` (seconds; default ``LLMROUTER_REDIS_TIMEOUT`` or 0.5). Keys start
+    with ``namespace``.
+
+    Examples:
+        >>> state = RedisState("redis://127.0.0.1:6379/0", budgets="closed")
+        >>> state
+        RedisState('redis://127.0.0.1:6379/0')
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        budgets: Literal["closed", "open"] = "closed",
+        namespace: str = "llmrouter",
+        timeout: float | None = None,
+    ) -> None:
+        from llmrouter.state._redis_client import redacted_url
+
+        if budgets not in ("closed", "open"):
+            raise ConfigurationError(f"budgets must be 'closed' or 'open', not {budgets!r}")
+        if timeout is not None and timeout <= 0:
+            raise ConfigurationError(f"timeout must be > 0 seconds, not {timeout!r}")
+        self._url = url
+        self.url = redacted_url(url)
+        self.budgets = budgets
+        self.namespace = namespace
+        self.timeout = timeout
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        options = {"budgets": self.budgets, "namespace": self.namespace, "timeout": self.timeout}
+        return (_redis_state, (self._url, options))
+
+    @cached_property
+    def client(self) -> Any:
+        """The redis-py client (one connection pool, bounded timeouts)."""
+        from llmrouter.state._redis_client import connect
+
+        return connect(self._url, timeout=self.timeout)
+
+    @cached_property
+    def _outages(self) -> Any:
+        from llmrouter.state._outage import Outages
+
+        return Outages("redis", self.url)
+
+    @cached_property
+    def _ledger(self) -> BaseLedger:
+        from llmrouter.state._redis_ledger import RedisSpendLedger
+
+        return RedisSpendLedger(
+            self.client,
+            namespace=self.namespace,
+            fail=self.budgets,
+            where=self.url,
+            outages=self._outages,
+        )
+
+    @cached_property
+    def _board(self) -> BreakerBoard:
+        from llmrouter.state._redis_breakers import RedisBreakerBoard
+
+        return RedisBreakerBoard(
+            self.client, namespace=self.namespace, where=self.url, outages=self._outages
+        )
+
+    def ledger(self) -> BaseLedger:
+        return self._ledger
+
+    def breaker_board(self) -> BreakerBoard:
+        return self._board
+
+
+def _redis_state(url: str, options: dict[str, Any]) -> RedisState:
+    return RedisState(url, **options)
+
+
+_opened: dict[str, SharedState] = {}
+_opened_lock = threading.Lock()
+
+
+def open_state(value: SharedState | str | Path) -> SharedState:
+    """The state for ``value``: a `SharedState`, or a URL (one instance per URL).
+
+    Examples:
+        >>> open_state("memory://")
+        MemoryState('memory://')
+        >>> open_state("redis://127.0.0.1:6379/0") is open_state("redis://127.0.0.1:6379/0")
+        True
+    """
+    if isinstance(value, SharedState):
+        return value
+    if not isinstance(value, (str, Path)):
+        raise ConfigurationError(
+            f"state must be a URL or a SharedState, not {type(value).__name__}; e.g. "
+            'state="redis://127.0.0.1:6379/0" or state="sqlite:///state.db"'
+        )
+    text = str(value)
+    with _opened_lock:
+        state = _opened.get(text)
+        if state is None:
+            state = _opened[text] = _parse(text)
+        return state
+
+
+def _parse(text: str) -> SharedState:
+    if text in ("memory://", "memory"):
+        return MemoryState()
+    if text.startswith("sqlite:///"):
+        path = text.removeprefix("sqlite:///")
+        if not path or path == ":memory:":
+            raise ConfigurationError(
+                "an in-memory SQLite state is one process only: use state='memory://'"
+            )
+        return SQLiteState(path)
+    if text.startswith(("redis://", "rediss://", "unix://")):
+        return RedisState(text)
+    raise ConfigurationError(
+        f"state {text!r} is not a state URL: use 'memory://', 'sqlite:///path.db' "
+        "or 'redis://HOST:PORT/DB'"
+    )
