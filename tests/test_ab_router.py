@@ -697,6 +697,33 @@ def test_a_stored_rollback_is_honoured_until_a_ramp(tmp_path: Path) -> None:
     assert again.weights["candidate"] == 0.5 and again.rolled_back == set()
 
 
+def test_ramps_and_rollbacks_of_another_router_apply_within_sync_every(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/shared.db"  # as two processes sharing one store
+    guard = CanaryGuard(max_error_rate=0.1, min_requests=2, window=2)
+    here = make(mode="canary", guard=guard, store=url, sync_every=0.05)
+    there = make(mode="canary", guard=guard, store=url, sync_every=0.05)
+    there.ramp(candidate=0.8)
+    assert here.weights["candidate"] == 0.5  # not yet read
+    time.sleep(0.06)
+    here.invoke("hi", user="ann")  # a request reads what was stored since
+    assert here.weights == {"control": pytest.approx(0.2), "candidate": 0.8}
+    recorder(there, "candidate").fail_with = ConnectionError
+    for i in range(30):
+        there.invoke("hi", user=f"u{i}")
+    assert there.rolled_back == {"candidate"}
+    time.sleep(0.06)
+    here.invoke("hi", user="ann")
+    assert here.rolled_back == {"candidate"} and here.weights["candidate"] == 0.0
+    with pytest.warns(ExperimentStoreWarning, match="was rolled back"):  # read at start
+        quiet = make(mode="canary", guard=guard, store=url, sync_every=None)
+    there.ramp(candidate=0.3)
+    time.sleep(0.06)
+    quiet.invoke("hi", user="ann")
+    assert quiet.weights["candidate"] == 0.0  # sync_every=None: only what it read at start
+    for ab in (here, there, quiet):
+        ab.close()
+
+
 def test_canary_guard_validation_and_check() -> None:
     with pytest.raises(ConfigurationError, match="checks nothing"):
         CanaryGuard(max_error_rate=None)

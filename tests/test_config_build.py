@@ -602,3 +602,71 @@ def test_an_import_path_function_gets_its_own_keywords_and_the_spec_its_fields(
     spec = built.models["f"]
     assert spec.name == "f" and spec.tasks == frozenset({"chat"}) and spec.input_cost == 2.5
     assert built.router().invoke("hi").content == "made"
+
+
+# ------------------------------------------------------------------ shared state
+
+
+def test_one_state_for_every_router_and_a_router_of_its_own(
+    tmp_path: Path, elsewhere: Path
+) -> None:
+    from llmrouter.resilience._breaker import SQLiteBreakerBoard
+    from llmrouter.state._redis_breakers import RedisBreakerBoard
+
+    folder = tmp_path / "cfg"
+    built = build(
+        folder,
+        MODELS,
+        """
+        state: sqlite:///state.db
+        routers:
+          spend: {type: cost, models: [a, b], budget: {usd: 1.0, per: day}}
+          tasks: {type: task, models: [a, b], default: a}
+          remote: {type: task, models: [a], default: a, state: "redis://127.0.0.1:1/0"}
+        """,
+    )
+    spend, tasks = built.router("spend"), built.router("tasks")
+    assert spend.state == tasks.state == f"sqlite:///{folder / 'state.db'}"  # beside the file
+    for router in (spend, tasks):
+        assert isinstance(router.circuit_breaker.board, SQLiteBreakerBoard)
+    assert isinstance(built.router("remote").circuit_breaker.board, RedisBreakerBoard)
+    spend.invoke("hello")
+    assert (folder / "state.db").is_file() and not (elsewhere / "state.db").exists()
+
+
+def test_a_bad_state_url_names_its_line(tmp_path: Path) -> None:
+    error = build_fails(
+        tmp_path,
+        MODELS,
+        """
+        routers:
+          r: {type: task, models: [a], default: a, state: "postgres://db"}
+        """,
+    )
+    assert error.line == 5 and "is not a state URL" in str(error)
+
+
+def test_rate_limits_are_shared_through_the_top_level_state(tmp_path: Path) -> None:
+    from llmrouter.state._limits import SharedRateLimiter
+
+    shared = build(
+        tmp_path / "shared",
+        f"""
+        models:
+          a: {{factory: {FAKE}, responses: [A], rate_limit: {{requests_per_second: 2}}}}
+        state: sqlite:///state.db
+        routers:
+          r: {{type: task, models: [a], default: a}}
+        """,
+    )
+    assert isinstance(shared.router("r").spec("a").rate_limiter, SharedRateLimiter)
+    alone = build(
+        tmp_path / "alone",
+        f"""
+        models:
+          a: {{factory: {FAKE}, responses: [A], rate_limit: {{requests_per_second: 2}}}}
+        routers:
+          r: {{type: task, models: [a], default: a}}
+        """,
+    )
+    assert type(alone.router("r").spec("a").rate_limiter).__name__ == "InMemoryRateLimiter"

@@ -69,6 +69,7 @@ def test_all_matches_the_documented_api_reference() -> None:
         "multimodal",
         "resilience",
         "models",
+        "state",
         "testing",
     ],
 )

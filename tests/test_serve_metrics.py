@@ -249,3 +249,22 @@ def test_local_model_memory_gauge_follows_the_registry(tiny_model_dir: Path) -> 
     assert loaded is not None and loaded > 100_000
     unload_models(str(tiny_model_dir))
     assert value(metrics, "llmrouter_local_model_bytes", model=name) is None
+
+
+def test_a_scrape_with_redis_down_counts_the_errors_instead_of_failing() -> None:
+    from llmrouter.testing import start_redis_server
+
+    priced = ModelSpec(name="priced", model=Recorder(reply="ok", usage=(10, 10)))
+    with start_redis_server() as server:
+        router = CostAwareRouter(
+            models=[priced], budget=Budget(usd=5.0, per="day"), state=server.url
+        )
+        metrics = ServerMetrics({"shared": router})
+        gauge = {"router": "shared", "budget": "$5.00 per day"}
+        assert value(metrics, "llmrouter_budget_remaining_usd", **gauge) == 5.0
+        before = value(metrics, "llmrouter_state_errors_total", backend="redis", concern="budgets")
+        server.kill()
+        assert value(metrics, "llmrouter_budget_remaining_usd", **gauge) is None  # no guess
+        after = value(metrics, "llmrouter_state_errors_total", backend="redis", concern="budgets")
+        assert after is not None and after >= (before or 0) + 1
+        assert value(metrics, "llmrouter_breaker_state", router="shared", model="priced") == 0

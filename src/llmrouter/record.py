@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -14,8 +15,19 @@ _PROCESS_PREFIX = uuid.uuid4().hex[:16]
 _COUNTER = itertools.count(1)
 
 
+def _new_prefix() -> None:
+    # A forked child (gunicorn, Celery, multiprocessing) must not repeat its parent's
+    # ids: records of both would collide in a shared store.
+    global _PROCESS_PREFIX, _COUNTER
+    _PROCESS_PREFIX, _COUNTER = uuid.uuid4().hex[:16], itertools.count(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_prefix)
+
+
 def _new_request_id() -> str:
-    # unique across processes (random prefix) and cheap (no entropy per request)
+    # unique across processes (random prefix, new in a forked child) and cheap
     return f"{_PROCESS_PREFIX}{next(_COUNTER):016x}"
 
 

@@ -1,8 +1,8 @@
 """Routers in several processes sharing one real redis-server: budgets and breakers.
 
 The proofs asked of shared state: 4 processes x 16 threads on one Redis budget
-never overspend and lose no spend entry; a breaker opened in one process is
-honoured by another; Redis stopped means budgets refuse (fail closed) while
+never overspend and lose no spend entry, nor an A/B record; a ramp or a breaker
+opened in one process is honoured by another; Redis stopped means budgets refuse (fail closed) while
 breakers fall back to each process (fail open), with no hang; a Redis restart
 mid-call loses no acknowledged spend.
 """
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from _fixtures.fakes import Recorder
 
-from llmrouter import CircuitBreaker, ModelSpec, route_of
+from llmrouter import ABRouter, CircuitBreaker, ModelSpec, route_of
 from llmrouter.cost import Budget, CostAwareRouter
 from llmrouter.errors import BudgetExceededError, StateUnavailableError
 from llmrouter.state import RedisState, open_state
@@ -218,3 +218,82 @@ def test_a_redis_restart_mid_call_loses_no_acknowledged_spend() -> None:
         rows = ledger.rows("restart")
         assert [r["state"] for r in rows] == ["settled", "settled"]
         assert sum(r["usd"] for r in rows) == pytest.approx(2 * COST)
+
+
+def _ab_process(url: str, experiment: str, threads: int, calls: int, out: Any) -> None:
+    ab = ABRouter(
+        variants={"control": priced("gpt"), "candidate": priced("local")},
+        experiment=experiment,
+        state=url,
+    )
+    answered: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def run(worker: int) -> None:
+        for i in range(calls):
+            user = f"u{worker}-{i}"
+            record = route_of(ab.invoke(PROMPT, user=user, max_tokens=300))
+            with lock:
+                answered.append((record.request_id, str(record.extra["variant"])))
+
+    pool = [threading.Thread(target=run, args=(w,)) for w in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    out.put(answered)
+
+
+def test_four_processes_of_sixteen_threads_lose_no_ab_record(redis_server: RedisServer) -> None:
+    experiment = f"exp-{uuid.uuid4().hex[:6]}"
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    processes = [
+        ctx.Process(target=_ab_process, args=(redis_server.url, experiment, 16, 10, out))
+        for _ in range(4)
+    ]
+    for p in processes:
+        p.start()
+    answered = [pair for _ in processes for pair in out.get(timeout=120)]
+    for p in processes:
+        p.join(60)
+        assert p.exitcode == 0
+    records = open_state(redis_server.url).experiment_store().records(experiment)
+    print(
+        f"\n4 processes x 16 threads x 10 calls: {len(answered)} answered, {len(records)} records"
+    )
+    assert len(answered) == len(records) == 640
+    assert {(r.request_id, r.variant) for r in records} == set(answered)
+    shares = {v: sum(r.variant == v for r in records) / 640 for v in ("control", "candidate")}
+    assert 0.4 < shares["candidate"] < 0.6  # the 50/50 split held across processes
+
+
+def _ramp_process(url: str, experiment: str) -> None:
+    ab = ABRouter(
+        variants={"control": priced("gpt"), "candidate": priced("local")},
+        experiment=experiment,
+        weights={"control": 1.0},
+        state=url,
+    )
+    ab.ramp(candidate=1.0)
+
+
+def test_a_ramp_in_one_process_reaches_the_others(redis_server: RedisServer) -> None:
+    experiment = f"ramp-{uuid.uuid4().hex[:6]}"
+    ab = ABRouter(
+        variants={"control": priced("gpt"), "candidate": priced("local")},
+        experiment=experiment,
+        weights={"control": 1.0},
+        sync_every=0.2,
+        state=redis_server.url,
+    )
+    assert route_of(ab.invoke(PROMPT, user="ann", max_tokens=300)).extra["variant"] == "control"
+    child = multiprocessing.get_context("fork").Process(
+        target=_ramp_process, args=(redis_server.url, experiment)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    time.sleep(0.3)  # one sync_every later
+    assert route_of(ab.invoke(PROMPT, user="ann", max_tokens=300)).extra["variant"] == "candidate"
+    assert ab.weights == {"control": 0.0, "candidate": 1.0}

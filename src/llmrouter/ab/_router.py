@@ -15,6 +15,7 @@ import logging
 import math
 import random
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
@@ -149,6 +150,10 @@ class ABRouter(BaseRouter):
     """Truncation of stored prompts and outputs."""
     schedule: RampSchedule | None = None
     """Shares to apply at fixed times (see `RampSchedule`)."""
+    sync_every: float | None = Field(default=5.0, gt=0)
+    """Seconds between reads of the store's events, so that ramps and rollbacks stored
+    by other routers of the experiment (other processes or machines sharing the store)
+    apply here too; ``None``: read them once, at start."""
 
     route_keywords: ClassVar[frozenset[str]] = BaseRouter.route_keywords | {"user"}
 
@@ -159,6 +164,8 @@ class ABRouter(BaseRouter):
     _store_errors: int = PrivateAttr(default=0)
     _shadows: ShadowRunner = PrivateAttr()
     _cursor: ScheduleCursor | None = PrivateAttr(default=None)
+    _events_seen: int = PrivateAttr(default=0)
+    _next_sync: float = PrivateAttr(default=0.0)
 
     # ------------------------------------------------------------ validation
 
@@ -209,6 +216,14 @@ class ABRouter(BaseRouter):
 
     @model_validator(mode="after")
     def _check_experiment(self) -> ABRouter:
+        if self.state is not None and "store" not in self.model_fields_set:
+            from llmrouter.state import open_state
+
+            default, shared = self.store, open_state(self.state).experiment_store()
+            self.__dict__["store"] = shared  # not a setting: pickling keeps the state URL
+            if default in _OWNED_STORES:
+                _OWNED_STORES.discard(default)
+                default.close()
         names = list(self.variants)
         if len(names) < 2:
             raise ValueError(
@@ -321,6 +336,8 @@ class ABRouter(BaseRouter):
         except Exception as exc:
             self._store_failed(exc, "read the experiment's events")
             return
+        self._events_seen = len(events)
+        self._next_sync = time.monotonic() + (self.sync_every or 0.0)
         for name, event in standing_rollbacks(events, self.candidates).items():
             if self.weights.get(name, 0.0) > 0:
                 self._rollback_locally(name)
@@ -361,14 +378,54 @@ class ABRouter(BaseRouter):
     # ------------------------------------------------------------ ranking
 
     def rank(self, request: RouteRequest) -> Ranking:
+        if self._sync_due():
+            self._sync_events()
         if self._schedule_due():
             self._advance_schedule()
         return self._rank(request)
 
     async def arank(self, request: RouteRequest) -> Ranking:
+        if self._sync_due():
+            await asyncio.to_thread(self._sync_events)
         if self._schedule_due():
             await asyncio.to_thread(self._advance_schedule)
         return self._rank(request)
+
+    def _sync_due(self) -> bool:
+        return (
+            self.sync_every is not None
+            and self.mode != "shadow"
+            and time.monotonic() >= self._next_sync
+        )
+
+    def _sync_events(self) -> None:
+        """Apply the ramps and rollbacks stored since the last read (ours included:
+        applying them again changes nothing), in the order they were stored."""
+        with self._lock:
+            if not self._sync_due():
+                return  # another thread just did
+            self._next_sync = time.monotonic() + (self.sync_every or 0.0)
+        try:
+            events = self.store.events(self.experiment)
+        except Exception as exc:
+            self._store_failed(exc, "read the experiment's events")
+            return
+        with self._lock:
+            new, self._events_seen = events[self._events_seen :], len(events)
+            for event in new:
+                shares = event.detail.get("shares") or {}
+                if event.kind == "ramp" and shares:
+                    candidates = {k: v for k, v in shares.items() if k in self.candidates}
+                    self._set_shares(candidates)
+                    self._rolled_back -= {k for k, v in candidates.items() if v > 0}
+                elif event.kind == "rollback" and self.weights.get(event.variant or "", 0) > 0:
+                    self._rollback_locally(str(event.variant))
+                    logger.warning(
+                        "ABRouter %r: candidate %r was rolled back elsewhere (%s)",
+                        self.experiment,
+                        event.variant,
+                        event.detail.get("reason", "no reason stored"),
+                    )
 
     def _rank(self, request: RouteRequest) -> Ranking:
         assert self.control is not None

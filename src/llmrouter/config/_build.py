@@ -110,7 +110,7 @@ class Builder:
         for key, entry in entries.items():
             self.models[key] = self._located(
                 ("models", key),
-                functools.partial(build_model, key, entry, self.source.path.parent),
+                functools.partial(build_model, key, entry, self.source.path.parent, self._state()),
             )
         for key in routers:
             self._router(key)
@@ -172,10 +172,23 @@ class Builder:
             + (f"; did you mean {hint!r}?" if hint else f"; known: {known}"),
         )
 
+    def _state(self) -> str | None:
+        """The top-level ``state:`` (a SQLite file taken beside the config)."""
+        state: str | None = getattr(self.config, "state", None)
+        return None if state is None else self._beside(state)
+
+    def _beside(self, state: str) -> str:
+        if state.startswith("sqlite:///"):
+            path = self.source.path.parent / state.removeprefix("sqlite:///")  # absolute wins
+            return f"sqlite:///{path}"
+        return state
+
     def _make_router(self, key: str, entry: Any) -> BaseRouter:
         kind: str = entry.type
         loc: Location = ("routers", key)
         given = entry.model_dump(exclude_unset=True, exclude={"type"})
+        if given.get("state") is None and self._state() is not None:
+            given["state"] = self._state()
         kwargs: dict[str, Any] = {"name": key, **given}
 
         def spec(name: str, *where: str | int) -> ModelSpec:
@@ -219,6 +232,8 @@ class Builder:
             value = given.get(name)
             if isinstance(value, str) and value != ":memory:" and "://" not in value:
                 kwargs[name] = given[name] = str(self.source.path.parent / value)
+        if isinstance(given.get("state"), str):
+            kwargs["state"] = given["state"] = self._beside(given["state"])
         if given.get("predictor"):
             from llmrouter.learn import QualityPredictor
 
@@ -299,19 +314,22 @@ _FILES_BESIDE_CONFIG = ("lock", "cache_dir")
 """Local model options naming a file or folder, taken relative to the config's folder."""
 
 
-def build_model(key: str, entry: Any, base: Path | None = None) -> ModelSpec:
+def build_model(
+    key: str, entry: Any, base: Path | None = None, state: str | None = None
+) -> ModelSpec:
     """The `ModelSpec` of one ``models:`` entry; a local model path that exists
-    relative to ``base`` (the config file's folder) is taken from there."""
+    relative to ``base`` (the config file's folder) is taken from there. A
+    ``rate_limit`` is shared through ``state`` (a state URL) when one is given."""
     given = entry.model_dump(exclude_unset=True)
     kwargs = {k: v for k, v in given.items() if k not in ("factory", "retry", "rate_limit")}
     name = kwargs.pop("name", None) or key
     for listed in ("tasks", "tags"):
         if listed in kwargs:
             kwargs[listed] = frozenset(kwargs[listed])
-    for option, field_name in (("retry", "retry"), ("rate_limit", "rate_limiter")):
-        settings = getattr(entry, option)
-        if settings is not None:
-            kwargs[field_name] = settings.build()
+    if entry.retry is not None:
+        kwargs["retry"] = entry.retry.build()
+    if entry.rate_limit is not None:
+        kwargs["rate_limiter"] = entry.rate_limit.build(name, state)
     target = resolve_factory(entry.factory)
     if isinstance(target, type) and issubclass(target, BaseLanguageModel):
         from llmrouter.models._common import split_spec_kwargs

@@ -49,6 +49,13 @@ _COMMON: dict[str, tuple[Any, Any, str]] = {
         BreakerSettings(),
         "Circuit breaker settings (``null``: no breaker).",
     ),
+    "state": (
+        str | None,
+        None,
+        "Where breakers and budgets keep shared state: ``memory://``, ``sqlite:///FILE`` "
+        "(beside the config file), ``redis://HOST:PORT/DB`` (``null``: the file's "
+        "top-level ``state``, else this process).",
+    ),
 }
 _OWN: dict[str, dict[str, tuple[Any, Any, str]]] = {
     "task": {
@@ -182,6 +189,14 @@ def config_model() -> type[BaseModel]:
         version=(Literal[1], Field(default=1, description="The config format version.")),
         models=(dict[str, model_entry], Field(description="Models by name.")),
         routers=(dict[str, router], Field(default_factory=dict, description="Routers by name.")),
+        state=(
+            str | None,
+            Field(
+                default=None,
+                description="Shared state of every router that sets none: ``memory://``, "
+                "``sqlite:///FILE``, ``redis://HOST:PORT/DB`` (see docs/scaling.md).",
+            ),
+        ),
         local_models=(
             LocalModelSettings,
             Field(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from langchain_core.rate_limiters import InMemoryRateLimiter
+from langchain_core.rate_limiters import BaseRateLimiter, InMemoryRateLimiter
 from pydantic import BaseModel, ConfigDict, Field
 from tenacity import wait_exponential, wait_random
 
@@ -72,14 +72,21 @@ class BreakerSettings(Strict):
 
 
 class RateLimitSettings(Strict):
-    """A token bucket in front of one model (LangChain's `InMemoryRateLimiter`)."""
+    """A token bucket in front of one model: LangChain's `InMemoryRateLimiter`, or,
+    with a top-level ``state:``, one shared by every process on that state."""
 
     requests_per_second: float = Field(gt=0)
     """Sustained requests per second."""
     max_bucket_size: float = Field(default=1.0, ge=1)
     """Largest burst."""
 
-    def build(self) -> InMemoryRateLimiter:
+    def build(self, name: str = "", state: str | None = None) -> BaseRateLimiter:
+        if state is not None:
+            from llmrouter.state import open_state
+
+            return open_state(state).rate_limiter(
+                name, self.requests_per_second, self.max_bucket_size
+            )
         return InMemoryRateLimiter(
             requests_per_second=self.requests_per_second, max_bucket_size=self.max_bucket_size
         )

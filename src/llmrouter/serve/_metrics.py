@@ -12,11 +12,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import ValidationError
 
 from llmrouter.core._router import BaseRouter
+from llmrouter.errors import StateUnavailableError
 from llmrouter.record import RouteRecord, route_chain
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -127,7 +128,7 @@ class _StateCollector(Collector):
     def __init__(self, routers: Mapping[str, BaseRouter]) -> None:
         self.routers = routers
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         breaker = GaugeMetricFamily(
             "llmrouter_breaker_state",
             "Circuit breaker per model: 0 closed, 1 half-open, 2 open.",
@@ -143,7 +144,11 @@ class _StateCollector(Collector):
                 breaker.add_metric([name, model], _BREAKER.get(str(state.get("state")), 0.0))
             status_of = getattr(router, "budget_status", None)
             if callable(status_of):
-                for status in status_of():
+                try:
+                    statuses = status_of()
+                except StateUnavailableError:  # shared state down: counted below, no gauge
+                    statuses = []
+                for status in statuses:
                     budget.add_metric([name, status.budget.describe()], status.remaining_usd)
         local = GaugeMetricFamily(
             "llmrouter_local_model_bytes",
@@ -154,6 +159,16 @@ class _StateCollector(Collector):
 
         for loaded in loaded_models():
             local.add_metric([loaded.name], float(loaded.bytes))
+        errors = CounterMetricFamily(
+            "llmrouter_state_errors",
+            "Calls that could not use the shared state (Redis down or slow), by concern.",
+            labels=["backend", "concern"],
+        )
+        from llmrouter.state import state_errors
+
+        for (backend, concern), count in sorted(state_errors().items()):
+            errors.add_metric([backend, concern], float(count))
         yield breaker
         yield budget
         yield local
+        yield errors

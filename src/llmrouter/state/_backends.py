@@ -1,7 +1,8 @@
 """Where shared state lives: `MemoryState`, `SQLiteState`, `RedisState`, and `open_state`.
 
 A state hands each concern its store: `SharedState.ledger` (spend and budget
-reservations) and `SharedState.breaker_board` (circuit breakers). Routers take
+reservations), `SharedState.breaker_board` (circuit breakers) and
+`SharedState.experiment_store` (A/B records, ramps and rollbacks). Routers take
 one with ``state=`` -- an instance or a URL:
 
 * ``"memory://"`` -- this process only (the default behaviour);
@@ -25,6 +26,9 @@ from llmrouter.errors import ConfigurationError
 from llmrouter.state._ledger_api import BaseLedger
 
 if TYPE_CHECKING:
+    from langchain_core.rate_limiters import BaseRateLimiter
+
+    from llmrouter.ab._store import ExperimentStore
     from llmrouter.resilience._breaker import BreakerBoard
 
 __all__ = ["MemoryState", "RedisState", "SQLiteState", "SharedState", "open_state"]
@@ -46,6 +50,24 @@ class SharedState(ABC):
     def breaker_board(self) -> BreakerBoard:
         """Where circuit-breaker states live."""
 
+    @abstractmethod
+    def experiment_store(self) -> ExperimentStore:
+        """Where A/B experiments keep records, feedback, ramps and rollbacks."""
+
+    def rate_limiter(
+        self, name: str, requests_per_second: float, max_bucket_size: float = 1.0
+    ) -> BaseRateLimiter:
+        """A request rate limit for the model ``name``, shared where the state is.
+
+        This process only, here (LangChain's `InMemoryRateLimiter`); SQLite and Redis
+        states share it (`llmrouter.state._limits.SharedRateLimiter`).
+        """
+        from langchain_core.rate_limiters import InMemoryRateLimiter
+
+        return InMemoryRateLimiter(
+            requests_per_second=requests_per_second, max_bucket_size=max_bucket_size
+        )
+
 
 class MemoryState(SharedState):
     """This process only: an in-memory ledger; the process-wide breaker board."""
@@ -65,6 +87,15 @@ class MemoryState(SharedState):
         from llmrouter.resilience._breaker import DEFAULT_BOARD
 
         return DEFAULT_BOARD
+
+    @cached_property
+    def _store(self) -> ExperimentStore:
+        from llmrouter.ab._store import SQLiteStore
+
+        return SQLiteStore(":memory:")
+
+    def experiment_store(self) -> ExperimentStore:
+        return self._store
 
 
 class SQLiteState(SharedState):
@@ -101,6 +132,25 @@ class SQLiteState(SharedState):
 
     def breaker_board(self) -> BreakerBoard:
         return self._board
+
+    @cached_property
+    def _store(self) -> ExperimentStore:
+        from llmrouter.ab._store import SQLiteStore
+
+        return SQLiteStore(self.path)
+
+    def experiment_store(self) -> ExperimentStore:
+        return self._store
+
+    def rate_limiter(
+        self, name: str, requests_per_second: float, max_bucket_size: float = 1.0
+    ) -> BaseRateLimiter:
+        from llmrouter.state._limits import SharedRateLimiter, sqlite_take
+
+        take = sqlite_take(self.path, name, requests_per_second, max_bucket_size)
+        return SharedRateLimiter(
+            take, requests_per_second=requests_per_second, max_bucket_size=max_bucket_size
+        )
 
 
 class RedisState(SharedState):
@@ -181,6 +231,30 @@ class RedisState(SharedState):
 
     def breaker_board(self) -> BreakerBoard:
         return self._board
+
+    @cached_property
+    def _store(self) -> ExperimentStore:
+        from llmrouter.state._redis_experiments import RedisExperimentStore
+
+        return RedisExperimentStore(
+            self.client, namespace=self.namespace, where=self.url, outages=self._outages
+        )
+
+    def experiment_store(self) -> ExperimentStore:
+        return self._store
+
+    def rate_limiter(
+        self, name: str, requests_per_second: float, max_bucket_size: float = 1.0
+    ) -> BaseRateLimiter:
+        from llmrouter.state._limits import SharedRateLimiter, redis_take
+
+        key = f"{self.namespace}:limit:{name}"
+        return SharedRateLimiter(
+            redis_take(self.client, key, requests_per_second, max_bucket_size),
+            requests_per_second=requests_per_second,
+            max_bucket_size=max_bucket_size,
+            outages=self._outages,
+        )
 
 
 def _redis_state(url: str, options: dict[str, Any]) -> RedisState:

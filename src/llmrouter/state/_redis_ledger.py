@@ -28,9 +28,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -43,6 +41,7 @@ from llmrouter.state._ledger_api import (
     calendar_window,
 )
 from llmrouter.state._outage import Outages
+from llmrouter.state._pending import PendingWrites
 from llmrouter.state._redis_client import is_unavailable, unavailable
 
 if TYPE_CHECKING:
@@ -228,8 +227,9 @@ class RedisSpendLedger(BaseLedger):
         self._read = client.register_script(_READ)
         self._settle = client.register_script(_SETTLE)
         self._release = client.register_script(_RELEASE)
-        self._pending: deque[Callable[[], object]] = deque()
-        self._pending_lock = threading.Lock()
+        self._pending = PendingWrites(
+            lambda action, force: self._call("budgets", action, force=force), "spend entries"
+        )
         self._local_ids = itertools.count(-1, -1)
         self._unchecked: dict[int, tuple[str, str | None, float]] = {}
         """Reservations made while Redis was down (fail="open"): id -> scope, user, at."""
@@ -300,7 +300,7 @@ class RedisSpendLedger(BaseLedger):
     ) -> list[SpendTotals]:
         if not checks:
             return []
-        self._flush()
+        self._pending.flush()
         args: list[Arg] = [
             self._prefix(scope),
             user or "",
@@ -325,7 +325,7 @@ class RedisSpendLedger(BaseLedger):
         checks: Sequence[WindowCheck],
         stale_before: float = -math.inf,
     ) -> int | list[SpendTotals]:
-        self._flush()
+        self._pending.flush()
         at = round(at, 3)  # as stored (Lua's JSON keeps 14 digits): same windows both sides
         args: list[Arg] = [
             self._prefix(scope),
@@ -412,11 +412,10 @@ class RedisSpendLedger(BaseLedger):
     def flush(self) -> bool:
         """Write waiting settlements now (asking Redis even if it just failed);
         True if none is left."""
-        self._flush(force=True)
-        return not self._pending
+        return self._pending.flush(force=True)
 
     def close(self) -> None:
-        self._flush()
+        self._pending.flush()
 
     # ------------------------------------------------------------- internals
 
@@ -428,31 +427,7 @@ class RedisSpendLedger(BaseLedger):
 
     def _write(self, action: Callable[[], object]) -> None:
         """Write now, or keep it for later if Redis does not answer (never lost)."""
-        self._flush()
-        if self._pending:
-            with self._pending_lock:
-                self._pending.append(action)
-            return
-        try:
-            self._call("budgets", action)
-        except Exception as exc:
-            if not is_unavailable(exc):
-                raise
-            with self._pending_lock:
-                self._pending.append(action)
-
-    def _flush(self, *, force: bool = False) -> None:
-        if not self._pending:
-            return
-        with self._pending_lock:
-            while self._pending:
-                try:
-                    self._call("budgets", self._pending[0], force=force)
-                except Exception as exc:
-                    if is_unavailable(exc):
-                        return
-                    raise
-                self._pending.popleft()
+        self._pending.write(action)
 
 
 def _text(value: bytes | str) -> str:

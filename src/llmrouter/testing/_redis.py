@@ -3,8 +3,9 @@
 Started from the ``redis-server`` program (Debian's package of that name), on a
 free port, with its data in a temporary folder and none of the system's
 configuration. Writes are appended to a file synced on every write
-(``appendfsync always``), so `RedisServer.restart` keeps everything a client was
-told was written, as a production server configured for durability would.
+(``appendfsync always``, unless ``fsync="everysec"``), so `RedisServer.restart`
+keeps everything a client was told was written, as a production server
+configured for durability would.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ def redis_server_program() -> str | None:
 class RedisServer:
     """One running ``redis-server`` process (use `start_redis_server`)."""
 
-    def __init__(self, program: str, workdir: Path, port: int) -> None:
+    def __init__(self, program: str, workdir: Path, port: int, fsync: str = "always") -> None:
         self.program = program
         self.workdir = workdir
         self.port = port
+        self.fsync = fsync
+        """``appendfsync``: ``always`` (no acknowledged write lost) or ``everysec``."""
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,7 +54,7 @@ class RedisServer:
             "--dir", str(self.workdir),
             "--save", "",
             "--appendonly", "yes",
-            "--appendfsync", "always",
+            "--appendfsync", self.fsync,
             "--daemonize", "no",
             "--protected-mode", "yes",
             "--logfile", str(self.workdir / "redis.log"),
@@ -120,8 +123,14 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def start_redis_server(workdir: str | Path | None = None) -> Iterator[RedisServer]:
+def start_redis_server(
+    workdir: str | Path | None = None, *, fsync: str = "always"
+) -> Iterator[RedisServer]:
     """Run ``redis-server`` on 127.0.0.1 and a free port; stop it on exit.
+
+    ``fsync="always"`` syncs every write to disk before acknowledging it (a restart
+    loses nothing acknowledged); ``"everysec"`` (Redis's own default for its
+    append-only file) is faster and may lose the last second on a crash.
 
     Raises:
         RuntimeError: ``redis-server`` is not installed (``apt-get install redis-server``)
@@ -141,7 +150,9 @@ def start_redis_server(workdir: str | Path | None = None) -> Iterator[RedisServe
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="llmrouter-redis-"))
-        server = RedisServer(program, Path(workdir), _free_port())
+        if fsync not in ("always", "everysec"):
+            raise ValueError(f"fsync must be 'always' or 'everysec', not {fsync!r}")
+        server = RedisServer(program, Path(workdir), _free_port(), fsync)
         server.start()
         stack.callback(server.stop)
         yield server
