@@ -148,7 +148,8 @@ def test_threads_are_bounded() -> None:
     router = make_router(max_threads=2)
     for i in range(5):
         router.invoke("x", thread_id=f"t{i}")
-    assert list(router._threads) == ["t3", "t4"]
+    remembered = [f"t{i}" for i in range(5) if router._threads.get(f"t{i}") is not None]
+    assert remembered == ["t3", "t4"]
 
 
 def test_sticky_threads_can_be_turned_off() -> None:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from llmrouter.ab._store import ExperimentStore
     from llmrouter.resilience._breaker import BreakerBoard
+    from llmrouter.state._threads import ThreadMemory
 
 __all__ = ["MemoryState", "RedisState", "SQLiteState", "SharedState", "open_state"]
 
@@ -53,6 +54,12 @@ class SharedState(ABC):
     @abstractmethod
     def experiment_store(self) -> ExperimentStore:
         """Where A/B experiments keep records, feedback, ramps and rollbacks."""
+
+    def thread_memory(self, router: str, max_threads: int = 10_000) -> ThreadMemory:
+        """Which model each conversation of ``router`` stays on (this process only, here)."""
+        from llmrouter.state._threads import LocalThreads
+
+        return LocalThreads(max_threads)
 
     def rate_limiter(
         self, name: str, requests_per_second: float, max_bucket_size: float = 1.0
@@ -151,6 +158,11 @@ class SQLiteState(SharedState):
         return SharedRateLimiter(
             take, requests_per_second=requests_per_second, max_bucket_size=max_bucket_size
         )
+
+    def thread_memory(self, router: str, max_threads: int = 10_000) -> ThreadMemory:
+        from llmrouter.state._threads import SQLiteThreads
+
+        return SQLiteThreads(self.path, router)
 
 
 class RedisState(SharedState):
@@ -253,6 +265,17 @@ class RedisState(SharedState):
             redis_take(self.client, key, requests_per_second, max_bucket_size),
             requests_per_second=requests_per_second,
             max_bucket_size=max_bucket_size,
+            outages=self._outages,
+        )
+
+    def thread_memory(self, router: str, max_threads: int = 10_000) -> ThreadMemory:
+        from llmrouter.state._threads import RedisThreads
+
+        return RedisThreads(
+            self.client,
+            router,
+            namespace=self.namespace,
+            max_threads=max_threads,
             outages=self._outages,
         )
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections import OrderedDict
 from typing import Any
 
 from pydantic import Field, PrivateAttr, model_validator
@@ -14,6 +12,7 @@ from llmrouter.core import BaseRouter, Ranking, RouteRequest
 from llmrouter.errors import UnknownTaskError
 from llmrouter.record import RouteRecord
 from llmrouter.spec import ModelSpec
+from llmrouter.state._threads import LocalThreads, ThreadMemory
 from llmrouter.task._classifiers import BaseClassifier, Classification
 
 
@@ -63,7 +62,9 @@ class ModelRouter(BaseRouter):
     sticky_threads: bool = True
     """Keep a conversation (``thread_id``) on one model while its task is unchanged."""
     max_threads: int = Field(default=10_000, gt=0)
-    """How many threads to remember (least recently used are forgotten)."""
+    """How many threads to remember in this process (least recently used are
+    forgotten). With ``state=``, conversations are remembered there, shared by every
+    process, and forgotten a day after their last answer."""
     general_tasks: frozenset[str] = frozenset({"chat", "general"})
     """A model whose ``tasks`` is empty or includes one of these is a general model:
     a fallback for requests with no task (and the implicit default when it is the only one)."""
@@ -72,11 +73,21 @@ class ModelRouter(BaseRouter):
     the models that can take a request are tried best predicted quality first (a
     conversation still stays on its model). Every model must be one it predicts for."""
 
-    _threads: OrderedDict[str, tuple[str | None, str]] = PrivateAttr(default_factory=OrderedDict)
-    _threads_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _threads: ThreadMemory = PrivateAttr(default_factory=LocalThreads)
     _table_cache: dict[str | None, tuple[list[ModelSpec], str]] = PrivateAttr(default_factory=dict)
     _counter: TokenCounter = PrivateAttr(default_factory=TokenCounter)
     _windows: bool = PrivateAttr(default=False)  # does any model declare a context window?
+
+    @model_validator(mode="after")
+    def _thread_memory(self) -> ModelRouter:
+        if self.state is None:
+            self._threads = LocalThreads(self.max_threads)
+        else:
+            from llmrouter.state import open_state
+
+            shared = open_state(self.state)
+            self._threads = shared.thread_memory(self.router_name, self.max_threads)
+        return self
 
     @model_validator(mode="after")
     def _routes_point_at_models(self) -> ModelRouter:
@@ -284,18 +295,12 @@ class ModelRouter(BaseRouter):
     def _sticky(self, thread_id: str | None, task: str | None) -> ModelSpec | None:
         if not self.sticky_threads or thread_id is None:
             return None
-        with self._threads_lock:
-            remembered = self._threads.get(thread_id)
-            if remembered is None or remembered[0] != task:
-                return None
-            self._threads.move_to_end(thread_id)
+        remembered = self._threads.get(thread_id)
+        if remembered is None or remembered[0] != task:
+            return None
         return self._by_name.get(remembered[1])
 
     def on_finish(self, request: RouteRequest, record: RouteRecord) -> None:
         if not self.sticky_threads or request.thread_id is None or record.model is None:
             return
-        with self._threads_lock:
-            self._threads[request.thread_id] = (record.task, record.model)
-            self._threads.move_to_end(request.thread_id)
-            while len(self._threads) > self.max_threads:
-                self._threads.popitem(last=False)
+        self._threads.put(request.thread_id, record.task, record.model)
