@@ -23,8 +23,8 @@ from collections.abc import Callable
 from langchain_core.rate_limiters import BaseRateLimiter, InMemoryRateLimiter
 
 from llmrouter._sqlite import SQLiteDatabase
+from llmrouter.errors import StateUnavailableError
 from llmrouter.state._outage import Outages
-from llmrouter.state._redis_client import is_unavailable
 
 __all__ = ["SharedRateLimiter", "gcra", "redis_take", "sqlite_take"]
 
@@ -136,19 +136,12 @@ class SharedRateLimiter(BaseRateLimiter):
 
     def _try(self) -> float | None:
         """Seconds to wait (0: go), or ``None``: the shared state is down, use `local`."""
-        outages = self._outages
-        if outages is not None and outages.skip("limits"):
-            return None
+        if self._outages is None:  # SQLite: its errors are not outages
+            return self._take()
         try:
-            wait = self._take()
-        except Exception as exc:
-            if outages is None or not is_unavailable(exc):
-                raise
-            outages.failed("limits", exc, "each process limits its own calls")
+            return self._outages.call("limits", self._take, "each process limits its own calls")
+        except StateUnavailableError:
             return None
-        if outages is not None:
-            outages.succeeded("limits")
-        return wait
 
     def acquire(self, *, blocking: bool = True) -> bool:
         while True:

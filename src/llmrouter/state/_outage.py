@@ -15,6 +15,12 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import TypeVar
+
+from llmrouter.state._redis_client import is_unavailable, unavailable
+
+T = TypeVar("T")
 
 __all__ = ["Outages", "state_errors"]
 
@@ -69,6 +75,29 @@ class Outages:
             ended = self._down.pop(concern, None) is not None
         if ended:
             logger.warning("shared state %s answers again for %s", self.where, concern)
+
+    def call(
+        self, concern: str, action: Callable[[], T], meanwhile: str, *, force: bool = False
+    ) -> T:
+        """Run one backend ``action`` for ``concern``.
+
+        Raises:
+            StateUnavailableError: the backend did not answer (or, unless ``force``,
+                did not answer a moment ago: it is not asked). ``meanwhile`` (what the
+                concern does until it is back) goes into the outage's warning.
+        """
+        if not force and self.skip(concern):
+            error = ConnectionError("no answer to a call less than a second ago")
+            raise unavailable(error, self.where, concern)
+        try:
+            result = action()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            self.failed(concern, exc, meanwhile)
+            raise unavailable(exc, self.where, concern) from exc
+        self.succeeded(concern)
+        return result
 
     def down(self, concern: str) -> bool:
         """True while ``concern`` is in an outage (its last call failed)."""

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from llmrouter.errors import StateUnavailableError
 from llmrouter.resilience._breaker import BreakerBoard, BreakerState, MemoryBreakerBoard
 from llmrouter.state._outage import Outages
-from llmrouter.state._redis_client import is_unavailable
 
 if TYPE_CHECKING:
     import redis
@@ -65,17 +65,10 @@ class RedisBreakerBoard(BreakerBoard):
         return f"{self.namespace}:breaker:{name}"
 
     def _shared(self, action: Callable[[], T], fallback: Callable[[], T]) -> T:
-        if self._outages.skip("breakers"):
-            return fallback()
         try:
-            result = action()
-        except Exception as exc:
-            if not is_unavailable(exc):
-                raise
-            self._outages.failed("breakers", exc, "each process keeps its own breakers")
+            return self._outages.call("breakers", action, "each process keeps its own breakers")
+        except StateUnavailableError:
             return fallback()
-        self._outages.succeeded("breakers")
-        return result
 
     def update(self, name: str, change: Callable[[BreakerState], bool]) -> bool:
         key = self._key(name)

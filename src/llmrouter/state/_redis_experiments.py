@@ -28,7 +28,6 @@ from llmrouter.ab._store import (
 from llmrouter.errors import ExperimentError, UnknownRequestError
 from llmrouter.state._outage import Outages
 from llmrouter.state._pending import PendingWrites
-from llmrouter.state._redis_client import is_unavailable, unavailable
 
 if TYPE_CHECKING:
     import redis
@@ -84,21 +83,9 @@ class RedisExperimentStore(ExperimentStore):
         return f"{self.namespace}:ab:{{{experiment}}}:{what}"
 
     def _call(self, action: Callable[[], T], force: bool = False) -> T:
-        if not force and self._outages.skip("experiments"):
-            raise unavailable(
-                ConnectionError("no answer to a call less than a second ago"),
-                self.where,
-                "experiments",
-            )
-        try:
-            result = action()
-        except Exception as exc:
-            if not is_unavailable(exc):
-                raise
-            self._outages.failed("experiments", exc, "records wait in each process")
-            raise unavailable(exc, self.where, "experiments") from exc
-        self._outages.succeeded("experiments")
-        return result
+        return self._outages.call(
+            "experiments", action, "records wait in each process", force=force
+        )
 
     # ----------------------------------------------------------------- writes
 

@@ -42,7 +42,7 @@ from llmrouter.state._ledger_api import (
 )
 from llmrouter.state._outage import Outages
 from llmrouter.state._pending import PendingWrites
-from llmrouter.state._redis_client import is_unavailable, unavailable
+from llmrouter.state._redis_client import is_unavailable
 
 if TYPE_CHECKING:
     import redis
@@ -269,26 +269,13 @@ class RedisSpendLedger(BaseLedger):
     # ------------------------------------------------------------- the calls
 
     def _call(self, concern: str, action: Callable[[], T], *, force: bool = False) -> T:
-        """Run one Redis action; map 'no answer' to `StateUnavailableError` (at once,
-        without asking, if Redis did not answer a moment ago, unless ``force``)."""
-        if not force and self._outages.skip(concern):
-            raise unavailable(
-                ConnectionError("no answer to a call less than a second ago"), self.where, concern
-            )
-        try:
-            result = action()
-        except Exception as exc:
-            if not is_unavailable(exc):
-                raise
-            meanwhile = (
-                "budgets refuse calls"
-                if self.fail == "closed"
-                else "budgets let calls through unchecked"
-            )
-            self._outages.failed(concern, exc, meanwhile)
-            raise unavailable(exc, self.where, concern) from exc
-        self._outages.succeeded(concern)
-        return result
+        """Run one Redis action; `StateUnavailableError` if Redis does not answer."""
+        meanwhile = (
+            "budgets refuse calls"
+            if self.fail == "closed"
+            else "budgets let calls through unchecked"
+        )
+        return self._outages.call(concern, action, meanwhile, force=force)
 
     def totals_many(
         self,

@@ -23,8 +23,8 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from llmrouter._sqlite import SQLiteDatabase
+from llmrouter.errors import StateUnavailableError
 from llmrouter.state._outage import Outages
-from llmrouter.state._redis_client import is_unavailable
 
 if TYPE_CHECKING:
     import redis
@@ -132,22 +132,12 @@ class RedisThreads(ThreadMemory):
         self._outages = outages or Outages("redis", "redis")
 
     def _shared(self, action: Any) -> Any:
-        if self._outages.skip("threads"):
-            raise ConnectionError("skipped")
-        try:
-            result = action()
-        except Exception as exc:
-            if not is_unavailable(exc):
-                raise
-            self._outages.failed("threads", exc, "each process keeps its own conversations")
-            raise ConnectionError("unavailable") from exc
-        self._outages.succeeded("threads")
-        return result
+        return self._outages.call("threads", action, "each process keeps its own conversations")
 
     def get(self, thread_id: str) -> Entry | None:
         try:
             raw = self._shared(lambda: self.client.get(self.prefix + thread_id))
-        except ConnectionError:
+        except StateUnavailableError:
             return self.local.get(thread_id)
         if raw is None:
             return None
@@ -158,5 +148,5 @@ class RedisThreads(ThreadMemory):
         self.local.put(thread_id, task, model)
         value, key = json.dumps([task, model]), self.prefix + thread_id
         # while Redis is down it is remembered locally; the next answer refreshes it there
-        with contextlib.suppress(ConnectionError):
+        with contextlib.suppress(StateUnavailableError):
             self._shared(lambda: self.client.set(key, value, ex=int(self.ttl)))
