@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from llmrouter._callbacks import RunContext
 from llmrouter.core import RouteRequest
 from llmrouter.core._execution import CONTINUE_PROMPT, Call, Execution
 from llmrouter.errors import InvalidRequestError, StreamInterruptedError
-from llmrouter.resilience import CircuitBreaker, MemoryBreakerBoard, RetryPolicy
+from llmrouter.resilience import CircuitBreaker, MemoryBreakerBoard, RetryPolicy, _breaker
 from llmrouter.resilience._timeouts import StreamDeadlines
 
 FAST = RetryPolicy.attempts(3, wait=wait_none())
@@ -72,7 +73,11 @@ def test_context_length_error_falls_back_to_a_larger_window() -> None:
     assert not model(smaller).calls
 
 
-def test_breaker_opens_skips_then_lets_a_trial_through() -> None:
+def test_breaker_opens_skips_then_lets_a_trial_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The breaker's clock moves only when the test says so: on a loaded machine the
+    # calls between opening and the skip could otherwise outlast a real cool-down.
+    now = [1000.0]
+    monkeypatch.setattr(_breaker, "time", SimpleNamespace(time=lambda: now[0]))
     breaker = CircuitBreaker(
         failure_threshold=2, window=60, cooldown=0.3, board=MemoryBreakerBoard()
     )
@@ -81,10 +86,11 @@ def test_breaker_opens_skips_then_lets_a_trial_through() -> None:
     router.invoke("1")
     router.invoke("2")
     assert router.health()["a"]["state"] == "open"
+    now[0] += 0.29  # not yet cooled down
     record = route_of(router.invoke("3"))
     assert (record.attempts[0].model, record.attempts[0].kind) == ("a", "circuit_open")
     assert len(model(a).calls) == 2  # skipped, not called
-    time.sleep(0.35)
+    now[0] += 0.02  # the cool-down has passed
     model(a).fail_with = None  # the model recovered
     record = route_of(router.invoke("4"))  # half-open trial
     assert record.model == "a" and router.health()["a"]["state"] == "closed"

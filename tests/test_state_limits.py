@@ -36,9 +36,12 @@ def test_two_limiters_on_one_sqlite_file_share_the_bucket(tmp_path: Path) -> Non
     assert 0.5 < time.perf_counter() - started < 3
 
 
-def _hammer(url: str, key: str, seconds: float, out: Any) -> None:
+def _hammer(url: str, key: str, start: float, deadline: float, out: Any) -> None:
+    """Acquire as fast as the limit allows from ``start`` to ``deadline`` (one clock
+    for all processes: a forked process that starts late does not stretch the window)."""
     limiter = RedisState(url, namespace=key).rate_limiter("m", 20, max_bucket_size=5)
-    deadline, count = time.monotonic() + seconds, 0
+    count = 0
+    time.sleep(max(0.0, start - time.monotonic()))
     while time.monotonic() < deadline:
         limiter.acquire(blocking=True)
         if time.monotonic() < deadline:
@@ -51,9 +54,9 @@ def test_four_processes_share_one_redis_rate(redis_server: RedisServer) -> None:
     key = f"l{uuid.uuid4().hex[:8]}"
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
-    processes = [
-        ctx.Process(target=_hammer, args=(redis_server.url, key, 1.5, out)) for _ in range(4)
-    ]
+    start = time.monotonic() + 1.0  # all four are running by then
+    window = (redis_server.url, key, start, start + 1.5, out)
+    processes = [ctx.Process(target=_hammer, args=window) for _ in range(4)]
     for p in processes:
         p.start()
     counts = [out.get(timeout=60) for _ in processes]
