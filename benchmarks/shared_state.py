@@ -29,6 +29,12 @@ What it measures
     Also: without a budget (breakers only), the same states. ``--json PATH`` writes
     the numbers.
 
+    And the response cache: a ``ModelRouter`` over llm-katan's echo backend (a real
+    HTTP model call on loopback), once without a cache (every call asks llm-katan)
+    and once per state with ``response_cache=True``, asked the same prompt (after the
+    warm-up, every call a hit): p50 and p95 per call, and how many times faster a hit
+    is than the model call. ``--cache-calls`` calls per round (default 200).
+
 Run
     .venv/bin/python benchmarks/shared_state.py [--calls 300] [--repeats 5] [--json PATH]
 """
@@ -50,8 +56,8 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from rich.console import Console
 from rich.table import Table
 
-from llmrouter import Budget, CostAwareRouter, ModelSpec
-from llmrouter.testing import start_redis_server
+from llmrouter import Budget, CostAwareRouter, ModelRouter, ModelSpec
+from llmrouter.testing import KatanServer, start_echo_server, start_redis_server
 
 
 class Priced(FakeListChatModel):
@@ -73,7 +79,7 @@ def router(state: str, *, budget: bool, name: str) -> CostAwareRouter:
     )
 
 
-def timed_round(target: CostAwareRouter, calls: int) -> list[float]:
+def timed_round(target: CostAwareRouter | ModelRouter, calls: int) -> list[float]:
     out = []
     gc.disable()
     try:
@@ -93,14 +99,8 @@ def measure(
         label: router(url, budget=budget, name=f"bench-{label}-{budget}")
         for label, url in states.items()
     }
-    for target in routers.values():
-        timed_round(target, 20)  # warm-up: connections, scripts loaded, caches
-    times: dict[str, list[float]] = {label: [] for label in routers}
+    times = interleaved(routers, calls, repeats)
     labels = list(routers)
-    for repeat in range(repeats):
-        order = labels[repeat % len(labels) :] + labels[: repeat % len(labels)]
-        for label in order:
-            times[label].extend(timed_round(routers[label], calls))
     base = statistics.median(times["memory"])
     title = "with a day budget and breakers" if budget else "breakers only (no budget)"
     table = Table(title=f"{title}: {calls} calls x {repeats} rounds per state")
@@ -117,16 +117,64 @@ def measure(
     return results
 
 
+def interleaved(
+    routers: dict[str, CostAwareRouter] | dict[str, ModelRouter], calls: int, repeats: int
+) -> dict[str, list[float]]:
+    """Per-call times of each router, rounds in rotating order after a warm-up."""
+    for target in routers.values():
+        timed_round(target, 20)  # warm-up: connections, scripts loaded, caches filled
+    times: dict[str, list[float]] = {label: [] for label in routers}
+    labels = list(routers)
+    for repeat in range(repeats):
+        order = labels[repeat % len(labels) :] + labels[: repeat % len(labels)]
+        for label in order:
+            times[label].extend(timed_round(routers[label], calls))
+    return times
+
+
+def measure_cache(
+    states: dict[str, str], katan: KatanServer, *, calls: int, repeats: int
+) -> dict[str, dict[str, float]]:
+    def over_katan(label: str, state: str | None) -> ModelRouter:
+        spec = katan.spec("echo", tasks={"chat"})
+        return ModelRouter(
+            name=f"cache-{label}",
+            models=[spec],
+            default="echo",
+            state=state,
+            response_cache=state is not None,
+        )
+
+    routers = {"model call": over_katan("none", None)}
+    routers.update({f"hit, {label}": over_katan(label, url) for label, url in states.items()})
+    times = interleaved(routers, calls, repeats)
+    base = statistics.median(times["model call"])
+    table = Table(title=f"response cache over llm-katan: {calls} calls x {repeats} rounds")
+    for column in ("call", "p50 us", "p95 us", "model call / this"):
+        table.add_column(column, justify="left" if column == "call" else "right")
+    results: dict[str, dict[str, float]] = {}
+    for label, values in times.items():
+        values = sorted(values)
+        p50 = statistics.median(values)
+        p95 = values[int(0.95 * (len(values) - 1))]
+        results[label] = {"p50_us": p50 * 1e6, "p95_us": p95 * 1e6, "speedup": base / p50}
+        table.add_row(label, f"{p50 * 1e6:.0f}", f"{p95 * 1e6:.0f}", f"{base / p50:.1f}x")
+    Console().print(table)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cache-calls", type=int, default=200)
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as folder,
         start_redis_server() as durable,
         start_redis_server(fsync="everysec") as fast,
+        start_echo_server() as katan,
     ):
         states = {
             "memory": "memory://",
@@ -137,6 +185,12 @@ def main() -> None:
         results = {
             "budget": measure(states, budget=True, calls=args.calls, repeats=args.repeats),
             "no_budget": measure(states, budget=False, calls=args.calls, repeats=args.repeats),
+            "cache": measure_cache(
+                {"memory": "memory://", "sqlite": states["sqlite"], "redis/1s": fast.url},
+                katan,
+                calls=args.cache_calls,
+                repeats=args.repeats,
+            ),
         }
     added = results["budget"]["redis/1s"]["added_us"]
     durable = results["budget"]["redis"]["added_us"]

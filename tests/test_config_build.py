@@ -670,3 +670,45 @@ def test_rate_limits_are_shared_through_the_top_level_state(tmp_path: Path) -> N
         """,
     )
     assert type(alone.router("r").spec("a").rate_limiter).__name__ == "InMemoryRateLimiter"
+
+
+def test_response_cache_lives_in_the_routers_state(tmp_path: Path) -> None:
+    from llmrouter.state import MemoryResponseCache, SQLiteResponseCache
+
+    built = build(
+        tmp_path,
+        MODELS,
+        """
+        state: sqlite:///state.db
+        routers:
+          day: {type: task, models: [a], default: a, response_cache: true}
+          minute: {type: task, models: [a], default: a, response_cache: {ttl: 60}}
+          alone: {type: task, models: [a], default: a, state: "memory://",
+                  response_cache: {ttl: null}}
+          plain: {type: task, models: [a], default: a}
+        """,
+    )
+    day, minute = built.router("day").response_store, built.router("minute").response_store
+    assert isinstance(day, SQLiteResponseCache) and day.ttl == 86_400
+    assert isinstance(minute, SQLiteResponseCache) and minute.ttl == 60
+    assert minute.path == str(tmp_path / "state.db")
+    alone = built.router("alone").response_store
+    assert isinstance(alone, MemoryResponseCache) and alone.ttl is None
+    assert built.router("plain").response_store is None
+    first = built.router("minute").invoke("hello")
+    assert route_of(built.router("minute").invoke("hello")).extra["cache"] == "hit"
+    assert route_of(first).extra["cache"] == "miss"
+
+
+def test_a_typo_in_response_cache_names_its_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        MODELS,
+        """
+        routers:
+          r: {type: task, models: [a], default: a, response_cache: {tll: 60}}
+        """,
+    )
+    with pytest.raises(ConfigFileError, match="did you mean 'ttl'") as info:
+        load_config(path)
+    assert info.value.line == 5

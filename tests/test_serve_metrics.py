@@ -127,6 +127,18 @@ def test_cost_is_what_the_record_charges_usage_else_the_estimate() -> None:
     assert value(metrics, "llmrouter_cost_usd_total", router="main", model="c") is None
 
 
+def test_cache_hits_and_misses_are_counted_also_inside_a_nested_router() -> None:
+    metrics = ServerMetrics({})
+    inner = record("coder", attempt("coder", True), router="by-task", extra={"cache": "hit"})
+    metrics.observe("outer", record("by-task", attempt("by-task", True), inner=inner), 0.01)
+    metrics.observe("outer", record("a", attempt("a", True), extra={"cache": "miss"}), 0.01)
+    metrics.observe("outer", record("a", attempt("a", True)), 0.01)  # no cache: not counted
+    name = "llmrouter_cache_lookups_total"
+    assert value(metrics, name, router="outer", model="coder", result="hit") == 1
+    assert value(metrics, name, router="outer", model="a", result="miss") == 1
+    assert value(metrics, name, router="outer", model="a", result="hit") is None
+
+
 def test_requests_add_up() -> None:
     metrics = ServerMetrics({})
     for _ in range(3):

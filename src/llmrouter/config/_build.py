@@ -16,7 +16,7 @@ from langchain_core.language_models import BaseLanguageModel
 from pydantic import BaseModel, ValidationError
 
 from llmrouter.config._schema import router_class
-from llmrouter.config._settings import RampSettings
+from llmrouter.config._settings import CacheSettings, RampSettings
 from llmrouter.config._yaml import Location, Source
 from llmrouter.core._router import BaseRouter
 from llmrouter.errors import ConfigFileError, ConfigurationError, closest
@@ -234,6 +234,9 @@ class Builder:
                 kwargs[name] = given[name] = str(self.source.path.parent / value)
         if isinstance(given.get("state"), str):
             kwargs["state"] = given["state"] = self._beside(given["state"])
+        cache = getattr(entry, "response_cache", None)
+        if isinstance(cache, CacheSettings):
+            kwargs["response_cache"] = cache.cache_in(given.get("state"))
         if given.get("predictor"):
             from llmrouter.learn import QualityPredictor
 

@@ -18,6 +18,7 @@ from pydantic.fields import FieldInfo
 
 from llmrouter.config._settings import (
     BreakerSettings,
+    CacheSettings,
     ClassifierSettings,
     GuardSettings,
     LocalModelSettings,
@@ -55,6 +56,12 @@ _COMMON: dict[str, tuple[Any, Any, str]] = {
         "Where breakers and budgets keep shared state: ``memory://``, ``sqlite:///FILE`` "
         "(beside the config file), ``redis://HOST:PORT/DB`` (``null``: the file's "
         "top-level ``state``, else this process).",
+    ),
+    "response_cache": (
+        bool | CacheSettings,
+        False,
+        "Cache the models' answers in ``state`` (``true``: kept a day; ``{ttl: SECONDS}``; "
+        "see docs/caching.md).",
     ),
 }
 _OWN: dict[str, dict[str, tuple[Any, Any, str]]] = {

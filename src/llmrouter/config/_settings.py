@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from langchain_core.caches import BaseCache
 from langchain_core.rate_limiters import BaseRateLimiter, InMemoryRateLimiter
 from pydantic import BaseModel, ConfigDict, Field
 from tenacity import wait_exponential, wait_random
@@ -90,6 +91,21 @@ class RateLimitSettings(Strict):
         return InMemoryRateLimiter(
             requests_per_second=self.requests_per_second, max_bucket_size=self.max_bucket_size
         )
+
+
+class CacheSettings(Strict):
+    """Cache the models' answers in the router's ``state`` (see docs/caching.md)."""
+
+    ttl: float | None = Field(default=86_400.0, gt=0)
+    """Seconds an answer stays cached (``null``: until the store is cleared)."""
+
+    def cache_in(self, state: str | None) -> BaseCache:
+        """The cache in ``state`` (a state URL; ``None``: this process)."""
+        from llmrouter.state import MemoryResponseCache, open_state
+
+        if state is None:
+            return MemoryResponseCache(self.ttl)
+        return open_state(state).response_cache(self.ttl)
 
 
 class RampStep(Strict):

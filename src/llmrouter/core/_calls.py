@@ -23,6 +23,7 @@ is called as a child run of the router's run.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -85,11 +86,22 @@ class ModelCall:
             # the caller's task= reaches a nested router (one bound to a task keeps its own)
             self.bound = {**self.bound, "task": task}
 
-    def _kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def model_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The keywords the model gets: its bound ones, the call's on top."""
         merged = {**self.bound, **kwargs} if self.bound else dict(kwargs)
         for key in _TRACE_ONLY:
             merged.pop(key, None)
         return merged
+
+    def uncached(self) -> ModelCall:
+        """This call with LangChain's cache off for the model (``cache=False`` on a
+        shallow copy): the router's response cache holds the answer, not both."""
+        model = self.model
+        if model is None or model.cache is False:
+            return self
+        call = copy.copy(self)
+        call.model = model.model_copy(update={"cache": False})
+        return call
 
     def _stream_extras(self) -> dict[str, Any]:
         # A nested router needs the run to hang its own route event on; a leaf model
@@ -112,7 +124,7 @@ class ModelCall:
             messages,
             stop=stop,
             run_manager=self.ctx.run_manager,  # type: ignore[arg-type]
-            **self._kwargs(kwargs),
+            **self.model_kwargs(kwargs),
         )
         return result.generations[0].message
 
@@ -128,7 +140,7 @@ class ModelCall:
             messages,
             stop=stop,
             run_manager=self.ctx.run_manager,  # type: ignore[arg-type]
-            **self._kwargs(kwargs),
+            **self.model_kwargs(kwargs),
         )
         return result.generations[0].message
 
@@ -143,7 +155,7 @@ class ModelCall:
                 messages, config=self.ctx.child_config(), stop=stop, **kwargs
             )
             return
-        kwargs = self._kwargs(kwargs)
+        kwargs = self.model_kwargs(kwargs)
         if not model._should_stream(async_api=False, **{**kwargs, "stream": True}):
             result = model._generate_with_cache(messages, stop=stop, **kwargs)
             yield _as_chunk(result.generations[0].message)
@@ -164,7 +176,7 @@ class ModelCall:
             ):
                 yield message
             return
-        kwargs = self._kwargs(kwargs)
+        kwargs = self.model_kwargs(kwargs)
         if not model._should_stream(async_api=True, **{**kwargs, "stream": True}):
             result = await model._agenerate_with_cache(messages, stop=stop, **kwargs)
             yield _as_chunk(result.generations[0].message)

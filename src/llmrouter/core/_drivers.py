@@ -1,7 +1,8 @@
 """The executor's drivers: perform what an `Execution` decides, sync and async.
 
-Each driver only does I/O -- call a model, read a stream, sleep, take a
-concurrency slot and a rate-limiter token, run the finish hook, emit the
+Each driver only does I/O -- look an answer up in the response cache, call a
+model, read a stream, sleep, take a concurrency slot and a rate-limiter token,
+write the answer to the cache, run the finish hook, emit the
 ``llmrouter.route`` event -- and reports every outcome back to the
 `Execution`, which holds every decision. The sync and async versions are the
 same lines with ``await`` in them.
@@ -19,6 +20,7 @@ from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_eve
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 
+from llmrouter.core._cache import Lookup
 from llmrouter.core._execution import Call, Execution, Sleep
 from llmrouter.core._relay import has_content
 from llmrouter.record import ROUTE_EVENT
@@ -32,6 +34,9 @@ def run(ex: Execution) -> ChatResult:
     while (step := ex.next()) is not None:
         if isinstance(step, Sleep):
             time.sleep(step.seconds)
+            continue
+        if isinstance(step, Lookup):
+            ex.looked_up(step, step.get())
             continue
         try:
             message = _invoke(ex, step)
@@ -48,6 +53,10 @@ def stream(ex: Execution) -> Iterator[ChatGenerationChunk]:
         while (step := ex.next()) is not None:
             if isinstance(step, Sleep):
                 time.sleep(step.seconds)
+                continue
+            if isinstance(step, Lookup):
+                for cached in ex.looked_up(step, step.get()):
+                    yield ex.relay.pass_on(cached)
                 continue
             with _slot(step):
                 try:
@@ -97,6 +106,8 @@ def _slot(call: Call) -> AbstractContextManager[None]:
 
 def _close(ex: Execution) -> dict[str, Any]:
     ex.finish()
+    if ex.to_cache is not None:
+        ex.to_cache.put()
     ex.host.on_finish(ex.request, ex.record)
     route = ex.record.model_dump()  # after the hook, which may add to the record
     if ex.ctx.listening:  # dispatching to nobody still costs a callback setup
@@ -113,6 +124,9 @@ async def arun(ex: Execution) -> ChatResult:
         if isinstance(step, Sleep):
             await asyncio.sleep(step.seconds)
             continue
+        if isinstance(step, Lookup):
+            ex.looked_up(step, await step.aget())
+            continue
         try:
             message = await _ainvoke(ex, step)
         except Exception as exc:
@@ -128,6 +142,10 @@ async def astream(ex: Execution) -> AsyncIterator[ChatGenerationChunk]:
         while (step := ex.next()) is not None:
             if isinstance(step, Sleep):
                 await asyncio.sleep(step.seconds)
+                continue
+            if isinstance(step, Lookup):
+                for cached in ex.looked_up(step, await step.aget()):
+                    yield ex.relay.pass_on(cached)
                 continue
             async with _aslot(step):
                 try:
@@ -178,6 +196,8 @@ def _aslot(call: Call) -> AbstractAsyncContextManager[None]:
 
 async def _aclose(ex: Execution) -> dict[str, Any]:
     ex.finish()
+    if ex.to_cache is not None:
+        await ex.to_cache.aput()
     await ex.host.aon_finish(ex.request, ex.record)
     route = ex.record.model_dump()
     if ex.ctx.listening:

@@ -4,7 +4,8 @@ An `Execution` carries one request through its ranked candidates. It only
 decides -- which model next (breaker check, context-window fallback), retry
 after how long or give up (the model's tenacity policy), what the route record
 says, which error to raise -- and answers each question with an action: a
-`Call` ("call this model once, within this deadline") or a `Sleep`. The drivers
+`Lookup` ("look this model's answer up in the response cache"), a `Call`
+("call this model once, within this deadline") or a `Sleep`. The drivers
 in `llmrouter.core._drivers` perform those actions, one sync and one async, and
 report back (`Execution.failed`, `Execution.answered`, ...). So sync and async
 cannot drift: neither holds a decision.
@@ -17,12 +18,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from llmrouter._callbacks import RunContext
 from llmrouter._redact import redact, secrets_of
+from llmrouter.core._cache import Lookup, Store, cache_key, replay
 from llmrouter.core._calls import ModelCall
 from llmrouter.core._relay import OWNED_KEYS, Relay
 from llmrouter.core._types import Ranking, RouteRequest, RouterHost, runnable_for
@@ -122,10 +124,13 @@ class Execution:
         self._message: BaseMessage | None = None
         self._done = False
         self._interrupted: StreamInterruptedError | None = None
+        self._lookup: Lookup | None = None  # the current model's cache entry, if cached
+        self.to_cache: Store | None = None
+        """An answer for the response cache: the driver writes it when the request closes."""
 
     # ------------------------------------------------------------- decisions
 
-    def next(self) -> Call | Sleep | None:
+    def next(self) -> Lookup | Call | Sleep | None:
         """What to do next; ``None`` when the request is answered or nothing is left."""
         if self._done:
             return None
@@ -142,6 +147,10 @@ class Execution:
             model = self._model = ModelCall(runnable_for(spec, request.tools), self.ctx, task)
             self._tries = None
             self._first_try = time.monotonic()
+            self._began = time.perf_counter()
+            lookup = self._lookup = self._cached(spec, model)
+            if lookup is not None:
+                return lookup
         self._began = time.perf_counter()
         host = self.host
         if self.record.streamed:
@@ -158,6 +167,22 @@ class Execution:
             return Call(spec, model, self.messages, None, deadlines)
         return Call(spec, model, self.messages, spec.attempt_timeout or host.timeout)
 
+    def looked_up(self, lookup: Lookup, message: AIMessage | None) -> list[AIMessageChunk]:
+        """The cache answered ``message`` (``None``: a miss, call the model). A hit
+        answers the request: in a stream, the driver passes the returned chunks on."""
+        if message is None:
+            assert self._model is not None
+            self._model = self._model.uncached()
+            return []
+        self._lookup = None  # nothing to write back
+        message = message.model_copy(update={"usage_metadata": None, "id": None})
+        self._message = message
+        self._succeeded(lookup.spec, None, message.response_metadata, message.text, hit=True)
+        if not self.record.streamed:
+            return []
+        self.relay.start_model()
+        return replay(message)
+
     def failed(self, call: Call, exc: BaseException) -> None:
         """The try failed before any output reached the caller: retry or move on."""
         self._attempt_failed(call.spec, exc)
@@ -173,6 +198,8 @@ class Execution:
         self._message = message
         usage = getattr(message, "usage_metadata", None)
         self._succeeded(call.spec, usage, message.response_metadata, message.text)
+        if self._lookup is not None and isinstance(message, AIMessage):
+            self.to_cache = Store(self._lookup, message)
 
     def streaming(self, call: Call) -> None:
         """The model's stream opened: what it sends now is its own."""
@@ -182,6 +209,8 @@ class Execution:
         """The model's stream ended normally."""
         relay = self.relay
         self._succeeded(call.spec, relay.usage, relay.upstream, relay.text)
+        if self._lookup is not None and relay.kept:
+            self.to_cache = Store(self._lookup, relay.joined())
 
     def interrupted(self, call: Call, exc: BaseException) -> bool:
         """A stream failed. Before the model sent part of the answer (empty chunks do
@@ -235,6 +264,21 @@ class Execution:
         return self.relay.last(_metadata(self.relay.upstream, route))
 
     # ------------------------------------------------------------- internals
+
+    def _cached(self, spec: ModelSpec, model: ModelCall) -> Lookup | None:
+        """The cache step before calling ``spec``, when its answer may be cached: the
+        router has a response cache, the model is a plain chat model (not a chain, not
+        a router, which would repeat an old record) and is asked the request itself
+        (not to complete another model's broken stream)."""
+        cache = self.host.response_store
+        if cache is None or model.model is None or model.router:
+            return None
+        if self.messages is not self.request.messages:
+            return None
+        if self.record.streamed:
+            self.relay.kept = []
+        prompt, llm_string = cache_key(spec, model, self.messages, self.stop, self.kwargs)
+        return Lookup(spec, cache, prompt, llm_string)
 
     def _eligible(self, ranking: Ranking) -> list[ModelSpec]:
         name = self.host.router_name
@@ -308,15 +352,25 @@ class Execution:
         usage: UsageMetadata | None,
         upstream: dict[str, Any],
         text: str,
+        *,
+        hit: bool = False,
     ) -> None:
         self._done = True
-        if self.host.circuit_breaker is not None:
+        if self.host.circuit_breaker is not None and not hit:  # a hit did not ask the model
             self.host.circuit_breaker.record_success(spec.name)
         now, record = time.perf_counter(), self.record
-        record.attempts.append(Attempt(model=spec.name, ok=True, latency_s=now - self._began))
+        kind = "cache_hit" if hit else None
+        record.attempts.append(
+            Attempt(model=spec.name, ok=True, latency_s=now - self._began, kind=kind)
+        )
         record.model = spec.name
         record.latency_s = now - self.started
         record.estimated_cost_usd = record.estimates.get(spec.name)
+        if self._lookup is not None or hit:
+            record.extra["cache"] = "hit" if hit else "miss"
+        if hit:
+            record.cost_usd = 0.0
+            record.extra["cache_hit"] = True
         if upstream.get("model_name") is not None:
             record.backend_model = str(upstream["model_name"])
         if isinstance(upstream.get("route"), dict):

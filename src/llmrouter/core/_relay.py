@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.messages import AIMessageChunk, BaseMessage
-from langchain_core.messages.ai import UsageMetadata, add_usage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, message_chunk_to_message
+from langchain_core.messages.ai import UsageMetadata, add_ai_message_chunks, add_usage
 from langchain_core.outputs import ChatGenerationChunk
 
 #: Response metadata keys the router owns; a candidate's own values move into the record.
@@ -40,11 +40,23 @@ class Relay:
         """The current model has sent part of the answer (not just empty chunks)."""
         self.usage: UsageMetadata | None = None
         self.upstream: dict[str, Any] = {}
+        self.kept: list[AIMessageChunk] | None = None
+        """The current model's chunks, kept to cache its answer (``None``: not kept)."""
         self._list_content = False
 
     def start_model(self) -> None:
         """A (new) model starts streaming: usage and backend metadata are its own."""
         self.usage, self.upstream, self.answering = None, {}, False
+        if self.kept is not None:
+            self.kept = []
+
+    def joined(self) -> AIMessage:
+        """The kept chunks as one message (what the model would have answered whole)."""
+        assert self.kept
+        whole = message_chunk_to_message(add_ai_message_chunks(*self.kept))
+        assert isinstance(whole, AIMessage)
+        metadata = {**whole.response_metadata, **self.upstream}  # the model's name, too
+        return whole.model_copy(update={"response_metadata": metadata})
 
     def pass_on(self, chunk: BaseMessage) -> ChatGenerationChunk:
         message = (
@@ -62,6 +74,8 @@ class Relay:
         self.tool_calls = self.tool_calls or bool(message.tool_call_chunks)
         self.answering = self.answering or has_content(message)
         self.text += message.text
+        if self.kept is not None:
+            self.kept.append(message)
         self._list_content = isinstance(message.content, list)
         return ChatGenerationChunk(message=message)
 

@@ -107,9 +107,18 @@ class BaseRouter(BaseChatModel, ABC):
     returns the joined answer (the route record says ``streamed``)."""
     cache: BaseCache | bool | None = Field(default=False, exclude=True)
     """Always off for the router itself: a cached router answer would repeat an old
-    route record (request id, cost). The models it calls use LangChain's cache as
-    configured (``set_llm_cache`` or their own ``cache=``); a hit there is recorded
-    with cost 0 and ``extra["cache_hit"]``."""
+    route record (request id, cost). Use ``response_cache`` to cache the models'
+    answers; without it the models use LangChain's cache as configured
+    (``set_llm_cache`` or their own ``cache=``), a hit recorded with cost 0 and
+    ``extra["cache_hit"]``."""
+    response_cache: BaseCache | bool = False
+    """Cache the answers of the models this router calls, per model actually chosen
+    (the router still ranks; on a hit no model is called, the record says
+    ``extra["cache"] == "hit"`` at cost 0, and a stream replays the answer).
+    ``True``: the ``state``'s cache (Redis, SQLite, or this process), entries kept a
+    day; or any LangChain `BaseCache`, e.g. ``llmrouter.state.RedisResponseCache``
+    with its own ``ttl``. While it is on, the models skip LangChain's cache (one
+    answer is cached once). See docs/caching.md."""
 
     _llmrouter_is_router: ClassVar[bool] = True  # ROUTER_MARKER: nested routers share runs
 
@@ -119,6 +128,7 @@ class BaseRouter(BaseChatModel, ABC):
     peek_keywords: ClassVar[frozenset[str]] = frozenset()
 
     _by_name: dict[str, ModelSpec] = PrivateAttr(default_factory=dict)
+    _response_store: BaseCache | None = PrivateAttr(default=None)
     _call_keywords: tuple[frozenset[str] | None] | None = PrivateAttr(default=None)
     """Cache of `llmrouter.core._keywords.accepted_keywords` (computed on first need)."""
 
@@ -190,11 +200,20 @@ class BaseRouter(BaseChatModel, ABC):
 
     @model_validator(mode="after")
     def _attach_state(self) -> BaseRouter:
+        cache = self.response_cache
         if self.state is None:
+            if cache is True:
+                from llmrouter.state import MemoryResponseCache
+
+                self._response_store = MemoryResponseCache()
+            elif cache is not False:
+                self._response_store = cache
             return self
         from llmrouter.state import open_state
 
         shared = open_state(self.state)
+        if cache is not False:
+            self._response_store = shared.response_cache() if cache is True else cache
         breaker = self.circuit_breaker
         if breaker is not None and breaker.board is DEFAULT_BOARD:
             # Not an assignment through pydantic: the field stays as the user set it
@@ -229,6 +248,11 @@ class BaseRouter(BaseChatModel, ABC):
     def retry_policy(self) -> RetryPolicy:
         """The policy for models without their own."""
         return self.retry or RetryPolicy.attempts(self.max_retries + 1)
+
+    @property
+    def response_store(self) -> BaseCache | None:
+        """Where this router caches its models' answers (``None``: nowhere)."""
+        return self._response_store
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Circuit-breaker state per model: ``state``, ``recent_failures``,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from langchain_core.caches import BaseCache
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable
@@ -125,6 +126,9 @@ class RouterHost(Protocol):
 
     @property
     def router_name(self) -> str: ...
+
+    @property
+    def response_store(self) -> BaseCache | None: ...
 
     @property
     def retry_policy(self) -> RetryPolicy: ...

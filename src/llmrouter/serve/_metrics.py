@@ -63,6 +63,10 @@ class ServerMetrics:
             "llmrouter_fallbacks", "Requests answered by a model other than the first tried.",
             ["router"], registry=r,
         )  # fmt: skip
+        self.cache = Counter(
+            "llmrouter_cache_lookups", "Response cache lookups, by result (hit or miss).",
+            ["router", "model", "result"], registry=r,
+        )  # fmt: skip
         self.registry.register(_StateCollector(routers))
 
     def observe(
@@ -83,6 +87,10 @@ class ServerMetrics:
         if cost:
             self.cost.labels(router, model).inc(cost)
         self._attempts(router, route)
+        for step in route_chain(route):  # the cache of whichever router called the model
+            result = (step.get("extra") or {}).get("cache")
+            if result in ("hit", "miss"):
+                self.cache.labels(router, str(step.get("model")), result).inc()
 
     def failed(self, router: str, error: str, route: Mapping[str, Any] | None = None) -> None:
         """Count one failed request (``error``: the error's class name)."""

@@ -1,7 +1,8 @@
 """Shared state of routers: in memory, in SQLite (one machine) or in Redis (many).
 
-Budgets (spend ledger and reservations) and circuit breakers read and write
-their state through one `SharedState`, chosen once with ``state=`` on a router
+Budgets (spend ledger and reservations), circuit breakers, rate limits, A/B
+experiments, conversations and cached answers read and write their state
+through one `SharedState`, chosen once with ``state=`` on a router
 or ``state:`` in a config file. See docs/scaling.md.
 
 Examples:
@@ -19,11 +20,19 @@ from llmrouter.state._backends import (
 )
 from llmrouter.state._ledger_api import BaseLedger, SpendTotals, WindowCheck
 from llmrouter.state._outage import state_errors
+from llmrouter.state._responses import (
+    MemoryResponseCache,
+    RedisResponseCache,
+    SQLiteResponseCache,
+)
 
 __all__ = [
     "BaseLedger",
+    "MemoryResponseCache",
     "MemoryState",
+    "RedisResponseCache",
     "RedisState",
+    "SQLiteResponseCache",
     "SQLiteState",
     "SharedState",
     "SpendTotals",

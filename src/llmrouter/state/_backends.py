@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from llmrouter.errors import ConfigurationError
 from llmrouter.state._ledger_api import BaseLedger
+from llmrouter.state._responses import DEFAULT_TTL_S
 
 if TYPE_CHECKING:
+    from langchain_core.caches import BaseCache
     from langchain_core.rate_limiters import BaseRateLimiter
 
     from llmrouter.ab._store import ExperimentStore
@@ -54,6 +56,27 @@ class SharedState(ABC):
     @abstractmethod
     def experiment_store(self) -> ExperimentStore:
         """Where A/B experiments keep records, feedback, ramps and rollbacks."""
+
+    def response_cache(self, ttl: float | None = DEFAULT_TTL_S) -> BaseCache:
+        """Where routers cache answers (``response_cache=True``): entries expire ``ttl``
+        seconds after they were written (``None``: never). This process only, here;
+        SQLite and Redis states share it.
+
+        Examples:
+            >>> open_state("memory://").response_cache(ttl=60).ttl
+            60
+        """
+        from llmrouter.state._responses import MemoryResponseCache
+
+        with _opened_lock:
+            cache = self._caches.get(ttl)
+            if cache is None:
+                cache = self._caches[ttl] = MemoryResponseCache(ttl)
+            return cache
+
+    @cached_property
+    def _caches(self) -> dict[float | None, BaseCache]:
+        return {}
 
     def thread_memory(self, router: str, max_threads: int = 10_000) -> ThreadMemory:
         """Which model each conversation of ``router`` stays on (this process only, here)."""
@@ -158,6 +181,11 @@ class SQLiteState(SharedState):
         return SharedRateLimiter(
             take, requests_per_second=requests_per_second, max_bucket_size=max_bucket_size
         )
+
+    def response_cache(self, ttl: float | None = DEFAULT_TTL_S) -> BaseCache:
+        from llmrouter.state._responses import SQLiteResponseCache
+
+        return SQLiteResponseCache(self.path, ttl)
 
     def thread_memory(self, router: str, max_threads: int = 10_000) -> ThreadMemory:
         from llmrouter.state._threads import SQLiteThreads
@@ -266,6 +294,13 @@ class RedisState(SharedState):
             requests_per_second=requests_per_second,
             max_bucket_size=max_bucket_size,
             outages=self._outages,
+        )
+
+    def response_cache(self, ttl: float | None = DEFAULT_TTL_S) -> BaseCache:
+        from llmrouter.state._responses import RedisResponseCache
+
+        return RedisResponseCache(
+            self.client, namespace=self.namespace, ttl=ttl, outages=self._outages, state=self
         )
 
     def thread_memory(self, router: str, max_threads: int = 10_000) -> ThreadMemory:

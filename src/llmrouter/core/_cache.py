@@ -1,0 +1,156 @@
+"""The router's response cache, as the executor uses it: keys, lookups, writes, replay.
+
+An answer is cached per model actually chosen: the key holds what the model is
+asked (each message's type, content, name, tool calls and tool call id -- not
+ids or metadata, which differ between runs of one conversation) and the
+model's own LangChain model string (its class, settings and the call's
+keywords: temperature, tools, stop, ...), behind ``llmrouter:<spec name>:``.
+The router still ranks (budgets, A/B arms and breakers decide as usual); only
+the model call is skipped on a hit.
+
+A cache that fails never fails the call: its error is logged and the call goes
+on as a miss (a lookup) or as answered (a write).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGeneration
+
+if TYPE_CHECKING:
+    from langchain_core.caches import BaseCache
+
+    from llmrouter.core._calls import ModelCall
+    from llmrouter.spec import ModelSpec
+
+logger = logging.getLogger("llmrouter")
+
+__all__ = ["Lookup", "Store", "cache_key", "replay"]
+
+
+def cache_key(
+    spec: ModelSpec,
+    model: ModelCall,
+    messages: list[BaseMessage],
+    stop: list[str] | None,
+    kwargs: dict[str, Any],
+) -> tuple[str, str]:
+    """``(prompt, llm_string)`` for asking ``spec`` (a plain chat model) ``messages``."""
+    assert model.model is not None
+    asked = [
+        {
+            "type": m.type,
+            "content": m.content,
+            "name": m.name,
+            "tool_calls": getattr(m, "tool_calls", None) or None,
+            "tool_call_id": getattr(m, "tool_call_id", None),
+            "additional_kwargs": m.additional_kwargs or None,
+        }
+        for m in messages
+    ]
+    prompt = json.dumps(asked, sort_keys=True, default=str, ensure_ascii=False)
+    llm_string = model.model._get_llm_string(stop=stop, **model.model_kwargs(kwargs))
+    return prompt, f"llmrouter:{spec.name}:{llm_string}"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Look ``spec``'s answer up before calling it (a step of the executor)."""
+
+    spec: ModelSpec
+    cache: BaseCache
+    prompt: str
+    llm_string: str
+
+    def get(self) -> AIMessage | None:
+        """The cached answer, or ``None`` (a miss, or a cache that failed)."""
+        try:
+            return _first(self.cache.lookup(self.prompt, self.llm_string))
+        except Exception as exc:
+            _failed("read", self.cache, exc)
+            return None
+
+    async def aget(self) -> AIMessage | None:
+        """Async `get`."""
+        try:
+            return _first(await self.cache.alookup(self.prompt, self.llm_string))
+        except Exception as exc:
+            _failed("read", self.cache, exc)
+            return None
+
+
+@dataclass(frozen=True)
+class Store:
+    """Write an answer to the cache (after the request was answered)."""
+
+    lookup: Lookup
+    message: AIMessage
+
+    def put(self) -> None:
+        """Write it; a failure is logged, never raised."""
+        look = self.lookup
+        try:
+            look.cache.update(look.prompt, look.llm_string, [ChatGeneration(message=self.message)])
+        except Exception as exc:
+            _failed("write", look.cache, exc)
+
+    async def aput(self) -> None:
+        """Async `put`."""
+        look = self.lookup
+        try:
+            await look.cache.aupdate(
+                look.prompt, look.llm_string, [ChatGeneration(message=self.message)]
+            )
+        except Exception as exc:
+            _failed("write", look.cache, exc)
+
+
+def _first(generations: Any) -> AIMessage | None:
+    if not generations:
+        return None
+    message = getattr(generations[0], "message", None)
+    return message if isinstance(message, AIMessage) else None  # a text-LLM entry: a miss
+
+
+def _failed(what: str, cache: BaseCache, exc: BaseException) -> None:
+    logger.warning(
+        "response cache %s could not %s an answer (%s: %s); the call goes on without it",
+        type(cache).__name__,
+        what,
+        type(exc).__name__,
+        exc,
+    )
+
+
+_PIECES = re.compile(r"\s*\S+\s*|\s+")
+
+
+def replay(message: AIMessage) -> list[AIMessageChunk]:
+    """A cached answer as a stream: its text a word at a time, then one chunk with its
+    tool calls and metadata (no usage: a cached answer uses no tokens)."""
+    chunks: list[AIMessageChunk] = []
+    if isinstance(message.content, str):
+        chunks = [AIMessageChunk(content=piece) for piece in _PIECES.findall(message.content)]
+        content: Any = ""
+    else:
+        content = message.content  # content blocks: as they are, in the last chunk
+
+    chunks.append(
+        AIMessageChunk(
+            content=content,
+            additional_kwargs=message.additional_kwargs,
+            response_metadata=message.response_metadata,
+            tool_call_chunks=[
+                tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
+                for i, c in enumerate(message.tool_calls)
+            ],
+        )
+    )
+    return chunks
