@@ -31,9 +31,12 @@ What it measures
 
     And the response cache: a ``ModelRouter`` over llm-katan's echo backend (a real
     HTTP model call on loopback), once without a cache (every call asks llm-katan)
-    and once per state with ``response_cache=True``, asked the same prompt (after the
+    and once per state with ``response_cache=True``, and once with an in-memory
+    ``SemanticResponseCache`` (all-MiniLM-L6-v2), asked the same prompt (after the
     warm-up, every call a hit): p50 and p95 per call, and how many times faster a hit
-    is than the model call. ``--cache-calls`` calls per round (default 200).
+    is than the model call. ``--cache-calls`` calls per round (default 200). The
+    semantic hit reuses the vector of words it has seen; the time of embedding a new
+    wording (MiniLM, 50 questions) is printed after the table.
 
 Run
     .venv/bin/python benchmarks/shared_state.py [--calls 300] [--repeats 5] [--json PATH]
@@ -135,18 +138,22 @@ def interleaved(
 def measure_cache(
     states: dict[str, str], katan: KatanServer, *, calls: int, repeats: int
 ) -> dict[str, dict[str, float]]:
-    def over_katan(label: str, state: str | None) -> ModelRouter:
+    from llmrouter.state import SemanticResponseCache
+
+    def over_katan(label: str, state: str | None, cache: Any = None) -> ModelRouter:
         spec = katan.spec("echo", tasks={"chat"})
         return ModelRouter(
             name=f"cache-{label}",
             models=[spec],
             default="echo",
             state=state,
-            response_cache=state is not None,
+            response_cache=cache if cache is not None else state is not None,
         )
 
     routers = {"model call": over_katan("none", None)}
     routers.update({f"hit, {label}": over_katan(label, url) for label, url in states.items()})
+    # MiniLM embeds each question: most of a semantic hit's cost
+    routers["hit, semantic (memory)"] = over_katan("semantic", None, SemanticResponseCache())
     times = interleaved(routers, calls, repeats)
     base = statistics.median(times["model call"])
     table = Table(title=f"response cache over llm-katan: {calls} calls x {repeats} rounds")
@@ -160,6 +167,19 @@ def measure_cache(
         results[label] = {"p50_us": p50 * 1e6, "p95_us": p95 * 1e6, "speedup": base / p50}
         table.add_row(label, f"{p50 * 1e6:.0f}", f"{p95 * 1e6:.0f}", f"{base / p50:.1f}x")
     Console().print(table)
+    # The semantic hit above asks the same words each time: the cache remembers their
+    # vector. A new wording of a stored question is embedded first:
+    embeddings = SemanticResponseCache().embeddings
+    embed = []
+    for i in range(50):
+        started = time.perf_counter()
+        embeddings.embed_query(f"how would you say hello there, take {i}?")
+        embed.append(time.perf_counter() - started)
+    results["semantic embedding"] = {"p50_us": statistics.median(embed) * 1e6}
+    print(
+        f"a new wording adds one MiniLM embedding to a semantic lookup: "
+        f"p50 {statistics.median(embed) * 1e3:.1f} ms"
+    )
     return results
 
 

@@ -700,6 +700,28 @@ def test_response_cache_lives_in_the_routers_state(tmp_path: Path) -> None:
     assert route_of(first).extra["cache"] == "miss"
 
 
+def test_a_semantic_response_cache_in_the_states_sqlite_file(tmp_path: Path) -> None:
+    from llmrouter.state import SemanticResponseCache
+
+    built = build(
+        tmp_path,
+        MODELS,
+        """
+        state: sqlite:///state.db
+        routers:
+          r: {type: task, models: [a], default: a,
+              response_cache: {semantic: true, threshold: 0.85, ttl: 600}}
+          alone: {type: task, models: [a], default: a, state: "memory://",
+                  response_cache: {semantic: true}}
+        """,
+    )
+    cache = built.router("r").response_store
+    assert isinstance(cache, SemanticResponseCache)
+    assert (cache.path, cache.threshold, cache.ttl) == (str(tmp_path / "state.db"), 0.85, 600)
+    alone = built.router("alone").response_store
+    assert isinstance(alone, SemanticResponseCache) and alone.path == ":memory:"
+
+
 def test_a_typo_in_response_cache_names_its_line(tmp_path: Path) -> None:
     path = write(
         tmp_path,

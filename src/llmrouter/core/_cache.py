@@ -8,6 +8,11 @@ keywords: temperature, tools, stop, ...), behind ``llmrouter:<spec name>:``.
 The router still ranks (budgets, A/B arms and breakers decide as usual); only
 the model call is skipped on a hit.
 
+A semantic cache (``semantic = True`` on the cache, as on
+`llmrouter.state.SemanticResponseCache`) gets the last user message as the prompt,
+matched by meaning, and everything else -- router, task, earlier messages, model
+and settings -- as the exactly matched model string.
+
 A cache that fails never fails the call: its error is logged and the call goes
 on as a miss (a lookup) or as answered (a write).
 """
@@ -32,18 +37,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("llmrouter")
 
-__all__ = ["Lookup", "Store", "cache_key", "replay"]
+__all__ = ["Found", "Lookup", "Store", "cache_key", "replay", "semantic_key"]
+
+Found = tuple[AIMessage, dict[str, Any]]
+"""A cached answer, and what the route record says about it (``extra`` keys)."""
 
 
-def cache_key(
-    spec: ModelSpec,
-    model: ModelCall,
-    messages: list[BaseMessage],
-    stop: list[str] | None,
-    kwargs: dict[str, Any],
-) -> tuple[str, str]:
-    """``(prompt, llm_string)`` for asking ``spec`` (a plain chat model) ``messages``."""
-    assert model.model is not None
+def _asked(messages: list[BaseMessage]) -> str:
+    """What the model sees of ``messages``, as canonical JSON."""
     asked = [
         {
             "type": m.type,
@@ -55,9 +56,48 @@ def cache_key(
         }
         for m in messages
     ]
-    prompt = json.dumps(asked, sort_keys=True, default=str, ensure_ascii=False)
+    return json.dumps(asked, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def _model_string(
+    spec: ModelSpec, model: ModelCall, stop: list[str] | None, kwargs: dict[str, Any]
+) -> str:
+    assert model.model is not None
     llm_string = model.model._get_llm_string(stop=stop, **model.model_kwargs(kwargs))
-    return prompt, f"llmrouter:{spec.name}:{llm_string}"
+    return f"llmrouter:{spec.name}:{llm_string}"
+
+
+def cache_key(
+    spec: ModelSpec,
+    model: ModelCall,
+    messages: list[BaseMessage],
+    stop: list[str] | None,
+    kwargs: dict[str, Any],
+) -> tuple[str, str]:
+    """``(prompt, llm_string)`` for asking ``spec`` (a plain chat model) ``messages``."""
+    return _asked(messages), _model_string(spec, model, stop, kwargs)
+
+
+def semantic_key(
+    spec: ModelSpec,
+    model: ModelCall,
+    messages: list[BaseMessage],
+    stop: list[str] | None,
+    kwargs: dict[str, Any],
+    scope: tuple[str, str | None],
+) -> tuple[str, str] | None:
+    """``(question, everything else)`` for a semantic cache; ``None`` unless the last
+    message is a user's plain text. ``scope`` is (router name, task)."""
+    last = messages[-1] if messages else None
+    if last is None or last.type != "human" or not isinstance(last.content, str):
+        return None
+    if not last.content.strip() or last.additional_kwargs:
+        return None
+    router, task = scope
+    rest = json.dumps(
+        [router, task, _asked(messages[:-1]), last.name, _model_string(spec, model, stop, kwargs)]
+    )
+    return last.content, rest
 
 
 @dataclass(frozen=True)
@@ -68,19 +108,25 @@ class Lookup:
     cache: BaseCache
     prompt: str
     llm_string: str
+    semantic: bool = False
 
-    def get(self) -> AIMessage | None:
+    def get(self) -> Found | None:
         """The cached answer, or ``None`` (a miss, or a cache that failed)."""
         try:
-            return _first(self.cache.lookup(self.prompt, self.llm_string))
+            if self.semantic:
+                return _near(self.cache.nearest(self.prompt, self.llm_string))  # type: ignore[attr-defined]
+            return _exact(self.cache.lookup(self.prompt, self.llm_string))
         except Exception as exc:
             _failed("read", self.cache, exc)
             return None
 
-    async def aget(self) -> AIMessage | None:
+    async def aget(self) -> Found | None:
         """Async `get`."""
         try:
-            return _first(await self.cache.alookup(self.prompt, self.llm_string))
+            if self.semantic:
+                cache: Any = self.cache
+                return _near(await cache.anearest(self.prompt, self.llm_string))
+            return _exact(await self.cache.alookup(self.prompt, self.llm_string))
         except Exception as exc:
             _failed("read", self.cache, exc)
             return None
@@ -117,6 +163,16 @@ def _first(generations: Any) -> AIMessage | None:
         return None
     message = getattr(generations[0], "message", None)
     return message if isinstance(message, AIMessage) else None  # a text-LLM entry: a miss
+
+
+def _exact(generations: Any) -> Found | None:
+    message = _first(generations)
+    return None if message is None else (message, {})
+
+
+def _near(hit: Any) -> Found | None:
+    message = None if hit is None else _first(hit.generations)
+    return None if message is None else (message, {"cache_similarity": round(hit.similarity, 4)})
 
 
 def _failed(what: str, cache: BaseCache, exc: BaseException) -> None:

@@ -24,7 +24,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 
 from llmrouter._callbacks import RunContext
 from llmrouter._redact import redact, secrets_of
-from llmrouter.core._cache import Lookup, Store, cache_key, replay
+from llmrouter.core._cache import Found, Lookup, Store, cache_key, replay, semantic_key
 from llmrouter.core._calls import ModelCall
 from llmrouter.core._relay import OWNED_KEYS, Relay
 from llmrouter.core._types import Ranking, RouteRequest, RouterHost, runnable_for
@@ -167,14 +167,16 @@ class Execution:
             return Call(spec, model, self.messages, None, deadlines)
         return Call(spec, model, self.messages, spec.attempt_timeout or host.timeout)
 
-    def looked_up(self, lookup: Lookup, message: AIMessage | None) -> list[AIMessageChunk]:
-        """The cache answered ``message`` (``None``: a miss, call the model). A hit
+    def looked_up(self, lookup: Lookup, found: Found | None) -> list[AIMessageChunk]:
+        """The cache answered ``found`` (``None``: a miss, call the model). A hit
         answers the request: in a stream, the driver passes the returned chunks on."""
-        if message is None:
+        if found is None:
             assert self._model is not None
             self._model = self._model.uncached()
             return []
         self._lookup = None  # nothing to write back
+        message, details = found
+        self.record.extra.update(details)
         message = message.model_copy(update={"usage_metadata": None, "id": None})
         self._message = message
         self._succeeded(lookup.spec, None, message.response_metadata, message.text, hit=True)
@@ -275,10 +277,17 @@ class Execution:
             return None
         if self.messages is not self.request.messages:
             return None
+        semantic = bool(getattr(cache, "semantic", False))
+        if semantic:
+            scope = (self.host.router_name, self.record.task)
+            key = semantic_key(spec, model, self.messages, self.stop, self.kwargs, scope)
+            if key is None:  # nothing to match by meaning: not cached
+                return None
+        else:
+            key = cache_key(spec, model, self.messages, self.stop, self.kwargs)
         if self.record.streamed:
             self.relay.kept = []
-        prompt, llm_string = cache_key(spec, model, self.messages, self.stop, self.kwargs)
-        return Lookup(spec, cache, prompt, llm_string)
+        return Lookup(spec, cache, *key, semantic=semantic)
 
     def _eligible(self, ranking: Ranking) -> list[ModelSpec]:
         name = self.host.router_name

@@ -25,6 +25,7 @@ from llmrouter.state._responses import (
     RedisResponseCache,
     SQLiteResponseCache,
 )
+from llmrouter.state._semantic import SemanticResponseCache
 
 __all__ = [
     "BaseLedger",
@@ -34,6 +35,7 @@ __all__ = [
     "RedisState",
     "SQLiteResponseCache",
     "SQLiteState",
+    "SemanticResponseCache",
     "SharedState",
     "SpendTotals",
     "WindowCheck",

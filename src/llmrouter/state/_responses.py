@@ -55,7 +55,7 @@ def entry_key(prompt: str, llm_string: str) -> str:
     return digest.hexdigest()
 
 
-def _ttl(value: float | None) -> float | None:
+def check_ttl(value: float | None) -> float | None:
     if value is not None and not value > 0:
         raise ConfigurationError(f"ttl must be > 0 seconds or None (never expire), not {value!r}")
     return value
@@ -90,7 +90,7 @@ class MemoryResponseCache(BaseCache):
     def __init__(self, ttl: float | None = DEFAULT_TTL_S, maxsize: int = 10_000) -> None:
         if maxsize < 1:
             raise ConfigurationError(f"maxsize must be at least 1, not {maxsize!r}")
-        self.ttl = _ttl(ttl)
+        self.ttl = check_ttl(ttl)
         self.maxsize = maxsize
         self._entries: OrderedDict[str, tuple[float, RETURN_VAL_TYPE]] = OrderedDict()
         self._lock = threading.Lock()
@@ -160,7 +160,7 @@ class SQLiteResponseCache(BaseCache):
 
     def __init__(self, path: str, ttl: float | None = DEFAULT_TTL_S) -> None:
         self.path = database_path(path, "response cache")
-        self.ttl = _ttl(ttl)
+        self.ttl = check_ttl(ttl)
         self._db = SQLiteDatabase(self.path, _SCHEMA)
         self._writes = 0
 
@@ -218,7 +218,7 @@ class RedisResponseCache(BaseCache):
     ) -> None:
         self.client = client
         self.prefix = f"{namespace}:cache:"
-        self.ttl = _ttl(ttl)
+        self.ttl = check_ttl(ttl)
         self._outages = outages or Outages("redis", "redis")
         self._state = state
 
