@@ -18,7 +18,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import llmrouter
 from llmrouter.serve import create_app
-from llmrouter.testing import KatanServer
+from llmrouter.state import RedisState
+from llmrouter.testing import KatanServer, RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -267,6 +268,7 @@ def test_the_expected_files_exist() -> None:
         "k8s/service.yaml",
         "k8s/configmap.yaml",
         "k8s/secret.example.yaml",
+        "k8s/redis.yaml",
         "k8s/kustomization.yaml",
     } <= names
     assert json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
@@ -378,7 +380,7 @@ def deploy_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("OPENAI_MODEL", raising=False)
-    monkeypatch.setenv("LLMROUTER_STATE_DIR", str(tmp_path))  # the volume, in a test
+    monkeypatch.setenv("LLMROUTER_STATE", f"sqlite:///{tmp_path}/state.db")  # the volume
     return tmp_path
 
 
@@ -390,7 +392,7 @@ def test_the_server_config_loads_and_builds(deploy_env: Path) -> None:
     assert [s.name for s in router.models] == ["remote"]
     (budget,) = router.budget if isinstance(router.budget, list) else [router.budget]
     assert budget is not None and budget.per == "day" and budget.usd > 0
-    assert Path(str(router.spend_db)) == deploy_env / "spend.sqlite"
+    assert router.state == f"sqlite:///{deploy_env}/state.db" and router.spend_db is None
     assert built.models["remote"].model.model_name == "gpt-4o-mini"
     serve = built.serve
     assert serve.host == "0.0.0.0" and serve.port == PORT
@@ -401,8 +403,8 @@ def test_the_server_config_loads_and_builds(deploy_env: Path) -> None:
 def test_the_server_config_keeps_state_on_the_volume_and_secrets_in_the_environment() -> None:
     text = (DEPLOY / "router.yaml").read_text()
     raw = yaml.safe_load(text)
-    spend_db = raw["routers"]["support-router"]["spend_db"]
-    assert spend_db.startswith(f"${{LLMROUTER_STATE_DIR:-{STATE_DIR}}}/")
+    assert raw["state"] == f"${{LLMROUTER_STATE:-sqlite:///{STATE_DIR}/state.db}}"
+    assert "spend_db" not in raw["routers"]["support-router"]  # the state holds the ledger
     assert raw["models"]["remote"]["model"] == "${OPENAI_MODEL:-gpt-4o-mini}"
     assert raw["models"]["remote"]["api_key"] == "${OPENAI_API_KEY}"
     assert raw["serve"]["keys"] == [{"key": "${LLMROUTER_API_KEY}", "name": "default"}]
@@ -508,6 +510,30 @@ def test_the_deployment_provides_every_variable_the_config_requires() -> None:
     assert set(ENV) <= set(re.findall(r"^(\w+)=", example, flags=re.M))
 
 
+def test_the_replicas_share_state_on_a_persistent_redis() -> None:
+    service, statefulset = yaml.safe_load_all((K8S / "redis.yaml").read_text())
+    assert (service["kind"], statefulset["kind"]) == ("Service", "StatefulSet")
+    env = {e["name"]: e.get("value") for e in container()["env"]}
+    name, port = service["metadata"]["name"], service["spec"]["ports"][0]["port"]
+    assert env["LLMROUTER_STATE"] == f"redis://{name}:{port}/0"
+    pod = statefulset["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    (redis,) = pod["spec"]["containers"]
+    args = redis["args"]
+    assert args[args.index("--appendonly") + 1] == "yes"  # spend survives a restart
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    assert {m["name"]: m["mountPath"] for m in redis["volumeMounts"]} == {
+        claim["metadata"]["name"]: "/data"
+    }
+    assert redis["securityContext"]["allowPrivilegeEscalation"] is False
+    # and compose runs the same: persistent, and the server points at it
+    services = compose()["services"]
+    assert services["llmrouter"]["environment"]["LLMROUTER_STATE"] == "redis://redis:6379/0"
+    command = services["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert compose_mounts(services["redis"])["/data"][0] in compose()["volumes"]
+
+
 def test_the_service_selects_the_pods_and_is_scraped() -> None:
     svc = k8s("service.yaml")
     assert svc["kind"] == "Service" and svc["spec"]["type"] == "ClusterIP"
@@ -531,7 +557,8 @@ def test_kubectl_kustomize_renders_the_manifests() -> None:
     )
     assert out.returncode == 0, out.stderr
     documents = list(yaml.safe_load_all(out.stdout))
-    assert sorted(d["kind"] for d in documents) == ["ConfigMap", "Deployment", "Service"]
+    kinds = sorted(d["kind"] for d in documents)
+    assert kinds == ["ConfigMap", "Deployment", "Service", "Service", "StatefulSet"]
     configmap = next(d for d in documents if d["kind"] == "ConfigMap")
     assert configmap["data"]["router.yaml"] == (DEPLOY / "router.yaml").read_text()
 
@@ -668,41 +695,54 @@ def test_the_dashboard_shows_every_metric_family_the_server_exports(
 # ------------------------------------------------------------ the image's command, for real
 
 
+ServeDeploy = Callable[[str], tuple[str, str]]
+
+
 @pytest.fixture
-def served_config(tmp_path: Path, katan_server: KatanServer) -> Iterator[tuple[str, str]]:
-    """``llmrouter serve deploy/router.yaml`` as the image runs it (another host,
-    port and state folder), in front of llm-katan: (server URL, API key)."""
+def serve_deploy(tmp_path: Path, katan_server: KatanServer) -> Iterator[ServeDeploy]:
+    """Start ``llmrouter serve deploy/router.yaml`` as the image runs it (another host
+    and port), in front of llm-katan, with ``LLMROUTER_STATE`` set to the state URL
+    given: returns (server URL, API key). Each is stopped with SIGTERM at the end and
+    must exit 0 within ``serve.shutdown_timeout``, as a pod must."""
     llmrouter_bin = Path(sys.executable).with_name("llmrouter")
     assert llmrouter_bin.exists(), "the llmrouter console script"
-    port = free_port()
-    command = [str(llmrouter_bin), *COMMAND[1:]]
-    command[command.index(CONFIG_IN_IMAGE)] = str(DEPLOY / "router.yaml")
-    command[command.index("0.0.0.0")] = "127.0.0.1"
-    command[command.index(str(PORT))] = str(port)
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    env.update(ENV)
-    env.update(
-        OPENAI_BASE_URL=katan_server.base_url,
-        OPENAI_API_KEY=katan_server.api_key,
-        OPENAI_MODEL=katan_server.model,
-        LLMROUTER_STATE_DIR=str(tmp_path),
-    )
-    log = (tmp_path / "serve.log").open("w+")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    started: list[tuple[subprocess.Popen[bytes], Any]] = []
+
+    def serve(state: str) -> tuple[str, str]:
+        port = free_port()
+        command = [str(llmrouter_bin), *COMMAND[1:]]
+        command[command.index(CONFIG_IN_IMAGE)] = str(DEPLOY / "router.yaml")
+        command[command.index("0.0.0.0")] = "127.0.0.1"
+        command[command.index(str(PORT))] = str(port)
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        env.update(ENV)
+        env.update(
+            OPENAI_BASE_URL=katan_server.base_url,
+            OPENAI_API_KEY=katan_server.api_key,
+            OPENAI_MODEL=katan_server.model,
+            LLMROUTER_STATE=state,
+        )
+        log = (tmp_path / f"serve-{port}.log").open("w+")
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        started.append((process, log))
+        url = f"http://127.0.0.1:{port}"
         if not wait_healthy(url, 60, alive=lambda: process.poll() is None):
             log.seek(0)
             raise AssertionError(f"llmrouter serve did not start:\n{log.read()}")
-        yield url, ENV["LLMROUTER_API_KEY"]
-        process.send_signal(signal.SIGTERM)
-        # stops within serve.shutdown_timeout, as a pod must, and exits 0 (a clean stop)
-        assert process.wait(timeout=40) == 0
+        return url, ENV["LLMROUTER_API_KEY"]
+
+    try:
+        yield serve
+        for process, _ in started:
+            process.send_signal(signal.SIGTERM)
+        for process, _ in started:
+            assert process.wait(timeout=40) == 0  # a clean stop
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        log.close()
+        for process, log in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            log.close()
 
 
 def _post(url: str, body: dict[str, Any], key: str | None) -> tuple[int, dict[str, Any]]:
@@ -718,10 +758,16 @@ def _post(url: str, body: dict[str, Any], key: str | None) -> tuple[int, dict[st
         return error.code, json.loads(error.read())
 
 
+def _metrics(url: str) -> str:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url + "/metrics", timeout=10) as response:
+        return str(response.read().decode())
+
+
 def test_the_image_command_serves_the_deploy_config(
-    served_config: tuple[str, str], tmp_path: Path
+    serve_deploy: ServeDeploy, tmp_path: Path
 ) -> None:
-    url, key = served_config
+    url, key = serve_deploy(f"sqlite:///{tmp_path}/state.db")  # a lone container
     body = {"model": "support-router", "messages": [{"role": "user", "content": "ping deploy"}]}
     status, refused = _post(url + "/v1/chat/completions", body, None)
     assert status == 401 and refused["error"]["code"]
@@ -729,10 +775,34 @@ def test_the_image_command_serves_the_deploy_config(
     assert status == 200, reply
     assert "ping deploy" in reply["choices"][0]["message"]["content"]  # llm-katan echoes
     assert reply["route"]["model"] == "remote"
-    assert (tmp_path / "spend.sqlite").exists()  # the ledger on the state folder
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url + "/metrics", timeout=10) as response:
-        metrics = response.read().decode()
+    assert (tmp_path / "state.db").exists()  # the ledger on the state folder
+    metrics = _metrics(url)
     assert 'llmrouter_requests_total{model="remote",router="support-router",status="ok"}' in (
         metrics
     )
+
+
+def test_two_replicas_of_the_deploy_config_share_one_budget_through_redis(
+    serve_deploy: ServeDeploy, redis_server: RedisServer
+) -> None:
+    """What compose and Kubernetes run: replicas with LLMROUTER_STATE on one Redis.
+    Spend settled by one replica is what the other sees left of the day's budget."""
+    state = redis_server.url.rsplit("/", 1)[0] + "/5"  # a database of its own
+    RedisState(state).client.flushdb()
+    (one, key), (two, _) = serve_deploy(state), serve_deploy(state)
+    body = {"model": "support-router", "messages": [{"role": "user", "content": "x" * 400}]}
+    for replica in (one, two, one):
+        status, reply = _post(replica + "/v1/chat/completions", body, key)
+        assert status == 200, reply
+    left = [budget_left(_metrics(replica)) for replica in (one, two)]
+    assert left[0] == left[1] < 5.0  # both see all three calls
+    settled = [r for r in RedisState(state).ledger().rows() if r["state"] == "settled"]
+    assert len(settled) == 3 and 5.0 - left[0] == pytest.approx(sum(r["usd"] for r in settled))
+
+
+def budget_left(metrics: str) -> float:
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == "llmrouter_budget_remaining_usd":
+                return float(sample.value)
+    raise AssertionError("no budget gauge in /metrics")

@@ -124,6 +124,16 @@ def test_all_models_failed_is_503_with_retry_after() -> None:
     assert retry_after(error) == "1"
 
 
+def test_shared_state_down_is_503_with_retry_after() -> None:
+    from llmrouter.errors import StateUnavailableError
+
+    error = from_router_error(StateUnavailableError("Redis at redis://r:6379/0 did not answer"))
+    assert error.status == 503
+    body = body_of(error)
+    assert body["type"] == "service_unavailable" and body["code"] == "state_unavailable"
+    assert retry_after(error) == "1"
+
+
 def test_an_unknown_task_is_400_naming_metadata_task() -> None:
     error = from_router_error(UnknownTaskError("poetry", ["code", "chat"]))
     assert error.status == 400

@@ -8,7 +8,8 @@
 - 404 ``not_found_error``: an unknown ``model``;
 - 413: a body over the size limit;
 - 429 ``insufficient_quota`` with ``Retry-After``: a windowed budget refuses;
-- 503 ``service_unavailable`` with ``Retry-After``: every model failed.
+- 503 ``service_unavailable`` with ``Retry-After``: every model failed, or the
+  shared state (Redis) did not answer and a budget cannot be checked.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from llmrouter.errors import (
     InvalidRequestError,
     LLMRouterError,
     NoEligibleModelError,
+    StateUnavailableError,
     UnknownTaskError,
 )
 
@@ -83,6 +85,10 @@ def from_router_error(exc: LLMRouterError) -> APIError:
             kind="service_unavailable",
             code="all_models_failed",
             retry_after=1.0,
+        )
+    if isinstance(exc, StateUnavailableError):  # budgets fail closed while it is down
+        return APIError(
+            503, str(exc), kind="service_unavailable", code="state_unavailable", retry_after=1.0
         )
     if isinstance(exc, UnknownTaskError):
         return APIError(400, str(exc), param="metadata.task", code="unknown_task")
