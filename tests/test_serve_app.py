@@ -677,6 +677,25 @@ def test_a_keys_request_rate_limit_answers_429_with_retry_after() -> None:
     assert c.post(URL, json=body, headers=bearer("sk-free-0123456789")).status_code == 200
 
 
+def test_replicas_on_one_state_share_a_keys_rate_limit(tmp_path: Path) -> None:
+    """Two servers (replicas) on one state: a key's 2 requests a minute are 2 in all."""
+    state = f"sqlite:///{tmp_path}/state.db"
+
+    def replica() -> TestClient:
+        key = ApiKey(key="sk-limited-0123456789", name="team", requests_per_minute=2)
+        settings = ServeSettings(keys=[key])
+        routers = {"main": ModelRouter(models=[recorder("m")])}
+        return TestClient(create_app(routers, {}, settings, state=state))
+
+    one, two = replica(), replica()
+    body, auth = {"model": "main", "messages": HI}, bearer("sk-limited-0123456789")
+    assert one.post(URL, json=body, headers=auth).status_code == 200
+    assert two.post(URL, json=body, headers=auth).status_code == 200
+    refused = error_of(one.post(URL, json=body, headers=auth), 429)
+    assert "'team'" in refused["message"]
+    error_of(two.post(URL, json=body, headers=auth), 429)
+
+
 def test_an_unexpected_error_is_a_500_in_openais_shape_without_details() -> None:
     class Boom(ModelRouter):
         async def ainvoke(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]

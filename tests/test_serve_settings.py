@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -141,3 +142,40 @@ def test_a_rate_limit_refills_at_its_rate_and_allows_its_burst() -> None:
     assert key.take(now=0.5) == pytest.approx(0.5)
     assert key.take(now=1.0) is None
     assert ApiKey(key="sk-0123456789", name="k").take() is None  # no limit
+
+
+def test_servers_on_one_state_share_a_keys_rate_limit(tmp_path: Path) -> None:
+    """Two replicas (two ApiKey objects, as two processes would hold) on one SQLite
+    state: 2 requests a minute in all, not 2 each."""
+    from llmrouter.state import SQLiteState
+
+    state = SQLiteState(tmp_path / "state.db")
+    one, two = (ApiKey(key="sk-0123456789", name="team", requests_per_minute=2) for _ in "12")
+    for key in (one, two):
+        key.share_limit(state)
+    assert [one.take(), two.take()] == [None, None]
+    wait = two.take()
+    assert wait is not None and 25 < wait <= 30  # the next token in about 30 s
+    assert one.take() is not None
+    alone = ApiKey(key="sk-0123456789", name="team", requests_per_minute=2)
+    assert alone.take() is None  # not shared: its own bucket
+
+
+def test_a_memory_state_leaves_each_key_its_own_bucket() -> None:
+    from llmrouter.state import MemoryState
+
+    key = ApiKey(key="sk-0123456789", name="k", requests_per_minute=1)
+    key.share_limit(MemoryState())
+    assert key.take() is None and key.take() is not None
+
+
+def test_with_the_state_down_a_key_counts_in_this_process() -> None:
+    from llmrouter.state import RedisState
+    from llmrouter.testing import start_redis_server
+
+    with start_redis_server() as server:
+        key = ApiKey(key="sk-0123456789", name="k", requests_per_minute=1)
+        key.share_limit(RedisState(server.url, namespace="keys-down"))
+        server.kill()
+        assert key.take() is None  # the local bucket starts full
+        assert key.take() is not None

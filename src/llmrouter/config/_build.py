@@ -56,6 +56,8 @@ class RouterSet:
     source: Source | None = field(default=None, repr=False)
     serve: ServeSettings = field(default_factory=ServeSettings)
     """The ``serve:`` section: address, API keys, limits of ``llmrouter serve``."""
+    state: str | None = None
+    """The top-level ``state:`` (a SQLite path made absolute beside the config)."""
 
     def router(self, name: str | None = None) -> BaseRouter:
         """The router called ``name``, or the default one."""
@@ -131,7 +133,7 @@ class Builder:
                         ("serve", "keys", i, "routers", j),
                         f"no router or model {target!r} for key {api_key.name!r}",
                     )
-        return RouterSet(self.models, self.routers, default, self.source, serve)
+        return RouterSet(self.models, self.routers, default, self.source, serve, self._state())
 
     # ------------------------------------------------------------ routers
 

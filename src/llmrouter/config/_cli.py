@@ -294,7 +294,7 @@ def serve_command(
         request_log = logging.getLogger("llmrouter.serve")
         request_log.addHandler(handler)
         request_log.setLevel(logging.INFO)
-    app = create_app(built.routers, built.models, settings)
+    app = create_app(built.routers, built.models, settings, state=built.state)
     console.print(
         f"serving {', '.join(built.routers)} on http://{settings.host}:{settings.port}/v1 "
         f"({len(settings.keys)} API keys)"

@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -35,6 +35,9 @@ from llmrouter.serve._protocol import (
 from llmrouter.serve._reports import add_playground
 from llmrouter.serve._settings import ApiKey, ServeSettings
 from llmrouter.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from llmrouter.state import SharedState
 
 TASK_HEADER = "x-llmrouter-task"
 
@@ -79,8 +82,12 @@ def create_app(
     routers: Mapping[str, BaseRouter],
     models: Mapping[str, ModelSpec] | None = None,
     settings: ServeSettings | None = None,
+    *,
+    state: str | SharedState | None = None,
 ) -> FastAPI:
-    """The server app for ``routers`` (and, by name, ``models``).
+    """The server app for ``routers`` (and, by name, ``models``). With ``state`` (a
+    state URL or `SharedState`, as a config's top-level ``state:``), the keys'
+    ``requests_per_minute`` count every server on that state together.
 
     Examples:
         >>> from fastapi.testclient import TestClient
@@ -94,6 +101,12 @@ def create_app(
         ('Hi!', 'fake')
     """
     settings = settings or ServeSettings()
+    if state is not None:
+        from llmrouter.state import open_state
+
+        shared = open_state(state)
+        for api_key in settings.keys:
+            api_key.share_limit(shared)
     targets = Targets(routers, models or {}, settings.models_directly)
     metrics = ServerMetrics(routers)
     observer = Observer(metrics, [k.key.get_secret_value() for k in settings.keys])

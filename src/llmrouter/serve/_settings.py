@@ -5,8 +5,12 @@ from __future__ import annotations
 import hmac
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+
+if TYPE_CHECKING:
+    from llmrouter.state import SharedState
 
 
 class ApiKey(BaseModel):
@@ -25,10 +29,24 @@ class ApiKey(BaseModel):
     overrides the request's ``user`` field, so a client cannot spend another's budget."""
     requests_per_minute: float | None = Field(default=None, gt=0)
     """Most requests per minute (a token bucket allowing bursts of that size); over it,
-    429 with ``Retry-After``. ``null``: no limit. Per server process."""
+    429 with ``Retry-After``. ``null``: no limit. Shared by every server on the config's
+    top-level ``state:`` (SQLite or Redis), else per server process."""
 
     _bucket: list[float] = PrivateAttr(default_factory=list)  # [tokens, last refill time]
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _shared: Any = PrivateAttr(default=None)  # a SharedRateLimiter, once shared
+
+    def share_limit(self, state: SharedState) -> None:
+        """Count this key's requests in ``state`` (with every server that shares it);
+        while it does not answer, each server counts its own."""
+        from llmrouter.state._limits import SharedRateLimiter
+
+        rate = self.requests_per_minute
+        if rate is None:
+            return
+        limiter = state.rate_limiter(f"serve-key:{self.name}", rate / 60.0, max(rate, 1.0))
+        if isinstance(limiter, SharedRateLimiter):  # memory:// has nothing to share
+            self._shared = limiter
 
     def allows(self, target: str) -> bool:
         return not self.routers or target in self.routers
@@ -45,6 +63,10 @@ class ApiKey(BaseModel):
         rate = self.requests_per_minute
         if rate is None:
             return None
+        if self._shared is not None and now is None:
+            wait: float | None = self._shared.try_take()
+            if wait is not None:  # else the state is down: this process's bucket
+                return None if wait == 0.0 else wait
         at = time.monotonic() if now is None else now
         with self._lock:
             if not self._bucket:

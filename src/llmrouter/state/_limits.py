@@ -134,8 +134,9 @@ class SharedRateLimiter(BaseRateLimiter):
         )
         """This process's own limit, used while the shared state does not answer."""
 
-    def _try(self) -> float | None:
-        """Seconds to wait (0: go), or ``None``: the shared state is down, use `local`."""
+    def try_take(self) -> float | None:
+        """Take a token if there is one: ``0.0`` (taken), the seconds until the next
+        one (nothing taken), or ``None``: the shared state is down (use `local`)."""
         if self._outages is None:  # SQLite: its errors are not outages
             return self._take()
         try:
@@ -145,7 +146,7 @@ class SharedRateLimiter(BaseRateLimiter):
 
     def acquire(self, *, blocking: bool = True) -> bool:
         while True:
-            wait = self._try()
+            wait = self.try_take()
             if wait is None:
                 return self.local.acquire(blocking=blocking)
             if wait == 0.0:
@@ -156,7 +157,7 @@ class SharedRateLimiter(BaseRateLimiter):
 
     async def aacquire(self, *, blocking: bool = True) -> bool:
         while True:
-            wait = await asyncio.to_thread(self._try)
+            wait = await asyncio.to_thread(self.try_take)
             if wait is None:
                 return await self.local.aacquire(blocking=blocking)
             if wait == 0.0:
