@@ -734,3 +734,43 @@ def test_a_typo_in_response_cache_names_its_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigFileError, match="did you mean 'ttl'") as info:
         load_config(path)
     assert info.value.line == 5
+
+
+# ------------------------------------------------------------------ replicas
+
+
+def test_a_model_entry_with_replicas_is_one_model_over_them(tmp_path: Path) -> None:
+    built = build(
+        tmp_path,
+        f"""
+        models:
+          east: {{factory: {FAKE}, responses: [E]}}
+          west: {{factory: {FAKE}, responses: [W]}}
+          gpt: {{replicas: [east, west], balance: weighted, input_cost: 2.0, tasks: [chat]}}
+        routers:
+          r: {{type: task, models: [gpt], default: gpt}}
+        """,
+    )
+    gpt = built.models["gpt"]
+    assert [s.name for s in gpt.replicas] == ["east", "west"] and gpt.balance == "weighted"
+    assert gpt.input_cost == 2.0 and gpt.tasks == frozenset({"chat"})
+    record = route_of(built.router("r").invoke("hi"))
+    assert record.model == "gpt" and record.extra["replica"] in {"east", "west"}
+
+
+def test_a_replica_that_is_no_entry_names_its_line(tmp_path: Path) -> None:
+    error = build_fails(
+        tmp_path,
+        f"""
+        models:
+          east: {{factory: {FAKE}, responses: [E]}}
+          gpt: {{replicas: [east, wset]}}
+        """,
+    )
+    assert error.line == 3 and "no model entry 'wset'" in str(error)
+
+
+def test_an_entry_gives_a_factory_or_replicas_not_both(tmp_path: Path) -> None:
+    both = f"models:\n  east: {{factory: {FAKE}}}\n  gpt: {{factory: {FAKE}, replicas: [east]}}\n"
+    with pytest.raises(ConfigFileError, match="either factory"):
+        load_config(write(tmp_path, both))

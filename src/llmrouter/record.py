@@ -40,6 +40,8 @@ class Attempt(BaseModel):
 
     model: str
     """Name of the `ModelSpec` that was tried."""
+    replica: str | None = None
+    """For a model with ``replicas``: the replica this try went to."""
     ok: bool
     latency_s: float
     """Wall time of this attempt, in seconds."""

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from llmrouter.errors import ConfigurationError, closest
+from llmrouter.resilience._balance import Balance, Balancer
 from llmrouter.resilience._limits import ConcurrencyLimit
 from llmrouter.resilience._retry import RetryPolicy
 from llmrouter.resilience._sdk import without_sdk_retries
@@ -41,6 +42,14 @@ class ModelSpec(BaseModel):
         (True, False)
         >>> round(spec.cost(input_tokens=1000, output_tokens=500), 6)
         0.00045
+
+        One model served by two endpoints (see docs/replicas.md):
+
+        >>> east = ModelSpec(name="east", model=FakeListChatModel(responses=["E"]))
+        >>> west = ModelSpec(name="west", model=FakeListChatModel(responses=["W"]))
+        >>> group = ModelSpec(name="gpt", replicas=[east, west], balance="latency")
+        >>> [r.name for r in group.replicas], group.balance
+        (['east', 'west'], 'latency')
     """
 
     model_config = ConfigDict(
@@ -84,14 +93,28 @@ class ModelSpec(BaseModel):
     """Keep the model's own client retries (``max_retries`` of ``ChatOpenAI`` and the
     like). By default calls go through a copy with ``max_retries=0``, so the router's
     retry policy is the only retry layer and attempts are not multiplied."""
+    replicas: tuple[ModelSpec, ...] = ()
+    """Endpoints that serve this same model (as LiteLLM's model groups): each try goes
+    to one of them, chosen by ``balance``, skipping those whose circuit breaker is
+    open, and a failed one fails over to the next at once. Each replica keeps its own
+    ``rate_limiter``, ``max_concurrency`` and breaker; prices, tasks and the rest are
+    this spec's. ``model`` defaults to the first replica's (see docs/replicas.md)."""
+    balance: Balance = "least_busy"
+    """How tries spread over ``replicas``: ``least_busy``, ``latency`` or ``weighted``."""
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    """This replica's share of its group's calls under ``balance="weighted"``."""
 
     _resolved: BaseChatModel | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _limit: ConcurrencyLimit | None = PrivateAttr(default=None)
     _recipe: Recipe | None = PrivateAttr(default=None)
     """``(factory, args, kwargs)`` of a `llmrouter.models` factory that built this spec."""
+    _balancer: Balancer | None = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
+        replicas = data.get("replicas")
+        if replicas and "model" not in data and isinstance(replicas[0], ModelSpec):
+            data["model"] = replicas[0].model  # what a router asks of the model itself
         try:
             super().__init__(**data)
         except ValidationError as exc:
@@ -115,6 +138,17 @@ class ModelSpec(BaseModel):
             f"model must be a LangChain chat model/LLM or a zero-argument factory, "
             f"got {type(value).__name__}; build one with llmrouter.models.*"
         )
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas_ok(cls, value: tuple[ModelSpec, ...]) -> tuple[ModelSpec, ...]:
+        names = [r.name for r in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"replica names must be unique, got {dupes} more than once")
+        if any(r.replicas for r in value):
+            raise ValueError("a replica cannot have replicas of its own")
+        return value
 
     @field_validator("quality")
     @classmethod
@@ -205,6 +239,18 @@ class ModelSpec(BaseModel):
                     limit = ConcurrencyLimit(self.max_concurrency)
                     object.__setattr__(self, "_limit", limit)
         return limit
+
+    @property
+    def balancer(self) -> Balancer:
+        """How this spec's ``replicas`` share its calls in this process."""
+        balancer = self._balancer
+        if balancer is None:
+            with self._lock:
+                balancer = self._balancer
+                if balancer is None:
+                    balancer = Balancer(self.balance)
+                    object.__setattr__(self, "_balancer", balancer)
+        return balancer
 
     @property
     def supports_tools(self) -> bool:

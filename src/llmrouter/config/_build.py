@@ -110,10 +110,18 @@ class Builder:
             )
         self._located(("local_models",), self.config.local_models.apply)
         for key, entry in entries.items():
-            self.models[key] = self._located(
-                ("models", key),
-                functools.partial(build_model, key, entry, self.source.path.parent, self._state()),
-            )
+            if not entry.replicas:
+                self.models[key] = self._located(
+                    ("models", key),
+                    functools.partial(
+                        build_model, key, entry, self.source.path.parent, self._state()
+                    ),
+                )
+        for key, entry in entries.items():  # groups, once the entries they name are built
+            if entry.replicas:
+                self.models[key] = self._located(
+                    ("models", key), functools.partial(self._replicated, key, entry)
+                )
         for key in routers:
             self._router(key)
         default: str | None = self.config.default
@@ -271,6 +279,30 @@ class Builder:
 
     # ------------------------------------------------------------ errors
 
+    def _replicated(self, key: str, entry: Any) -> ModelSpec:
+        """A ``models:`` entry with ``replicas``: one model over the entries it names."""
+        replicas = []
+        for i, name in enumerate(entry.replicas):
+            spec = self.models.get(name)
+            if spec is None:
+                others = [k for k, e in self.config.models.items() if not e.replicas]
+                hint = closest(name, others)
+                raise self.source.error(
+                    ("models", key, "replicas", i),
+                    f"no model entry {name!r} to serve as a replica"
+                    + (f"; did you mean {hint!r}?" if hint else ""),
+                )
+            replicas.append(spec)
+        given = entry.model_dump(exclude_unset=True)
+        kwargs = {k: v for k, v in given.items() if k not in ("replicas", "retry", "factory")}
+        name = kwargs.pop("name", None) or key
+        for listed in ("tasks", "tags"):
+            if listed in kwargs:
+                kwargs[listed] = frozenset(kwargs[listed])
+        if entry.retry is not None:
+            kwargs["retry"] = entry.retry.build()
+        return ModelSpec(name=name, replicas=replicas, **kwargs)
+
     def _located(self, loc: Location, make: Callable[[], Any]) -> Any:
         try:
             return make()
@@ -325,6 +357,8 @@ def build_model(
     """The `ModelSpec` of one ``models:`` entry; a local model path that exists
     relative to ``base`` (the config file's folder) is taken from there. A
     ``rate_limit`` is shared through ``state`` (a state URL) when one is given."""
+    if entry.replicas:
+        raise ConfigurationError(f"model entry {key!r} has replicas: build the group instead")
     given = entry.model_dump(exclude_unset=True)
     kwargs = {k: v for k, v in given.items() if k not in ("factory", "retry", "rate_limit")}
     name = kwargs.pop("name", None) or key

@@ -13,7 +13,14 @@ import functools
 from typing import Annotated, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from llmrouter.config._settings import (
@@ -88,6 +95,10 @@ _OWN: dict[str, dict[str, tuple[Any, Any, str]]] = {
 _SKIP = frozenset({"cache", "key_fn", "tokenizers"})
 
 
+REPLICAS = "(replicas)"
+"""The ``factory`` of an entry that gives ``replicas`` instead."""
+
+
 class ModelEntry(BaseModel):
     """One model: a factory of `llmrouter.models` (or any import path) and its keywords.
 
@@ -100,7 +111,10 @@ class ModelEntry(BaseModel):
     factory: str
     """``huggingface_pipeline``, ``openai_compatible``, ``huggingface_endpoint``, ...
     (any `llmrouter.models` factory), or ``package.module:name`` of a function that
-    returns a `ModelSpec` or a LangChain model class."""
+    returns a `ModelSpec` or a LangChain model class. Not with ``replicas``."""
+    replicas: list[str] = Field(default_factory=list)
+    """Other entries of ``models:`` that serve this same model: each try goes to one of
+    them (``balance``), failing over to the next (see docs/replicas.md)."""
     name: str | None = None
     """The name routers and records use (default: this entry's key)."""
     retry: RetrySettings | None = None
@@ -116,6 +130,24 @@ class ModelEntry(BaseModel):
     @classmethod
     def _listed(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replicas_need_no_factory(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("replicas"):
+            if "factory" in data:
+                raise ValueError(
+                    "give either factory: (one endpoint) or replicas: (names of other "
+                    "entries that serve the same model), not both"
+                )
+            data = {**data, "factory": REPLICAS}
+        return data
+
+    @model_validator(mode="after")
+    def _no_limit_on_a_group(self) -> ModelEntry:
+        if self.replicas and self.rate_limit is not None:
+            raise ValueError("rate_limit belongs on each replica's own entry")
+        return self
 
 
 def _spec_fields() -> dict[str, Any]:

@@ -101,7 +101,8 @@ def _open(ex: Execution, call: Call) -> Iterator[BaseMessage]:
 
 def _slot(call: Call) -> AbstractContextManager[None]:
     limit = call.spec.limit
-    return limit.slot() if limit is not None else nullcontext()
+    held = limit.slot() if limit is not None else nullcontext()
+    return held if call.balancer is None else call.balancer.busy(call.spec.name, held)
 
 
 def _close(ex: Execution) -> dict[str, Any]:
@@ -191,7 +192,8 @@ async def _aopen(ex: Execution, call: Call) -> AsyncIterator[BaseMessage]:
 
 def _aslot(call: Call) -> AbstractAsyncContextManager[None]:
     limit = call.spec.limit
-    return limit.aslot() if limit is not None else nullcontext()
+    held = limit.aslot() if limit is not None else nullcontext()
+    return held if call.balancer is None else call.balancer.abusy(call.spec.name, held)
 
 
 async def _aclose(ex: Execution) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from llmrouter.core._types import Ranking, RouteRequest, RouterHost, runnable_fo
 from llmrouter.errors import AllModelsFailedError, NoEligibleModelError, StreamInterruptedError
 from llmrouter.record import Attempt, RouteRecord, Usage
 from llmrouter.resilience import ErrorKind, RetryPolicy, classify_error
+from llmrouter.resilience._balance import Balancer
 from llmrouter.resilience._retry import RetryState
 from llmrouter.resilience._timeouts import StreamDeadlines
 from llmrouter.spec import ModelSpec
@@ -60,12 +61,19 @@ class Call:
     """Seconds for a whole answer (``invoke``; ``None`` for a stream)."""
     stream: StreamDeadlines = UNBOUNDED
     """A stream's deadlines: first content chunk, between chunks, whole stream."""
+    balancer: Balancer | None = None
+    """For a replica (``spec``) of a group: the group's, which counts calls in flight."""
 
     @property
     def plain(self) -> bool:
-        """No limit, rate limiter or deadline: the driver calls the model directly."""
+        """No limit, rate limiter, deadline or balancer: the driver calls the model directly."""
         spec = self.spec
-        return spec.limit is None and spec.rate_limiter is None and self.deadline is None
+        return (
+            spec.limit is None
+            and spec.rate_limiter is None
+            and self.deadline is None
+            and self.balancer is None
+        )
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,9 @@ class Execution:
             streamed=streamed,
         )
         self._spec: ModelSpec | None = None  # the model being tried
-        self._model: ModelCall | None = None  # how to call it (built once per model)
+        self._replica: ModelSpec | None = None  # where it is tried: itself, or a replica
+        self._tried: frozenset[str] = frozenset()  # its replicas that failed (and were counted)
+        self._model: ModelCall | None = None  # how to call it (built once per replica)
         self._tries: RetryState | None = None  # its retry state, after its first failure
         self._first_try = 0.0  # time.monotonic() of its first try (retry deadlines count from it)
         self._began = 0.0  # time.perf_counter() of the current try
@@ -139,12 +149,12 @@ class Execution:
             return sleep
         spec, model = self._spec, self._model
         if spec is None or model is None:
-            spec = self._spec = self._next_candidate()
-            if spec is None:
+            picked = self._next_candidate()
+            if picked is None:
                 return None
-            request = self.request
-            task = request.task if request.task_source == "explicit" else None
-            model = self._model = ModelCall(runnable_for(spec, request.tools), self.ctx, task)
+            spec, replica = self._spec, self._replica = picked
+            self._tried = frozenset()
+            model = self._model = self._call_for(replica)
             self._tries = None
             self._first_try = time.monotonic()
             self._began = time.perf_counter()
@@ -152,20 +162,23 @@ class Execution:
             if lookup is not None:
                 return lookup
         self._began = time.perf_counter()
-        host = self.host
+        host, replica = self.host, self._replica or spec
+        balancer = spec.balancer if spec.replicas else None
+
+        def setting(name: str) -> float | None:  # the replica's, the model's, the router's
+            value: float | None = getattr(replica, name) or getattr(spec, name)
+            return value or getattr(host, name if name != "attempt_timeout" else "timeout")
+
         if self.record.streamed:
             # The attempt timeout bounds a whole streamed attempt unless stream_timeout says
             # otherwise; empty chunks do not meet the first-chunk deadline (see Relay).
             deadlines = StreamDeadlines(
-                first=spec.first_token_timeout or host.first_token_timeout,
-                idle=spec.idle_timeout or host.idle_timeout,
-                total=spec.stream_timeout
-                or host.stream_timeout
-                or spec.attempt_timeout
-                or host.timeout,
+                first=setting("first_token_timeout"),
+                idle=setting("idle_timeout"),
+                total=setting("stream_timeout") or setting("attempt_timeout"),
             )
-            return Call(spec, model, self.messages, None, deadlines)
-        return Call(spec, model, self.messages, spec.attempt_timeout or host.timeout)
+            return Call(replica, model, self.messages, None, deadlines, balancer)
+        return Call(replica, model, self.messages, setting("attempt_timeout"), balancer=balancer)
 
     def looked_up(self, lookup: Lookup, found: Found | None) -> list[AIMessageChunk]:
         """The cache answered ``found`` (``None``: a miss, call the model). A hit
@@ -186,12 +199,16 @@ class Execution:
         return replay(message)
 
     def failed(self, call: Call, exc: BaseException) -> None:
-        """The try failed before any output reached the caller: retry or move on."""
-        self._attempt_failed(call.spec, exc)
-        policy: RetryPolicy = call.spec.retry or self.host.retry_policy
+        """The try failed before any output reached the caller: another replica at once,
+        or retry, or move on."""
+        spec = self._spec or call.spec
+        self._attempt_failed(spec, exc)
+        if spec.replicas and self._fail_over(spec, exc):
+            return
+        policy: RetryPolicy = spec.retry or self.host.retry_policy
         self._tries = policy.after_failure(self._tries, exc, self._first_try)
         if self._tries.sleep is None:
-            self._give_up(call.spec, exc)
+            self._give_up(spec, exc)
         else:
             self._sleep = self._tries.sleep
 
@@ -199,7 +216,7 @@ class Execution:
         """The model answered (a whole message)."""
         self._message = message
         usage = getattr(message, "usage_metadata", None)
-        self._succeeded(call.spec, usage, message.response_metadata, message.text)
+        self._succeeded(self._spec or call.spec, usage, message.response_metadata, message.text)
         if self._lookup is not None and isinstance(message, AIMessage):
             self.to_cache = Store(self._lookup, message)
 
@@ -210,7 +227,7 @@ class Execution:
     def streamed_out(self, call: Call) -> None:
         """The model's stream ended normally."""
         relay = self.relay
-        self._succeeded(call.spec, relay.usage, relay.upstream, relay.text)
+        self._succeeded(self._spec or call.spec, relay.usage, relay.upstream, relay.text)
         if self._lookup is not None and relay.kept:
             self.to_cache = Store(self._lookup, relay.joined())
 
@@ -222,8 +239,9 @@ class Execution:
         if not relay.answering:
             self.failed(call, exc)
             return True
-        self._attempt_failed(call.spec, exc, partial=True)
-        self._give_up(call.spec, exc)
+        spec = self._spec or call.spec
+        self._attempt_failed(spec, exc, partial=True)
+        self._give_up(spec, exc)
         if self.host.stream_recovery == "raise" or relay.tool_calls or not relay.text:
             self._interrupted = StreamInterruptedError(self.record, exc)
             self._done = True
@@ -277,6 +295,8 @@ class Execution:
             return None
         if self.messages is not self.request.messages:
             return None
+        if spec.replicas:  # one entry for the model, whichever replica answers
+            model = ModelCall(runnable_for(spec, self.request.tools), self.ctx)
         semantic = bool(getattr(cache, "semantic", False))
         if semantic:
             scope = (self.host.router_name, self.record.task)
@@ -303,13 +323,21 @@ class Execution:
             raise NoEligibleModelError(f"{name}: the router ranked no candidate")
         return candidates
 
-    def _next_candidate(self) -> ModelSpec | None:
-        """The next candidate whose circuit breaker lets a request through."""
+    def _next_candidate(self) -> tuple[ModelSpec, ModelSpec] | None:
+        """The next candidate whose circuit breaker lets a request through, and where to
+        call it: itself, or the first replica (in its balance's order) whose breaker does."""
         breaker = self.host.circuit_breaker
         while self.queue:
             spec = self.queue.popleft()
-            if breaker is None or breaker.allow(spec.name):
-                return spec
+            if spec.replicas:
+                replica = self._replica_of(spec, frozenset())
+                if replica is not None:
+                    return spec, replica
+                why = "skipped: the circuit breakers of all its replicas are open"
+            elif breaker is None or breaker.allow(spec.name):
+                return spec, spec
+            else:
+                why = "skipped: circuit breaker open after repeated failures"
             self.record.attempts.append(
                 Attempt(
                     model=spec.name,
@@ -317,19 +345,54 @@ class Execution:
                     latency_s=0.0,
                     kind="circuit_open",
                     error_type="CircuitOpen",
-                    error="skipped: circuit breaker open after repeated failures",
+                    error=why,
                 )
             )
         return None
 
+    def _replica_of(self, spec: ModelSpec, tried: frozenset[str]) -> ModelSpec | None:
+        """The first replica of ``spec`` not in ``tried`` whose breaker lets a call through."""
+        breaker = self.host.circuit_breaker
+        for replica in spec.balancer.order(spec.replicas):
+            if replica.name not in tried and (breaker is None or breaker.allow(replica.name)):
+                return replica
+        return None
+
+    def _call_for(self, replica: ModelSpec) -> ModelCall:
+        request = self.request
+        task = request.task if request.task_source == "explicit" else None
+        return ModelCall(runnable_for(replica, request.tools), self.ctx, task)
+
+    def _fail_over(self, spec: ModelSpec, exc: BaseException) -> bool:
+        """After a replica of ``spec`` failed: count it against the replica and switch
+        to the next one (True), unless the request was at fault or none is left."""
+        if not classify_error(exc).counts_against_model:
+            return False  # another replica would refuse the same request
+        replica = self._replica or spec
+        if self.host.circuit_breaker is not None:
+            self.host.circuit_breaker.record_failure(replica.name)
+        self._tried = self._tried | {replica.name}
+        other = self._replica_of(spec, self._tried)
+        if other is None:
+            return False
+        model = self._call_for(other)
+        self._replica, self._model = other, model.uncached() if self._lookup else model
+        return True
+
+    def _replica_name(self, spec: ModelSpec) -> str | None:
+        replica = self._replica
+        return replica.name if spec.replicas and replica is not None else None
+
     def _attempt_failed(self, spec: ModelSpec, exc: BaseException, partial: bool = False) -> None:
+        replica = self._replica or spec
         self.record.attempts.append(
             Attempt(
                 model=spec.name,
+                replica=self._replica_name(spec),
                 ok=False,
                 latency_s=time.perf_counter() - self._began,
                 error_type=type(exc).__name__,
-                error=redact(str(exc), secrets_of(spec.chat_model))[:500],
+                error=redact(str(exc), secrets_of(replica.chat_model))[:500],
                 kind=classify_error(exc).kind.value,
                 partial=partial,
             )
@@ -337,14 +400,15 @@ class Execution:
 
     def _give_up(self, spec: ModelSpec, exc: BaseException) -> None:
         """After ``spec``'s last try failed: breaker bookkeeping and what to try next."""
+        replica = self._replica or spec
         self.error, self._spec, self._model = exc, None, None
         info = classify_error(exc)
         breaker = self.host.circuit_breaker
         if breaker is not None:
-            if info.counts_against_model:
-                breaker.record_failure(spec.name)
-            else:  # the model answered; the request was at fault
-                breaker.record_success(spec.name)
+            if not info.counts_against_model:  # the model answered; the request was at fault
+                breaker.record_success(replica.name)
+            elif replica.name not in self._tried:  # a replica failed over was counted then
+                breaker.record_failure(replica.name)
         if info.kind is ErrorKind.CONTEXT_LENGTH:
             window = spec.context_window
             larger = [
@@ -365,13 +429,16 @@ class Execution:
         hit: bool = False,
     ) -> None:
         self._done = True
+        replica, now, record = self._replica or spec, time.perf_counter(), self.record
         if self.host.circuit_breaker is not None and not hit:  # a hit did not ask the model
-            self.host.circuit_breaker.record_success(spec.name)
-        now, record = time.perf_counter(), self.record
-        kind = "cache_hit" if hit else None
+            self.host.circuit_breaker.record_success(replica.name)
+        kind, name = "cache_hit" if hit else None, None if hit else self._replica_name(spec)
         record.attempts.append(
-            Attempt(model=spec.name, ok=True, latency_s=now - self._began, kind=kind)
+            Attempt(model=spec.name, replica=name, ok=True, latency_s=now - self._began, kind=kind)
         )
+        if name is not None:
+            record.extra["replica"] = name
+            spec.balancer.observed(name, now - self._began)
         record.model = spec.name
         record.latency_s = now - self.started
         record.estimated_cost_usd = record.estimates.get(spec.name)
