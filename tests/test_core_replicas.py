@@ -73,8 +73,9 @@ def test_breakers_are_per_replica() -> None:
     r.spec("gpt").balancer.observed("west", 1.0)
     for _ in range(2):
         r.invoke("hi")
-    health = breaker.health(["east", "west", "gpt"])
+    health = r.health()  # the model, and each of its replicas
     assert health["east"]["state"] == "open" and health["west"]["state"] == "closed"
+    assert health["gpt"]["state"] == "closed"
     record = route_of(r.invoke("hi"))  # east skipped without a call
     assert [a.replica for a in record.attempts] == ["west"] and calls(east) == 2
 

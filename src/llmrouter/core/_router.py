@@ -255,10 +255,12 @@ class BaseRouter(BaseChatModel, ABC):
         return self._response_store
 
     def health(self) -> dict[str, dict[str, Any]]:
-        """Circuit-breaker state per model: ``state``, ``recent_failures``,
-        ``open_for_s``, ``opens`` (all ``closed`` when breaking is off)."""
+        """Circuit-breaker state per model and per replica of a model with replicas:
+        ``state``, ``recent_failures``, ``open_for_s``, ``opens`` (all ``closed`` when
+        breaking is off)."""
         breaker = self.circuit_breaker or CircuitBreaker(board=MemoryBreakerBoard())
-        return breaker.health([s.name for s in self.models])
+        names = [n for s in self.models for n in (s.name, *(r.name for r in s.replicas))]
+        return breaker.health(list(dict.fromkeys(names)))
 
     @property
     def router_name(self) -> str:
