@@ -72,6 +72,7 @@ def _register_learning() -> None:
 
 
 def _register_config() -> None:
+    from llmrouter.batch._cli import batch_command
     from llmrouter.config import _cli, _report
 
     app.command("check")(_cli.check_command)
@@ -79,6 +80,7 @@ def _register_config() -> None:
     app.command("run")(_cli.run_command)
     app.command("chat")(_cli.chat_command)
     app.command("serve")(_cli.serve_command)
+    app.command("batch")(batch_command)
     app.command("report")(_report.report_command)
     from llmrouter.models._cli import models_app
 

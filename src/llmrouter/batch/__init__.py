@@ -1,0 +1,14 @@
+"""Batch jobs: a JSON Lines file of prompts through a router, resumable from its output.
+
+``llmrouter batch router.yaml input.jsonl --out results.jsonl`` on the command
+line, or `run_batch` in Python. See docs/batch.md.
+
+Examples:
+    >>> from llmrouter.batch import BatchItem
+    >>> BatchItem("q1", []).id
+    'q1'
+"""
+
+from llmrouter.batch._jobs import BatchItem, BatchReport, read_items, read_results, run_batch
+
+__all__ = ["BatchItem", "BatchReport", "read_items", "read_results", "run_batch"]
