@@ -293,14 +293,7 @@ class Builder:
                     + (f"; did you mean {hint!r}?" if hint else ""),
                 )
             replicas.append(spec)
-        given = entry.model_dump(exclude_unset=True)
-        kwargs = {k: v for k, v in given.items() if k not in ("replicas", "retry", "factory")}
-        name = kwargs.pop("name", None) or key
-        for listed in ("tasks", "tags"):
-            if listed in kwargs:
-                kwargs[listed] = frozenset(kwargs[listed])
-        if entry.retry is not None:
-            kwargs["retry"] = entry.retry.build()
+        name, kwargs = _spec_kwargs(key, entry)
         return ModelSpec(name=name, replicas=replicas, **kwargs)
 
     def _located(self, loc: Location, make: Callable[[], Any]) -> Any:
@@ -351,6 +344,20 @@ _FILES_BESIDE_CONFIG = ("lock", "cache_dir")
 """Local model options naming a file or folder, taken relative to the config's folder."""
 
 
+def _spec_kwargs(key: str, entry: Any) -> tuple[str, dict[str, Any]]:
+    """The name and the keywords a ``models:`` entry gives (its own keys aside)."""
+    given = entry.model_dump(exclude_unset=True)
+    own = ("factory", "replicas", "retry", "rate_limit")
+    kwargs = {k: v for k, v in given.items() if k not in own}
+    name = kwargs.pop("name", None) or key
+    for listed in ("tasks", "tags"):
+        if listed in kwargs:
+            kwargs[listed] = frozenset(kwargs[listed])
+    if entry.retry is not None:
+        kwargs["retry"] = entry.retry.build()
+    return name, kwargs
+
+
 def build_model(
     key: str, entry: Any, base: Path | None = None, state: str | None = None
 ) -> ModelSpec:
@@ -359,14 +366,7 @@ def build_model(
     ``rate_limit`` is shared through ``state`` (a state URL) when one is given."""
     if entry.replicas:
         raise ConfigurationError(f"model entry {key!r} has replicas: build the group instead")
-    given = entry.model_dump(exclude_unset=True)
-    kwargs = {k: v for k, v in given.items() if k not in ("factory", "retry", "rate_limit")}
-    name = kwargs.pop("name", None) or key
-    for listed in ("tasks", "tags"):
-        if listed in kwargs:
-            kwargs[listed] = frozenset(kwargs[listed])
-    if entry.retry is not None:
-        kwargs["retry"] = entry.retry.build()
+    name, kwargs = _spec_kwargs(key, entry)
     if entry.rate_limit is not None:
         kwargs["rate_limiter"] = entry.rate_limit.build(name, state)
     target = resolve_factory(entry.factory)
