@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel, BaseLanguageModel, BaseLLM
 from langchain_core.rate_limiters import BaseRateLimiter
@@ -25,6 +25,7 @@ from llmrouter.resilience._retry import RetryPolicy
 from llmrouter.resilience._sdk import without_sdk_retries
 
 ModelFactory = Callable[[], BaseLanguageModel[Any]]
+T = TypeVar("T")
 
 
 class ModelSpec(BaseModel):
@@ -203,13 +204,20 @@ class ModelSpec(BaseModel):
         """The model as a chat model, built on first use (thread-safe, once); without
         its SDK retries unless ``sdk_retries`` (a copy: the given model is not changed)."""
         resolved = self._resolved
-        if resolved is None:
-            with self._lock:
-                resolved = self._resolved
-                if resolved is None:
-                    resolved = _as_chat_model(self.name, self.model, self.sdk_retries)
-                    object.__setattr__(self, "_resolved", resolved)
-        return resolved
+        if resolved is not None:
+            return resolved
+        return self._once(
+            "_resolved", lambda: _as_chat_model(self.name, self.model, self.sdk_retries)
+        )
+
+    def _once(self, attr: str, make: Callable[[], T]) -> T:
+        """The private ``attr``, made by ``make`` on its first use (thread-safe, once)."""
+        with self._lock:
+            value: T | None = getattr(self, attr)
+            if value is None:
+                value = make()
+                object.__setattr__(self, attr, value)
+        return value
 
     def warm_up(self) -> ModelSpec:
         """Build the model now and load what it loads lazily (local weights), so a bad
@@ -229,28 +237,19 @@ class ModelSpec(BaseModel):
     @property
     def limit(self) -> ConcurrencyLimit | None:
         """The shared in-flight limit, when ``max_concurrency`` is set."""
-        if self.max_concurrency is None:
+        most = self.max_concurrency
+        if most is None:
             return None
         limit = self._limit
-        if limit is None:
-            with self._lock:
-                limit = self._limit
-                if limit is None:
-                    limit = ConcurrencyLimit(self.max_concurrency)
-                    object.__setattr__(self, "_limit", limit)
-        return limit
+        return limit if limit is not None else self._once("_limit", lambda: ConcurrencyLimit(most))
 
     @property
     def balancer(self) -> Balancer:
         """How this spec's ``replicas`` share its calls in this process."""
         balancer = self._balancer
-        if balancer is None:
-            with self._lock:
-                balancer = self._balancer
-                if balancer is None:
-                    balancer = Balancer(self.balance)
-                    object.__setattr__(self, "_balancer", balancer)
-        return balancer
+        if balancer is not None:
+            return balancer
+        return self._once("_balancer", lambda: Balancer(self.balance))
 
     @property
     def supports_tools(self) -> bool:

@@ -49,8 +49,6 @@ class BatchItem:
 class BatchReport:
     """What one run did."""
 
-    asked: int = 0
-    """Requests sent in this run."""
     answered: int = 0
     failed: int = 0
     skipped: int = 0
@@ -59,6 +57,11 @@ class BatchReport:
     """What the answered requests cost (as budgets are charged)."""
     failures: dict[str, str] = field(default_factory=dict)
     """Error class per failed request id."""
+
+    @property
+    def asked(self) -> int:
+        """Requests sent in this run (answered or failed)."""
+        return self.answered + self.failed
 
 
 def read_items(path: str | Path) -> list[BatchItem]:
@@ -237,7 +240,6 @@ async def run_batch(
             result = _result(item, outcome)
             file.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
             file.flush()  # in the OS's hands: a killed job keeps it
-            report.asked += 1
             if result["ok"]:
                 report.answered += 1
                 report.cost_usd += float(result["cost_usd"] or 0.0)

@@ -106,20 +106,14 @@ class CacheSettings(Strict):
 
     def cache_in(self, state: str | None) -> BaseCache:
         """The cache in ``state`` (a state URL; ``None``: this process)."""
-        from llmrouter.state import (
-            MemoryResponseCache,
-            SemanticResponseCache,
-            SQLiteState,
-            open_state,
-        )
+        from llmrouter.state import SemanticResponseCache, SQLiteState, open_state
+        from llmrouter.state._backends import response_cache_for
 
+        if not self.semantic:
+            return response_cache_for(state, self.ttl)
         shared = None if state is None else open_state(state)
-        if self.semantic:
-            path = shared.path if isinstance(shared, SQLiteState) else ":memory:"
-            return SemanticResponseCache(threshold=self.threshold, ttl=self.ttl, path=path)
-        if shared is None:
-            return MemoryResponseCache(self.ttl)
-        return shared.response_cache(self.ttl)
+        path = shared.path if isinstance(shared, SQLiteState) else ":memory:"
+        return SemanticResponseCache(threshold=self.threshold, ttl=self.ttl, path=path)
 
 
 class RampStep(Strict):

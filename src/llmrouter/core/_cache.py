@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration
+
+from llmrouter.core._calls import as_chunk
 
 if TYPE_CHECKING:
     from langchain_core.caches import BaseCache
@@ -192,21 +193,10 @@ def replay(message: AIMessage) -> list[AIMessageChunk]:
     """A cached answer as a stream: its text a word at a time, then one chunk with its
     tool calls and metadata (no usage: a cached answer uses no tokens)."""
     chunks: list[AIMessageChunk] = []
+    rest = message  # content blocks: as they are, in the last chunk
     if isinstance(message.content, str):
         chunks = [AIMessageChunk(content=piece) for piece in _PIECES.findall(message.content)]
-        content: Any = ""
-    else:
-        content = message.content  # content blocks: as they are, in the last chunk
-
-    chunks.append(
-        AIMessageChunk(
-            content=content,
-            additional_kwargs=message.additional_kwargs,
-            response_metadata=message.response_metadata,
-            tool_call_chunks=[
-                tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
-                for i, c in enumerate(message.tool_calls)
-            ],
-        )
-    )
-    return chunks
+        rest = message.model_copy(update={"content": ""})
+    last = as_chunk(rest)
+    assert isinstance(last, AIMessageChunk)
+    return [*chunks, last]

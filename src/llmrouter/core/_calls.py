@@ -158,7 +158,7 @@ class ModelCall:
         kwargs = self.model_kwargs(kwargs)
         if not model._should_stream(async_api=False, **{**kwargs, "stream": True}):
             result = model._generate_with_cache(messages, stop=stop, **kwargs)
-            yield _as_chunk(result.generations[0].message)
+            yield as_chunk(result.generations[0].message)
             return
         if model.rate_limiter:
             model.rate_limiter.acquire(blocking=True)
@@ -179,7 +179,7 @@ class ModelCall:
         kwargs = self.model_kwargs(kwargs)
         if not model._should_stream(async_api=True, **{**kwargs, "stream": True}):
             result = await model._agenerate_with_cache(messages, stop=stop, **kwargs)
-            yield _as_chunk(result.generations[0].message)
+            yield as_chunk(result.generations[0].message)
             return
         if model.rate_limiter:
             await model.rate_limiter.aacquire(blocking=True)
@@ -224,7 +224,7 @@ def _finish(chunk: ChatGenerationChunk, blocks: _Blocks | None) -> BaseMessage:
     return chunk.message
 
 
-def _as_chunk(message: BaseMessage) -> BaseMessage:
+def as_chunk(message: BaseMessage) -> BaseMessage:
     """A whole answer as one stream chunk, keeping usage and tool calls."""
     if isinstance(message, AIMessageChunk) or not isinstance(message, AIMessage):
         return message

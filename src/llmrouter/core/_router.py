@@ -201,19 +201,17 @@ class BaseRouter(BaseChatModel, ABC):
     @model_validator(mode="after")
     def _attach_state(self) -> BaseRouter:
         cache = self.response_cache
-        if self.state is None:
-            if cache is True:
-                from llmrouter.state import MemoryResponseCache
+        if cache is True:
+            from llmrouter.state._backends import response_cache_for
 
-                self._response_store = MemoryResponseCache()
-            elif cache is not False:
-                self._response_store = cache
+            self._response_store = response_cache_for(self.state)
+        elif cache is not False:
+            self._response_store = cache
+        if self.state is None:
             return self
         from llmrouter.state import open_state
 
         shared = open_state(self.state)
-        if cache is not False:
-            self._response_store = shared.response_cache() if cache is True else cache
         breaker = self.circuit_breaker
         if breaker is not None and breaker.board is DEFAULT_BOARD:
             # Not an assignment through pydantic: the field stays as the user set it

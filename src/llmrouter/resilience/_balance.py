@@ -24,6 +24,7 @@ from contextlib import (
     AbstractContextManager,
     asynccontextmanager,
     contextmanager,
+    nullcontext,
 )
 from typing import TYPE_CHECKING, Literal
 
@@ -92,36 +93,18 @@ class Balancer:
             old = self._latency.get(name)
             self._latency[name] = seconds if old is None else old + _ALPHA * (seconds - old)
 
-    def busy(
-        self, name: str, inner: AbstractContextManager[None] | None = None
-    ) -> AbstractContextManager[None]:
-        """Count a call to ``name`` in flight while inside (and inside ``inner``)."""
-        return self._busy_sync(name, inner)
-
-    def abusy(
-        self, name: str, inner: AbstractAsyncContextManager[None] | None = None
-    ) -> AbstractAsyncContextManager[None]:
-        """Async `busy` (``inner``: an async context manager, e.g. a concurrency slot)."""
-        return self._busy_async(name, inner)
-
     @contextmanager
-    def _busy_sync(self, name: str, inner: AbstractContextManager[None] | None) -> Iterator[None]:
-        if inner is not None:
-            with inner, self._counted(name):
-                yield
-        else:
-            with self._counted(name):
-                yield
+    def busy(self, name: str, inner: AbstractContextManager[None] | None = None) -> Iterator[None]:
+        """Count a call to ``name`` in flight while inside (and inside ``inner``)."""
+        with inner or nullcontext(), self._counted(name):
+            yield
 
     @asynccontextmanager
-    async def _busy_async(
-        self, name: str, inner: AbstractAsyncContextManager[None] | None
+    async def abusy(
+        self, name: str, inner: AbstractAsyncContextManager[None] | None = None
     ) -> AsyncIterator[None]:
-        if inner is not None:
-            async with inner:
-                with self._counted(name):
-                    yield
-        else:
+        """Async `busy` (``inner``: an async context manager, e.g. a concurrency slot)."""
+        async with inner or nullcontext():
             with self._counted(name):
                 yield
 

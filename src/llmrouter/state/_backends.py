@@ -34,7 +34,14 @@ if TYPE_CHECKING:
     from llmrouter.resilience._breaker import BreakerBoard
     from llmrouter.state._threads import ThreadMemory
 
-__all__ = ["MemoryState", "RedisState", "SQLiteState", "SharedState", "open_state"]
+__all__ = [
+    "MemoryState",
+    "RedisState",
+    "SQLiteState",
+    "SharedState",
+    "open_state",
+    "response_cache_for",
+]
 
 
 class SharedState(ABC):
@@ -345,6 +352,23 @@ def open_state(value: SharedState | str | Path) -> SharedState:
         if state is None:
             state = _opened[text] = _parse(text)
         return state
+
+
+def response_cache_for(
+    state: SharedState | str | Path | None, ttl: float | None = DEFAULT_TTL_S
+) -> BaseCache:
+    """The cache ``response_cache=True`` stands for: ``state``'s (`open_state`), or,
+    without a state, one of this router's own in memory.
+
+    Examples:
+        >>> type(response_cache_for(None)).__name__
+        'MemoryResponseCache'
+    """
+    if state is None:
+        from llmrouter.state._responses import MemoryResponseCache
+
+        return MemoryResponseCache(ttl)
+    return open_state(state).response_cache(ttl)
 
 
 def _parse(text: str) -> SharedState:
