@@ -28,12 +28,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
+from langchain_core.messages import (
+    BaseMessage,
+    HumanMessage,
+    convert_to_messages,
+    convert_to_openai_messages,
+)
 
 from llmrouter.errors import ConfigurationError
 from llmrouter.record import RouteRecord
 
-__all__ = ["BatchItem", "BatchReport", "read_items", "read_results", "run_batch"]
+__all__ = [
+    "BatchItem",
+    "BatchOutput",
+    "BatchReport",
+    "read_items",
+    "read_results",
+    "run_batch",
+]
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,32 @@ class BatchItem:
     id: str
     messages: list[BaseMessage]
     task: str | None = None
+
+    def keywords(self) -> dict[str, Any]:
+        """The router call's keywords: ``task`` when the request names one."""
+        return {"task": self.task} if self.task else {}
+
+    def to_request(self) -> dict[str, Any]:
+        """This request as a JSON object of the input format (messages in OpenAI's
+        shape): what a Celery task carries. `from_request` reads it back."""
+        request: dict[str, Any] = {
+            "id": self.id,
+            "messages": convert_to_openai_messages(self.messages),
+        }
+        if self.task:
+            request["task"] = self.task
+        return request
+
+    @classmethod
+    def from_request(cls, request: dict[str, Any]) -> BatchItem:
+        """A request of the input format (one line of a requests file, parsed).
+
+        Raises:
+            ConfigurationError: not a request (see `read_items`).
+        """
+        if not isinstance(request, dict) or "id" not in request:
+            raise ConfigurationError(f"expected a request object with an id, got {request!r:.80}")
+        return _item(request, str(request["id"]), f"request {request['id']!r}")
 
 
 @dataclass
@@ -164,7 +202,8 @@ def _drop_failures(path: Path, results: dict[str, dict[str, Any]]) -> None:
     os.replace(temporary, path)
 
 
-def _result(item: BatchItem, outcome: Any) -> dict[str, Any]:
+def result_line(item: BatchItem, outcome: Any) -> dict[str, Any]:
+    """The output line of ``item``: from the router's answer, or the exception raised."""
     if isinstance(outcome, BaseException):
         return {
             "id": item.id,
@@ -182,6 +221,68 @@ def _result(item: BatchItem, outcome: Any) -> dict[str, Any]:
         "cost_usd": cost,
         "route": route,
     }
+
+
+class BatchOutput:
+    """The output file of a job: which requests still need a result, and each new
+    result appended (and flushed) as it comes. Shared by `run_batch` and the Celery
+    runner, so both resume the same way.
+
+    Use it as a context manager around the sending::
+
+        with BatchOutput(out, items, retry_failed=False) as output:
+            for item in output.todo:
+                output.write(item, outcome)   # an AIMessage or the exception raised
+    """
+
+    def __init__(
+        self,
+        out: str | Path,
+        items: Iterable[BatchItem],
+        *,
+        retry_failed: bool = False,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.path = Path(out)
+        done = read_results(self.path, repair=True)
+        if retry_failed and any(not r.get("ok") for r in done.values()):
+            _drop_failures(self.path, done)
+            done = {k: r for k, r in done.items() if r.get("ok")}
+        self.report = BatchReport()
+        self.todo: list[BatchItem] = []
+        for item in items:
+            if item.id in done:
+                self.report.skipped += 1
+            else:
+                self.todo.append(item)
+        self._on_result = on_result
+        self._file: Any = None
+
+    def __enter__(self) -> BatchOutput:
+        self._file = open(self.path, "a", encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        file, self._file = self._file, None
+        with file:
+            file.flush()
+            os.fsync(file.fileno())
+
+    def write(self, item: BatchItem, outcome: Any) -> dict[str, Any]:
+        """Append the result of ``item``: ``outcome`` is the router's answer, the
+        exception it raised, or a result dict already made (by a worker)."""
+        result = outcome if isinstance(outcome, dict) else result_line(item, outcome)
+        self._file.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
+        self._file.flush()  # in the OS's hands: a killed job keeps it
+        if result["ok"]:
+            self.report.answered += 1
+            self.report.cost_usd += float(result.get("cost_usd") or 0.0)
+        else:
+            self.report.failed += 1
+            self.report.failures[item.id] = str(result.get("error"))
+        if self._on_result is not None:
+            self._on_result(result)
+        return result
 
 
 async def run_batch(
@@ -213,42 +314,23 @@ async def run_batch(
         >>> asyncio.run(run_batch(router, items, out)).skipped  # resumed: nothing left
         2
     """
-    if concurrency < 1:
-        raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
-    path = Path(out)
-    done = read_results(path, repair=True)
-    if retry_failed and any(not r.get("ok") for r in done.values()):
-        _drop_failures(path, done)
-        done = {k: r for k, r in done.items() if r.get("ok")}
-    report = BatchReport()
-    todo = []
-    for item in items:
-        if item.id in done:
-            report.skipped += 1
-        else:
-            todo.append(item)
+    check_concurrency(concurrency)
     gate = asyncio.Semaphore(concurrency)
-    with open(path, "a", encoding="utf-8") as file:
+    with BatchOutput(out, items, retry_failed=retry_failed, on_result=on_result) as output:
 
         async def one(item: BatchItem) -> None:
             async with gate:
-                kwargs = {"task": item.task} if item.task else {}
                 try:
-                    outcome: Any = await router.ainvoke(item.messages, **kwargs)
+                    outcome: Any = await router.ainvoke(item.messages, **item.keywords())
                 except Exception as exc:  # recorded in the output; the job goes on
                     outcome = exc
-            result = _result(item, outcome)
-            file.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
-            file.flush()  # in the OS's hands: a killed job keeps it
-            if result["ok"]:
-                report.answered += 1
-                report.cost_usd += float(result["cost_usd"] or 0.0)
-            else:
-                report.failed += 1
-                report.failures[item.id] = str(result["error"])
-            if on_result is not None:
-                on_result(result)
+            output.write(item, outcome)
 
-        await asyncio.gather(*(one(item) for item in todo))
-        os.fsync(file.fileno())
-    return report
+        await asyncio.gather(*(one(item) for item in output.todo))
+    return output.report
+
+
+def check_concurrency(concurrency: int) -> None:
+    """Refuse a concurrency below 1 (`ConfigurationError`)."""
+    if concurrency < 1:
+        raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
