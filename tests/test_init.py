@@ -70,6 +70,8 @@ def test_all_matches_the_documented_api_reference() -> None:
         "resilience",
         "models",
         "state",
+        "batch",
+        "integrations.celery",
         "testing",
     ],
 )

@@ -30,6 +30,7 @@ DOCS_PAGE = Path(__file__).parents[1] / "docs" / "testing.md"
 def test_public_names() -> None:
     assert sorted(llmrouter.testing.__all__) == [
         "CHAT_TEMPLATE",
+        "CeleryWorker",
         "KatanServer",
         "RedisServer",
         "add_to_hub_cache",
@@ -38,6 +39,7 @@ def test_public_names() -> None:
         "build_tiny_lora_adapter",
         "build_tiny_speech_recognizer",
         "build_tiny_text_to_image",
+        "start_celery_worker",
         "start_echo_server",
         "start_redis_server",
     ]

@@ -15,6 +15,8 @@ Test a routing configuration without downloads, GPUs or API keys:
   the prompt (or fails on purpose), on 127.0.0.1; it yields a `KatanServer`.
 - `start_redis_server` runs a real ``redis-server`` (Debian's package) on
   127.0.0.1 and a free port, for routers with ``state="redis://..."``.
+- `start_celery_worker` runs a real Celery worker of
+  `llmrouter.integrations.celery` on such a broker (needs ``llmrouter[celery]``).
 - ``pytest_plugins = ["llmrouter.testing.fixtures"]`` in your ``conftest.py``
   gives the fixtures ``tiny_chat_model_dir``, ``tiny_chat_spec``,
   ``echo_server`` and ``redis_server``.
@@ -33,6 +35,7 @@ Examples:
 """
 
 from llmrouter.testing._build import CHAT_TEMPLATE
+from llmrouter.testing._celery import CeleryWorker, start_celery_worker
 from llmrouter.testing._chat import build_tiny_chat_model
 from llmrouter.testing._diffusion import build_tiny_text_to_image
 from llmrouter.testing._hub import add_to_hub_cache
@@ -44,6 +47,7 @@ from llmrouter.testing._vision import build_tiny_captioner
 
 __all__ = [
     "CHAT_TEMPLATE",
+    "CeleryWorker",
     "KatanServer",
     "RedisServer",
     "add_to_hub_cache",
@@ -52,6 +56,7 @@ __all__ = [
     "build_tiny_lora_adapter",
     "build_tiny_speech_recognizer",
     "build_tiny_text_to_image",
+    "start_celery_worker",
     "start_echo_server",
     "start_redis_server",
 ]
