@@ -672,6 +672,35 @@ def test_rate_limits_are_shared_through_the_top_level_state(tmp_path: Path) -> N
     assert type(alone.router("r").spec("a").rate_limiter).__name__ == "InMemoryRateLimiter"
 
 
+def test_token_limits_come_from_rate_limit_and_are_shared_through_the_state(
+    tmp_path: Path,
+) -> None:
+    from llmrouter.resilience import TokenRateLimiter
+    from llmrouter.state._limits import SharedTokenRateLimiter
+
+    def built(folder: str, state: str) -> Any:
+        return build(
+            tmp_path / folder,
+            f"""
+            models:
+              a: {{factory: {FAKE}, responses: [A], rate_limit: {{tokens_per_minute: 9000}}}}
+              b: {{factory: {FAKE}, responses: [B],
+                  rate_limit: {{requests_per_second: 2, tokens_per_minute: 500}}}}
+            {state}
+            routers:
+              r: {{type: task, models: [a, b], default: a}}
+            """,
+        ).router("r")
+
+    shared = built("shared", "state: sqlite:///state.db")
+    a, b = shared.spec("a"), shared.spec("b")
+    assert isinstance(a.token_limiter, SharedTokenRateLimiter) and a.rate_limiter is None
+    assert a.token_limiter.tokens_per_minute == 9000
+    assert b.rate_limiter is not None and b.token_limiter.tokens_per_minute == 500
+    alone = built("alone", "").spec("a").token_limiter
+    assert type(alone) is TokenRateLimiter and alone.tokens_per_minute == 9000
+
+
 def test_response_cache_lives_in_the_routers_state(tmp_path: Path) -> None:
     from llmrouter.state import MemoryResponseCache, SQLiteResponseCache
 

@@ -22,7 +22,7 @@ from llmrouter.config._settings import (
     RetrySettings,
     SemanticClassifierSettings,
 )
-from llmrouter.resilience import DEFAULT_BOARD
+from llmrouter.resilience import DEFAULT_BOARD, TokenRateLimiter
 from llmrouter.resilience._breaker import CircuitBreaker, SQLiteBreakerBoard
 from llmrouter.resilience._retry import RetryPolicy
 
@@ -117,9 +117,21 @@ def test_rate_limit_settings_build_an_in_memory_rate_limiter() -> None:
 
 
 def test_rate_limit_settings_need_a_positive_rate() -> None:
-    assert rejected(RateLimitSettings, {}) == ["missing"]
+    assert rejected(RateLimitSettings, {}) == ["value_error"]  # neither limit given
     assert rejected(RateLimitSettings, {"requests_per_second": 0}) == ["greater_than"]
+    assert rejected(RateLimitSettings, {"tokens_per_minute": 0}) == ["greater_than"]
+    assert rejected(RateLimitSettings, {"tokens_per_minute": 1.5}) == ["int_from_float"]
     assert rejected(RateLimitSettings, {"requests_per_second": 1, "max_bucket_size": 0.5})
+
+
+def test_rate_limit_settings_build_either_limit_or_both() -> None:
+    tokens = RateLimitSettings(tokens_per_minute=9000)
+    assert tokens.build() is None
+    assert isinstance(tokens.build_tokens(), TokenRateLimiter)
+    assert tokens.build_tokens().tokens_per_minute == 9000  # type: ignore[union-attr]
+    both = RateLimitSettings(requests_per_second=2, tokens_per_minute=100)
+    assert both.build() is not None and both.build_tokens() is not None
+    assert RateLimitSettings(requests_per_second=2).build_tokens() is None
 
 
 @pytest.mark.parametrize(

@@ -21,8 +21,14 @@ from llmrouter import AllModelsFailedError, ModelSpec, RouteRecord, route_of
 from llmrouter._callbacks import RunContext
 from llmrouter.core import RouteRequest
 from llmrouter.core._execution import CONTINUE_PROMPT, Call, Execution
-from llmrouter.errors import InvalidRequestError, StreamInterruptedError
-from llmrouter.resilience import CircuitBreaker, MemoryBreakerBoard, RetryPolicy, _breaker
+from llmrouter.errors import InvalidRequestError, StreamInterruptedError, TokenLimitError
+from llmrouter.resilience import (
+    CircuitBreaker,
+    MemoryBreakerBoard,
+    RetryPolicy,
+    TokenRateLimiter,
+    _breaker,
+)
 from llmrouter.resilience._timeouts import StreamDeadlines
 
 FAST = RetryPolicy.attempts(3, wait=wait_none())
@@ -374,3 +380,86 @@ def test_an_abandoned_stream_still_reaches_the_finish_hook() -> None:
     next(stream)
     stream.close()
     assert len(router.seen) == 1 and router.seen[0].extra["abandoned"] is True
+
+
+# ------------------------------------------------------------------ token limits
+
+
+def tokens_spec(name: str, tokens_per_minute: int, **kwargs: Any) -> ModelSpec:
+    limiter = TokenRateLimiter(tokens_per_minute)
+    return ModelSpec(name=name, model=Recorder(**kwargs), token_limiter=limiter)
+
+
+def limiter_of(s: ModelSpec) -> TokenRateLimiter:
+    assert s.token_limiter is not None
+    return s.token_limiter
+
+
+@pytest.mark.parametrize("mode", ["invoke", "stream", "ainvoke", "astream"])
+async def test_a_call_takes_its_estimate_and_is_settled_to_its_usage(mode: str) -> None:
+    a = tokens_spec("a", 10_000, usage=(10, 5))
+    router = InOrder(models=[a])
+    if mode == "invoke":
+        router.invoke("hello", max_tokens=100)
+    elif mode == "ainvoke":
+        await router.ainvoke("hello", max_tokens=100)
+    elif mode == "stream":
+        joined(router.stream("hello", max_tokens=100))
+    else:
+        [c async for c in router.astream("hello", max_tokens=100)]
+    # the estimate (the prompt + 100) was taken, then settled to the 15 tokens used
+    assert limiter_of(a).try_take(10_000 - 15) == 0.0
+    assert limiter_of(a).try_take(50) > 0
+
+
+def test_without_room_a_call_waits_when_the_wait_fits_its_deadline() -> None:
+    a = tokens_spec("a", 6_000, reply="A")  # 100 tokens a second come back
+    assert limiter_of(a).try_take(6_000) == 0.0  # the minute is used up
+    started = time.monotonic()
+    record = route_of(InOrder(models=[a, spec("b")], timeout=5).invoke("x", max_tokens=5))
+    assert [(x.model, x.kind) for x in record.attempts] == [("a", "rate_limited"), ("a", None)]
+    assert 0.05 <= time.monotonic() - started < 2  # about 10 tokens' worth: 0.1 s
+    assert record.model == "a" and "no room for about" in (record.attempts[0].error or "")
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_without_room_in_time_the_next_model_answers_and_no_breaker_counts(
+    asynchronous: bool,
+) -> None:
+    a = tokens_spec("a", 60)  # one token a second
+    assert limiter_of(a).try_take(60) == 0.0
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=60, board=MemoryBreakerBoard())
+    router = InOrder(models=[a, spec("b")], timeout=1, circuit_breaker=breaker)
+    started = time.monotonic()
+    message = await router.ainvoke("x", max_tokens=5) if asynchronous else router.invoke("x")
+    record = route_of(message)
+    assert [(x.model, x.kind) for x in record.attempts] == [("a", "rate_limited"), ("b", None)]
+    assert time.monotonic() - started < 0.5  # no pointless wait for a minute's tokens
+    assert breaker.allow("a") and model(a).calls == []  # not a failure of the model
+
+
+def test_a_request_larger_than_a_minute_of_tokens_is_refused_by_that_model() -> None:
+    a = tokens_spec("a", 50)
+    with pytest.raises(AllModelsFailedError) as info:
+        InOrder(models=[a]).invoke("x", max_tokens=100)
+    assert isinstance(info.value.last_error, TokenLimitError)
+    assert "more than its 50 tokens per minute" in str(info.value.last_error)
+    assert model(a).calls == []
+
+
+def test_a_failed_call_gives_its_tokens_back() -> None:
+    a = tokens_spec("a", 1_000, fail_with=ValueError)
+    record = route_of(InOrder(models=[a, spec("b")], retry=FAST).invoke("x", max_tokens=400))
+    assert [x.model for x in record.attempts] == ["a", "b"]
+    assert limiter_of(a).try_take(1_000) == 0.0  # the whole minute is free again
+
+
+def test_a_cache_hit_takes_no_tokens() -> None:
+    from llmrouter.state import MemoryResponseCache
+
+    a = tokens_spec("a", 1_000, usage=(10, 5))
+    router = InOrder(models=[a], response_cache=MemoryResponseCache())
+    router.invoke("same", max_tokens=20)
+    assert limiter_of(a).try_take(1_000 - 15) == 0.0  # the first call's 15 tokens
+    assert route_of(router.invoke("same", max_tokens=20)).extra["cache"] == "hit"
+    assert limiter_of(a).try_take(5) > 0  # the hit took none: still just those 15

@@ -13,7 +13,7 @@ from tenacity import wait_none
 
 from llmrouter import AllModelsFailedError, ModelSpec, route_of
 from llmrouter.errors import ConfigurationError
-from llmrouter.resilience import CircuitBreaker, MemoryBreakerBoard, RetryPolicy
+from llmrouter.resilience import CircuitBreaker, MemoryBreakerBoard, RetryPolicy, TokenRateLimiter
 
 
 def endpoint(name: str, **kwargs: Any) -> ModelSpec:
@@ -156,3 +156,32 @@ def test_replica_names_are_unique_and_replicas_have_none() -> None:
     with pytest.raises(ConfigurationError, match="replicas of its own"):
         group(group(endpoint("east")))
     assert group(endpoint("east")).model is not None  # the first replica's model
+
+
+def limited(name: str, tokens_per_minute: int, **kwargs: Any) -> ModelSpec:
+    limiter = TokenRateLimiter(tokens_per_minute)
+    return endpoint(name, **kwargs).model_copy(update={"token_limiter": limiter})
+
+
+def test_a_replica_out_of_tokens_hands_the_call_to_one_with_room() -> None:
+    full = limited("east", 1_000, usage=(10, 5))
+    roomy = limited("west", 1_000, usage=(10, 5))
+    assert full.token_limiter is not None and full.token_limiter.try_take(1_000) == 0.0
+    breaker = opens_after(1)
+    r = router(group(full, roomy, balance="latency"), circuit_breaker=breaker, timeout=0.5)
+    r.spec("gpt").balancer.observed("west", 1.0)  # west measured slow: east goes first
+    record = route_of(r.invoke("hi", max_tokens=10))
+    assert [(a.replica, a.kind) for a in record.attempts] == [
+        ("east", "rate_limited"),
+        ("west", None),
+    ]
+    assert calls(full) == 0 and breaker.allow("east")  # throttled, not failed
+
+
+def test_when_every_replica_is_out_of_tokens_the_call_waits_for_room() -> None:
+    east, west = limited("east", 6_000), limited("west", 6_000)  # 100 tokens a second
+    for replica in (east, west):
+        assert replica.token_limiter is not None and replica.token_limiter.try_take(6_000) == 0
+    record = route_of(router(group(east, west), timeout=5).invoke("hi", max_tokens=5))
+    kinds = [a.kind for a in record.attempts]
+    assert kinds == ["rate_limited", "rate_limited", None] and record.model == "gpt"

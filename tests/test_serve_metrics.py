@@ -83,6 +83,16 @@ def test_observe_counts_retries_of_the_same_model_and_the_fallback() -> None:
     assert value(metrics, "llmrouter_fallbacks_total", router="outer") == 1
 
 
+def test_a_wait_for_token_room_is_no_retry() -> None:
+    metrics = ServerMetrics({})
+    throttled = Attempt(model="a", ok=False, latency_s=0.0, kind="rate_limited")
+    metrics.observe("main", record("a", throttled, attempt("a", True)), 0.2)
+    assert value(metrics, "llmrouter_retries_total", router="main", model="a") is None
+    # out of room for good: the next model answered, a fallback
+    metrics.observe("main", record("b", throttled, attempt("b", True)), 0.2)
+    assert value(metrics, "llmrouter_fallbacks_total", router="main") == 1
+
+
 def test_a_first_try_answer_is_no_retry_and_no_fallback() -> None:
     metrics = ServerMetrics({})
     route = record("a", attempt("a", True))

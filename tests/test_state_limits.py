@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from langchain_core.rate_limiters import InMemoryRateLimiter
 
+from llmrouter.resilience import TokenRateLimiter
 from llmrouter.state import MemoryState, RedisState, SQLiteState
-from llmrouter.state._limits import SharedRateLimiter
+from llmrouter.state._limits import SharedRateLimiter, SharedTokenRateLimiter
 from llmrouter.testing import RedisServer, start_redis_server
 
 
@@ -103,3 +104,93 @@ async def test_async_acquire_waits_without_blocking_the_loop(redis_server: Redis
     task.cancel()
     assert 0.25 < elapsed < 2  # 1 at once, then one every 0.1 s
     assert ticks >= 10  # the loop kept running while it waited
+
+
+# ------------------------------------------------------------------ tokens per minute
+
+
+def test_memory_state_counts_tokens_in_this_process() -> None:
+    limiter = MemoryState().token_limiter("m", 100)
+    assert type(limiter) is TokenRateLimiter and limiter.tokens_per_minute == 100
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_two_processes_share_one_token_minute(
+    backend: str, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Two states (as two processes would open them) on one file or server: one minute
+    of tokens between them, estimates settled to usage on the shared count."""
+
+    def state() -> Any:
+        if backend == "sqlite":
+            return SQLiteState(tmp_path / "state.db")
+        return RedisState(redis_server.url, namespace=f"t{uuid.uuid4().hex[:6]}")
+
+    first = state()
+    one = first.token_limiter("m", 1_000)
+    two = (SQLiteState(tmp_path / "state.db") if backend == "sqlite" else first).token_limiter(
+        "m", 1_000
+    )
+    if backend == "redis":  # another client on the same namespace, as another process
+        two = RedisState(redis_server.url, namespace=first.namespace).token_limiter("m", 1_000)
+    assert isinstance(one, SharedTokenRateLimiter)
+    assert one.try_take(600) == 0.0
+    wait = two.try_take(600)  # only 400 left: 200 more come back in 12 s
+    assert 11 < wait < 13
+    two.adjust(0)  # nothing taken by a refused take, nothing to settle
+    one.adjust(-500)  # the call used 100 of its 600: 500 back for everyone
+    assert two.try_take(600) == 0.0
+    assert one.try_take(2_000) == float("inf")  # more than a minute's worth
+    other = first.token_limiter("other", 1_000)
+    assert other.try_take(1_000) == 0.0  # a model of its own
+
+
+def _spend_tokens(url: str, key: str, start: float, deadline: float, out: Any) -> None:
+    limiter = RedisState(url, namespace=key).token_limiter("m", 6_000)  # 100 a second
+    taken = 0
+    time.sleep(max(0.0, start - time.monotonic()))
+    while time.monotonic() < deadline:
+        wait = limiter.try_take(50)
+        if wait == 0.0:
+            taken += 50
+            limiter.adjust(-10)  # each "call" used 40 of its 50
+            taken -= 10
+        else:
+            time.sleep(min(wait, 0.05))
+    out.put(taken)
+
+
+def test_four_processes_share_one_redis_token_limit(redis_server: RedisServer) -> None:
+    """6,000 tokens a minute (a full minute to start with, 100 more a second) over
+    1.5 s: at most 6,000 + 150 used by four processes together."""
+    key = f"t{uuid.uuid4().hex[:8]}"
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    start = time.monotonic() + 1.0
+    window = (redis_server.url, key, start, start + 1.5, out)
+    processes = [ctx.Process(target=_spend_tokens, args=window) for _ in range(4)]
+    for p in processes:
+        p.start()
+    used = [out.get(timeout=60) for _ in processes]
+    for p in processes:
+        p.join(30)
+    print(f"\n4 processes at 6,000 tokens/min for 1.5 s used {used}, {sum(used)} in all")
+    assert 5_900 <= sum(used) <= 6_150 + 40  # 4 separate limits would allow ~4 x 6,150
+    assert sum(u > 0 for u in used) >= 2
+
+
+def test_redis_down_token_limits_fall_back_to_this_process(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with start_redis_server() as server:
+        limiter = RedisState(server.url, namespace="tdown").token_limiter("m", 100)
+        assert limiter.try_take(100) == 0.0
+        server.kill()
+        with caplog.at_level(logging.WARNING, logger="llmrouter"):
+            started = time.perf_counter()
+            assert limiter.try_take(80) == 0.0  # this process's own minute (it starts full)
+            assert limiter.try_take(80) > 0
+            limiter.adjust(-80)
+            assert limiter.try_take(80) == 0.0
+            assert time.perf_counter() - started < 3  # never a hang
+        assert any("each process limits its own calls" in r.message for r in caplog.records)

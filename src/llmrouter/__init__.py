@@ -43,13 +43,14 @@ if TYPE_CHECKING:  # what the lazy table below resolves to, for type checkers an
         StateUnavailableError,
         StoreClosedError,
         StreamInterruptedError,
+        TokenLimitError,
         UnknownRequestError,
         UnknownTaskError,
     )
     from llmrouter.learn import QualityPredictor
     from llmrouter.multimodal import MultiModalRouter
     from llmrouter.record import ROUTE_EVENT, Attempt, RouteRecord, Usage, route_of
-    from llmrouter.resilience import CircuitBreaker, RetryPolicy
+    from llmrouter.resilience import CircuitBreaker, RetryPolicy, TokenRateLimiter
     from llmrouter.spec import ModelSpec
     from llmrouter.task import KeywordClassifier, LLMClassifier, ModelRouter, SemanticClassifier
 
@@ -95,6 +96,7 @@ _EXPORTS: dict[str, str] = {
     # resilience
     "CircuitBreaker": "llmrouter.resilience",
     "RetryPolicy": "llmrouter.resilience",
+    "TokenRateLimiter": "llmrouter.resilience",
     # errors
     "AllModelsFailedError": "llmrouter.errors",
     "AttemptTimeoutError": "llmrouter.errors",
@@ -111,6 +113,7 @@ _EXPORTS: dict[str, str] = {
     "StateUnavailableError": "llmrouter.errors",
     "StoreClosedError": "llmrouter.errors",
     "StreamInterruptedError": "llmrouter.errors",
+    "TokenLimitError": "llmrouter.errors",
     "UnknownRequestError": "llmrouter.errors",
     "UnknownTaskError": "llmrouter.errors",
 }
@@ -158,6 +161,8 @@ __all__ = [
     "StateUnavailableError",
     "StoreClosedError",
     "StreamInterruptedError",
+    "TokenLimitError",
+    "TokenRateLimiter",
     "UnknownRequestError",
     "UnknownTaskError",
     "Usage",

@@ -196,6 +196,33 @@ class AttemptTimeoutError(LLMRouterError, TimeoutError):
         )
 
 
+class TokenLimitError(LLMRouterError, RuntimeError):
+    """A model's tokens-per-minute limit has no room for a request now.
+
+    The router then tries another replica, waits (when the wait fits the
+    attempt's deadline) or falls back to the next model; the model's circuit
+    breaker does not count it. You see it as the last error of an
+    `AllModelsFailedError` when every model was out of room.
+    """
+
+    def __init__(self, model: str, tokens: int, wait: float, tokens_per_minute: int) -> None:
+        self.model = model
+        self.tokens = tokens
+        self.wait = wait
+        """Seconds until the tokens would fit (``inf``: more than a minute's worth)."""
+        if wait == float("inf"):
+            why = (
+                f"needs about {tokens} tokens, more than its {tokens_per_minute} tokens per "
+                "minute; shorten the request or lower max_tokens"
+            )
+        else:
+            why = (
+                f"has no room for about {tokens} tokens for {wait:.2f} s "
+                f"({tokens_per_minute} tokens per minute)"
+            )
+        super().__init__(f"model {model!r} {why}")
+
+
 class BudgetExceededError(LLMRouterError, RuntimeError):
     """A request does not fit a budget; nothing was called and nothing was spent."""
 

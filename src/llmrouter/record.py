@@ -48,8 +48,9 @@ class Attempt(BaseModel):
     error_type: str | None = None
     error: str | None = None
     kind: str | None = None
-    """For failures: ``retryable``, ``context_length``, ``fatal`` or ``circuit_open``;
-    ``cache_hit`` for an answer from the router's response cache."""
+    """For failures: ``retryable``, ``context_length``, ``fatal``, ``circuit_open``, or
+    ``rate_limited`` (the model's token limit had no room: not asked, not a failure of
+    the model); ``cache_hit`` for an answer from the router's response cache."""
     partial: bool = False
     """True when the model failed mid-stream, after sending part of the answer."""
 

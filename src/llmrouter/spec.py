@@ -23,6 +23,7 @@ from llmrouter.resilience._balance import Balance, Balancer
 from llmrouter.resilience._limits import ConcurrencyLimit
 from llmrouter.resilience._retry import RetryPolicy
 from llmrouter.resilience._sdk import without_sdk_retries
+from llmrouter.resilience._token_limits import TokenRateLimiter
 
 ModelFactory = Callable[[], BaseLanguageModel[Any]]
 T = TypeVar("T")
@@ -90,6 +91,11 @@ class ModelSpec(BaseModel):
     """Most calls in flight on this model at once, across every router sharing the spec."""
     rate_limiter: BaseRateLimiter | None = None
     """A LangChain rate limiter (e.g. ``InMemoryRateLimiter``) applied before each call."""
+    token_limiter: TokenRateLimiter | None = None
+    """Tokens per minute through this model (`TokenRateLimiter`, or
+    ``state.token_limiter(...)`` to share it): a call takes its estimate first and
+    is settled to its usage; one that does not fit goes to another replica, waits
+    within its deadline, or falls back (see docs/resilience.md)."""
     sdk_retries: bool = False
     """Keep the model's own client retries (``max_retries`` of ``ChatOpenAI`` and the
     like). By default calls go through a copy with ``max_retries=0``, so the router's
@@ -98,8 +104,9 @@ class ModelSpec(BaseModel):
     """Endpoints that serve this same model (as LiteLLM's model groups): each try goes
     to one of them, chosen by ``balance``, skipping those whose circuit breaker is
     open, and a failed one fails over to the next at once. Each replica keeps its own
-    ``rate_limiter``, ``max_concurrency`` and breaker; prices, tasks and the rest are
-    this spec's. ``model`` defaults to the first replica's (see docs/replicas.md)."""
+    ``rate_limiter``, ``token_limiter``, ``max_concurrency`` and breaker; prices, tasks
+    and the rest are this spec's. ``model`` defaults to the first replica's (see
+    docs/replicas.md)."""
     balance: Balance = "least_busy"
     """How tries spread over ``replicas``: ``least_busy``, ``latency`` or ``weighted``."""
     weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)

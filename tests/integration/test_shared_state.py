@@ -265,7 +265,9 @@ def test_four_processes_of_sixteen_threads_lose_no_ab_record(redis_server: Redis
     assert len(answered) == len(records) == 640
     assert {(r.request_id, r.variant) for r in records} == set(answered)
     shares = {v: sum(r.variant == v for r in records) / 640 for v in ("control", "candidate")}
-    assert 0.4 < shares["candidate"] < 0.6  # the 50/50 split held across processes
+    # the 50/50 split held across processes: 160 users (each process has the same
+    # ones), so the share's standard deviation is 0.04; 4 of them either side
+    assert 0.34 < shares["candidate"] < 0.66
 
 
 def _ramp_process(url: str, experiment: str) -> None:

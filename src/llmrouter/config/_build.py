@@ -363,12 +363,18 @@ def build_model(
 ) -> ModelSpec:
     """The `ModelSpec` of one ``models:`` entry; a local model path that exists
     relative to ``base`` (the config file's folder) is taken from there. A
-    ``rate_limit`` is shared through ``state`` (a state URL) when one is given."""
+    ``rate_limit`` (requests and tokens) is shared through ``state`` (a state URL)
+    when one is given."""
     if entry.replicas:
         raise ConfigurationError(f"model entry {key!r} has replicas: build the group instead")
     name, kwargs = _spec_kwargs(key, entry)
     if entry.rate_limit is not None:
-        kwargs["rate_limiter"] = entry.rate_limit.build(name, state)
+        for key, limiter in (
+            ("rate_limiter", entry.rate_limit.build(name, state)),
+            ("token_limiter", entry.rate_limit.build_tokens(name, state)),
+        ):
+            if limiter is not None:
+                kwargs[key] = limiter
     target = resolve_factory(entry.factory)
     if isinstance(target, type) and issubclass(target, BaseLanguageModel):
         from llmrouter.models._common import split_spec_kwargs

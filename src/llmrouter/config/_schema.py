@@ -120,7 +120,7 @@ class ModelEntry(BaseModel):
     retry: RetrySettings | None = None
     """Retry policy of this model (``null``: the router's)."""
     rate_limit: RateLimitSettings | None = None
-    """A request rate limit in front of this model."""
+    """Request and token rate limits in front of this model."""
     tasks: list[str] = Field(default_factory=list)
     """Task names this model serves (none: any task)."""
     tags: list[str] = Field(default_factory=list)
@@ -151,7 +151,7 @@ class ModelEntry(BaseModel):
 
 
 def _spec_fields() -> dict[str, Any]:
-    own = set(ModelEntry.model_fields) | {"model", "rate_limiter"}
+    own = set(ModelEntry.model_fields) | {"model", "rate_limiter", "token_limiter"}
     return {
         name: (info.annotation, _copy(info))
         for name, info in ModelSpec.model_fields.items()

@@ -11,11 +11,12 @@ from typing import Annotated, Any, Literal
 
 from langchain_core.caches import BaseCache
 from langchain_core.rate_limiters import BaseRateLimiter, InMemoryRateLimiter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tenacity import wait_exponential, wait_random
 
 from llmrouter.resilience._breaker import CircuitBreaker, SQLiteBreakerBoard
 from llmrouter.resilience._retry import RetryPolicy
+from llmrouter.resilience._token_limits import TokenRateLimiter
 
 
 class Strict(BaseModel):
@@ -73,15 +74,28 @@ class BreakerSettings(Strict):
 
 
 class RateLimitSettings(Strict):
-    """A token bucket in front of one model: LangChain's `InMemoryRateLimiter`, or,
-    with a top-level ``state:``, one shared by every process on that state."""
+    """Limits in front of one model: requests (a token bucket: LangChain's
+    `InMemoryRateLimiter`) and tokens per minute (`TokenRateLimiter`); with a
+    top-level ``state:``, each is shared by every process on that state."""
 
-    requests_per_second: float = Field(gt=0)
+    requests_per_second: float | None = Field(default=None, gt=0)
     """Sustained requests per second."""
     max_bucket_size: float = Field(default=1.0, ge=1)
-    """Largest burst."""
+    """Largest burst of requests."""
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+    """Prompt plus output tokens per minute (a call is admitted on its estimate and
+    settled to its usage)."""
 
-    def build(self, name: str = "", state: str | None = None) -> BaseRateLimiter:
+    @model_validator(mode="after")
+    def _some_limit(self) -> RateLimitSettings:
+        if self.requests_per_second is None and self.tokens_per_minute is None:
+            raise ValueError("give requests_per_second, tokens_per_minute, or both")
+        return self
+
+    def build(self, name: str = "", state: str | None = None) -> BaseRateLimiter | None:
+        """The request limit (``None`` without ``requests_per_second``)."""
+        if self.requests_per_second is None:
+            return None
         if state is not None:
             from llmrouter.state import open_state
 
@@ -91,6 +105,16 @@ class RateLimitSettings(Strict):
         return InMemoryRateLimiter(
             requests_per_second=self.requests_per_second, max_bucket_size=self.max_bucket_size
         )
+
+    def build_tokens(self, name: str = "", state: str | None = None) -> TokenRateLimiter | None:
+        """The token limit (``None`` without ``tokens_per_minute``)."""
+        if self.tokens_per_minute is None:
+            return None
+        if state is not None:
+            from llmrouter.state import open_state
+
+            return open_state(state).token_limiter(name, self.tokens_per_minute)
+        return TokenRateLimiter(self.tokens_per_minute)
 
 
 class CacheSettings(Strict):

@@ -1,7 +1,8 @@
 """The executor's drivers: perform what an `Execution` decides, sync and async.
 
 Each driver only does I/O -- look an answer up in the response cache, call a
-model, read a stream, sleep, take a concurrency slot and a rate-limiter token,
+model, read a stream, sleep, take a concurrency slot, a rate-limiter token and
+the call's tokens of a token limiter,
 write the answer to the cache, run the finish hook, emit the
 ``llmrouter.route`` event -- and reports every outcome back to the
 `Execution`, which holds every decision. The sync and async versions are the
@@ -23,6 +24,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from llmrouter.core._cache import Lookup
 from llmrouter.core._execution import Call, Execution, Sleep
 from llmrouter.core._relay import has_content
+from llmrouter.errors import TokenLimitError
 from llmrouter.record import ROUTE_EVENT
 from llmrouter.resilience._timeouts import acall_with_timeout, atimed, call_with_timeout, timed
 
@@ -89,14 +91,27 @@ def _invoke(ex: Execution, call: Call) -> BaseMessage:
     with _slot(call):
         if call.spec.rate_limiter is not None:
             call.spec.rate_limiter.acquire(blocking=True)
+        if call.tokens and call.spec.token_limiter is not None:
+            _room(call, call.spec.token_limiter.try_take(call.tokens))
         return call_with_timeout(invoke, call.deadline, call.spec.name)
 
 
 def _open(ex: Execution, call: Call) -> Iterator[BaseMessage]:
     if call.spec.rate_limiter is not None:
         call.spec.rate_limiter.acquire(blocking=True)
+    if call.tokens and call.spec.token_limiter is not None:
+        _room(call, call.spec.token_limiter.try_take(call.tokens))
     stream = call.model.stream(call.messages, ex.stop, ex.kwargs)
     return timed(stream, call.stream, call.spec.name, has_content)
+
+
+def _room(call: Call, wait: float) -> None:
+    """After asking ``call``'s token limiter for its tokens: go on if they were taken,
+    else raise `TokenLimitError` (the execution decides: another replica, wait, or on)."""
+    if wait > 0.0:
+        limiter = call.spec.token_limiter
+        tokens_per_minute = limiter.tokens_per_minute if limiter is not None else 0
+        raise TokenLimitError(call.spec.name, call.tokens, wait, tokens_per_minute)
 
 
 def _slot(call: Call) -> AbstractContextManager[None]:
@@ -179,6 +194,8 @@ async def _ainvoke(ex: Execution, call: Call) -> BaseMessage:
     async with _aslot(call):
         if call.spec.rate_limiter is not None:
             await call.spec.rate_limiter.aacquire(blocking=True)
+        if call.tokens and call.spec.token_limiter is not None:
+            _room(call, await call.spec.token_limiter.atry_take(call.tokens))
         message: BaseMessage = await acall_with_timeout(invoke(), call.deadline, call.spec.name)
         return message
 
@@ -186,6 +203,8 @@ async def _ainvoke(ex: Execution, call: Call) -> BaseMessage:
 async def _aopen(ex: Execution, call: Call) -> AsyncIterator[BaseMessage]:
     if call.spec.rate_limiter is not None:
         await call.spec.rate_limiter.aacquire(blocking=True)
+    if call.tokens and call.spec.token_limiter is not None:
+        _room(call, await call.spec.token_limiter.atry_take(call.tokens))
     stream = call.model.astream(call.messages, ex.stop, ex.kwargs)
     return atimed(stream, call.stream, call.spec.name, has_content)
 

@@ -13,6 +13,7 @@ cannot drift: neither holds a decision.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -24,16 +25,23 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 
 from llmrouter._callbacks import RunContext
 from llmrouter._redact import redact, secrets_of
+from llmrouter._tokens import TokenCounter
 from llmrouter.core._cache import Found, Lookup, Store, cache_key, replay, semantic_key
 from llmrouter.core._calls import ModelCall
 from llmrouter.core._relay import OWNED_KEYS, Relay
 from llmrouter.core._types import Ranking, RouteRequest, RouterHost, runnable_for
-from llmrouter.errors import AllModelsFailedError, NoEligibleModelError, StreamInterruptedError
+from llmrouter.errors import (
+    AllModelsFailedError,
+    NoEligibleModelError,
+    StreamInterruptedError,
+    TokenLimitError,
+)
 from llmrouter.record import Attempt, RouteRecord, Usage
 from llmrouter.resilience import ErrorKind, RetryPolicy, classify_error
 from llmrouter.resilience._balance import Balancer
 from llmrouter.resilience._retry import RetryState
 from llmrouter.resilience._timeouts import StreamDeadlines
+from llmrouter.resilience._token_limits import DEFAULT_OUTPUT_TOKENS
 from llmrouter.spec import ModelSpec
 
 CONTINUE_PROMPT = (
@@ -45,6 +53,9 @@ CONTINUE_PROMPT = (
 
 UNBOUNDED = StreamDeadlines()
 """No stream deadline at all."""
+
+_COUNTER = TokenCounter()
+"""Counts prompts for token limits (a local model with its own tokenizer, else the estimate)."""
 
 
 @dataclass(frozen=True)
@@ -63,14 +74,18 @@ class Call:
     """A stream's deadlines: first content chunk, between chunks, whole stream."""
     balancer: Balancer | None = None
     """For a replica (``spec``) of a group: the group's, which counts calls in flight."""
+    tokens: int = 0
+    """Tokens to take from ``spec.token_limiter`` first (the call's estimate), if it has one."""
 
     @property
     def plain(self) -> bool:
-        """No limit, rate limiter, deadline or balancer: the driver calls the model directly."""
+        """No limit, rate or token limiter, deadline or balancer: the driver calls the
+        model directly."""
         spec = self.spec
         return (
             spec.limit is None
             and spec.rate_limiter is None
+            and spec.token_limiter is None
             and self.deadline is None
             and self.balancer is None
         )
@@ -126,6 +141,7 @@ class Execution:
         self._spec: ModelSpec | None = None  # the model being tried
         self._replica: ModelSpec | None = None  # where it is tried: itself, or a replica
         self._tried: frozenset[str] = frozenset()  # its replicas that failed (and were counted)
+        self._full: frozenset[str] = frozenset()  # its replicas out of tokens since the last wait
         self._model: ModelCall | None = None  # how to call it (built once per replica)
         self._tries: RetryState | None = None  # its retry state, after its first failure
         self._first_try = 0.0  # time.monotonic() of its first try (retry deadlines count from it)
@@ -153,7 +169,7 @@ class Execution:
             if picked is None:
                 return None
             spec, replica = self._spec, self._replica = picked
-            self._tried = frozenset()
+            self._tried = self._full = frozenset()
             model = self._model = self._call_for(replica)
             self._tries = None
             self._first_try = time.monotonic()
@@ -164,6 +180,7 @@ class Execution:
         self._began = time.perf_counter()
         host, replica = self.host, self._replica or spec
         balancer = spec.balancer if spec.replicas else None
+        tokens = self._estimate(replica) if replica.token_limiter is not None else 0
 
         def setting(name: str) -> float | None:  # the replica's, the model's, the router's
             value: float | None = getattr(replica, name) or getattr(spec, name)
@@ -177,8 +194,9 @@ class Execution:
                 idle=setting("idle_timeout"),
                 total=setting("stream_timeout") or setting("attempt_timeout"),
             )
-            return Call(replica, model, self.messages, None, deadlines, balancer)
-        return Call(replica, model, self.messages, setting("attempt_timeout"), balancer=balancer)
+            return Call(replica, model, self.messages, None, deadlines, balancer, tokens)
+        timeout = setting("attempt_timeout")
+        return Call(replica, model, self.messages, timeout, balancer=balancer, tokens=tokens)
 
     def looked_up(self, lookup: Lookup, found: Found | None) -> list[AIMessageChunk]:
         """The cache answered ``found`` (``None``: a miss, call the model). A hit
@@ -202,6 +220,10 @@ class Execution:
         """The try failed before any output reached the caller: another replica at once,
         or retry, or move on."""
         spec = self._spec or call.spec
+        if isinstance(exc, TokenLimitError):  # nothing was taken, nor asked of the model
+            self._out_of_tokens(spec, exc)
+            return
+        self._settle_tokens(call, None, failed=True)
         self._attempt_failed(spec, exc)
         if spec.replicas and self._fail_over(spec, exc):
             return
@@ -216,6 +238,7 @@ class Execution:
         """The model answered (a whole message)."""
         self._message = message
         usage = getattr(message, "usage_metadata", None)
+        self._settle_tokens(call, usage)
         self._succeeded(self._spec or call.spec, usage, message.response_metadata, message.text)
         if self._lookup is not None and isinstance(message, AIMessage):
             self.to_cache = Store(self._lookup, message)
@@ -227,6 +250,7 @@ class Execution:
     def streamed_out(self, call: Call) -> None:
         """The model's stream ended normally."""
         relay = self.relay
+        self._settle_tokens(call, relay.usage)
         self._succeeded(self._spec or call.spec, relay.usage, relay.upstream, relay.text)
         if self._lookup is not None and relay.kept:
             self.to_cache = Store(self._lookup, relay.joined())
@@ -378,6 +402,53 @@ class Execution:
         model = self._call_for(other)
         self._replica, self._model = other, model.uncached() if self._lookup else model
         return True
+
+    def _estimate(self, replica: ModelSpec) -> int:
+        """A call's tokens before it is made: the prompt's, plus the most it may write."""
+        prompt = _COUNTER.count(replica, self.messages).tokens
+        most = self.kwargs.get("max_tokens")
+        return prompt + (most if isinstance(most, int) and most > 0 else DEFAULT_OUTPUT_TOKENS)
+
+    def _settle_tokens(self, call: Call, usage: UsageMetadata | None, failed: bool = False) -> None:
+        """Settle the tokens ``call`` took to what it used: all back when it failed
+        before answering, the difference when it reported usage, else its estimate."""
+        limiter = call.spec.token_limiter
+        if limiter is None or not call.tokens:
+            return
+        if failed:
+            limiter.adjust(-call.tokens)
+        elif usage is not None and usage.get("total_tokens"):
+            limiter.adjust(int(usage["total_tokens"]) - call.tokens)
+
+    def _out_of_tokens(self, spec: ModelSpec, exc: TokenLimitError) -> None:
+        """``spec`` (or the replica tried) has no room for the request's tokens: another
+        replica with room, else wait for room when the wait fits the attempt's deadline,
+        else the next model. Not a failure of the model: its breaker is not told."""
+        replica = self._replica or spec
+        self.record.attempts.append(
+            Attempt(
+                model=spec.name,
+                replica=self._replica_name(spec),
+                ok=False,
+                latency_s=0.0,
+                kind="rate_limited",
+                error_type=type(exc).__name__,
+                error=str(exc)[:500],
+            )
+        )
+        if spec.replicas:
+            self._full = self._full | {replica.name}
+            other = self._replica_of(spec, self._tried | self._full)
+            if other is not None:
+                model = self._call_for(other)
+                self._replica, self._model = other, model.uncached() if self._lookup else model
+                return
+        timeout = replica.attempt_timeout or spec.attempt_timeout or self.host.timeout
+        waited = time.monotonic() - self._first_try
+        if math.isfinite(exc.wait) and (timeout is None or waited + exc.wait <= timeout):
+            self._sleep, self._full = exc.wait, frozenset()
+            return
+        self.error, self._spec, self._model = exc, None, None
 
     def _replica_name(self, spec: ModelSpec) -> str | None:
         replica = self._replica

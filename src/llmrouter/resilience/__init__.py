@@ -15,9 +15,11 @@ from llmrouter.resilience._breaker import (
 from llmrouter.resilience._classify import ErrorInfo, ErrorKind, classify_error, retry_after
 from llmrouter.resilience._limits import ConcurrencyLimit
 from llmrouter.resilience._retry import RetryPolicy, stop_if_retry_after_exceeds, wait_retry_after
+from llmrouter.resilience._token_limits import DEFAULT_OUTPUT_TOKENS, TokenRateLimiter
 
 __all__ = [
     "DEFAULT_BOARD",
+    "DEFAULT_OUTPUT_TOKENS",
     "BreakerBoard",
     "BreakerState",
     "CircuitBreaker",
@@ -27,6 +29,7 @@ __all__ = [
     "MemoryBreakerBoard",
     "RetryPolicy",
     "SQLiteBreakerBoard",
+    "TokenRateLimiter",
     "classify_error",
     "retry_after",
     "stop_if_retry_after_exceeds",

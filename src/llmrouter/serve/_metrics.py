@@ -105,8 +105,9 @@ class ServerMetrics:
         for record in route_chain(route):
             attempts = record.get("attempts") or []
             tried = [a.get("model") for a in attempts]
-            for model in set(tried):
-                extra = tried.count(model) - 1
+            asked = [a.get("model") for a in attempts if a.get("kind") != "rate_limited"]
+            for model in set(asked):  # a wait for a token limit's room is no retry
+                extra = asked.count(model) - 1
                 if extra:
                     self.retries.labels(router, str(model)).inc(extra)
             fell_back |= len(set(tried)) > 1 and bool(attempts) and bool(attempts[-1].get("ok"))

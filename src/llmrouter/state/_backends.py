@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from llmrouter.errors import ConfigurationError
+from llmrouter.resilience._token_limits import TokenRateLimiter
 from llmrouter.state._ledger_api import BaseLedger
 from llmrouter.state._responses import DEFAULT_TTL_S
 
@@ -104,6 +105,14 @@ class SharedState(ABC):
         return InMemoryRateLimiter(
             requests_per_second=requests_per_second, max_bucket_size=max_bucket_size
         )
+
+    def token_limiter(self, name: str, tokens_per_minute: int) -> TokenRateLimiter:
+        """A tokens-per-minute limit for the model ``name``, shared where the state is.
+
+        This process only, here; SQLite and Redis states share it
+        (`llmrouter.state._limits.SharedTokenRateLimiter`).
+        """
+        return TokenRateLimiter(tokens_per_minute)
 
 
 class MemoryState(SharedState):
@@ -188,6 +197,12 @@ class SQLiteState(SharedState):
         return SharedRateLimiter(
             take, requests_per_second=requests_per_second, max_bucket_size=max_bucket_size
         )
+
+    def token_limiter(self, name: str, tokens_per_minute: int) -> TokenRateLimiter:
+        from llmrouter.state._limits import SharedTokenRateLimiter, sqlite_tokens
+
+        take, adjust = sqlite_tokens(self.path, name, tokens_per_minute)
+        return SharedTokenRateLimiter(take, adjust, tokens_per_minute=tokens_per_minute)
 
     def response_cache(self, ttl: float | None = DEFAULT_TTL_S) -> BaseCache:
         from llmrouter.state._responses import SQLiteResponseCache
@@ -301,6 +316,16 @@ class RedisState(SharedState):
             requests_per_second=requests_per_second,
             max_bucket_size=max_bucket_size,
             outages=self._outages,
+        )
+
+    def token_limiter(self, name: str, tokens_per_minute: int) -> TokenRateLimiter:
+        from llmrouter.state._limits import SharedTokenRateLimiter, redis_tokens
+
+        take, adjust = redis_tokens(
+            self.client, f"{self.namespace}:tokens:{name}", tokens_per_minute
+        )
+        return SharedTokenRateLimiter(
+            take, adjust, tokens_per_minute=tokens_per_minute, outages=self._outages
         )
 
     def response_cache(self, ttl: float | None = DEFAULT_TTL_S) -> BaseCache:

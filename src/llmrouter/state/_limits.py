@@ -1,4 +1,5 @@
-"""Request rate limits shared by processes: `SharedRateLimiter`, a LangChain rate limiter.
+"""Rate limits shared by processes: `SharedRateLimiter` (requests, a LangChain rate
+limiter) and `SharedTokenRateLimiter` (tokens per minute).
 
 The limit is a GCRA (generic cell rate algorithm, the token bucket written as one
 timestamp): each model's key holds its *theoretical arrival time* ``tat``; a
@@ -9,6 +10,11 @@ server's clock), or one ``BEGIN IMMEDIATE`` transaction in SQLite.
 
 Unlike LangChain's `InMemoryRateLimiter`, whose bucket starts empty, a shared
 bucket starts full: the first ``max_bucket_size`` requests go at once.
+
+Token limits count the same way with a weight: a call takes its estimated tokens
+(``tat`` moves on by ``tokens`` intervals) and is settled to its actual usage
+afterwards (``tat`` moves back or on by the difference), in one script or
+transaction each.
 
 While Redis does not answer, limits *fail open to local state*: each process
 limits its own calls with an `InMemoryRateLimiter` of the same rate, and warns once.
@@ -24,41 +30,33 @@ from langchain_core.rate_limiters import BaseRateLimiter, InMemoryRateLimiter
 
 from llmrouter._sqlite import SQLiteDatabase
 from llmrouter.errors import StateUnavailableError
+from llmrouter.resilience._token_limits import TokenRateLimiter, gcra
 from llmrouter.state._outage import Outages
 
-__all__ = ["SharedRateLimiter", "gcra", "redis_take", "sqlite_take"]
+__all__ = [
+    "SharedRateLimiter",
+    "SharedTokenRateLimiter",
+    "gcra",
+    "redis_take",
+    "redis_tokens",
+    "sqlite_take",
+    "sqlite_tokens",
+]
 
 Take = Callable[[], float]
 """Try to take one request now: 0.0 if allowed, else the seconds to wait first."""
 
 
-def gcra(tat: float | None, now: float, interval: float, burst: float) -> tuple[float, float]:
-    """(the new ``tat``, 0.0) if a request may go at ``now``, else (``tat``, seconds to wait).
-
-    Examples:
-        >>> gcra(None, 100.0, 0.5, 2)     # a full bucket: allowed
-        (100.5, 0.0)
-        >>> gcra(100.5, 100.0, 0.5, 2)    # the second of the burst
-        (101.0, 0.0)
-        >>> gcra(101.0, 100.0, 0.5, 2)    # the bucket is empty: wait 0.5 s
-        (101.0, 0.5)
-    """
-    start = now if tat is None or tat < now else tat
-    new = start + interval
-    wait = new - now - burst * interval
-    if wait > 1e-9:
-        return start, wait
-    return new, 0.0
-
-
-# KEYS: the limit's key. ARGV: interval (us), burst. Uses the server's clock.
+# KEYS: the limit's key. ARGV: interval (us), burst, cost (units; default 1).
+# Uses the server's clock.
 _GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local cost = tonumber(ARGV[3] or '1')
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-local new = tat + interval
+local new = tat + interval * cost
 local wait = new - now - burst * interval
 if wait > 0 then return math.max(1, math.ceil(wait)) end
 redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000) + 1)
@@ -165,3 +163,124 @@ class SharedRateLimiter(BaseRateLimiter):
             if not blocking:
                 return False
             await asyncio.sleep(wait)
+
+
+# KEYS: the limit's key. ARGV: interval (us), tokens (+ charge, - give back).
+_ADJUST = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new = tat + tonumber(ARGV[1]) * tonumber(ARGV[2])
+if new <= now then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000) + 1)
+return 0
+"""
+
+TakeTokens = Callable[[int], float]
+"""Try to take this many tokens now: 0.0 if taken, else the seconds to wait first."""
+Adjust = Callable[[int], None]
+"""Charge this many tokens more (positive) or give them back (negative)."""
+
+
+def redis_tokens(client: object, key: str, tokens_per_minute: int) -> tuple[TakeTokens, Adjust]:
+    """Take and adjust a token limit on a Redis server (``client``: a redis-py client)."""
+    take_script = client.register_script(_GCRA)  # type: ignore[attr-defined]
+    adjust_script = client.register_script(_ADJUST)  # type: ignore[attr-defined]
+    interval = 60e6 / tokens_per_minute
+
+    def take(tokens: int) -> float:
+        args = [interval, tokens_per_minute, tokens]
+        return int(take_script(keys=[key], args=args)) / 1e6
+
+    def adjust(tokens: int) -> None:
+        adjust_script(keys=[key], args=[interval, tokens])
+
+    return take, adjust
+
+
+def sqlite_tokens(path: str, name: str, tokens_per_minute: int) -> tuple[TakeTokens, Adjust]:
+    """Take and adjust a token limit in a SQLite file (one machine; wall clock)."""
+    db = SQLiteDatabase(path, _SCHEMA)
+    interval = 60.0 / tokens_per_minute
+    key = f"tokens:{name}"
+
+    def take(tokens: int) -> float:
+        with db.transaction() as conn:
+            row = conn.execute("SELECT tat FROM rate_limits WHERE name = ?", (key,)).fetchone()
+            tat = row[0] if row else None
+            new, wait = gcra(tat, time.time(), interval, tokens_per_minute, tokens)
+            if wait == 0.0:
+                conn.execute(
+                    "INSERT OR REPLACE INTO rate_limits (name, tat) VALUES (?, ?)", (key, new)
+                )
+            return wait
+
+    def adjust(tokens: int) -> None:
+        with db.transaction() as conn:
+            row = conn.execute("SELECT tat FROM rate_limits WHERE name = ?", (key,)).fetchone()
+            now = time.time()
+            start = now if row is None or row[0] < now else row[0]
+            new = max(start + tokens * interval, now)
+            conn.execute("INSERT OR REPLACE INTO rate_limits (name, tat) VALUES (?, ?)", (key, new))
+
+    return take, adjust
+
+
+class SharedTokenRateLimiter(TokenRateLimiter):
+    """Tokens per minute shared by every process that names the same model and state.
+
+    Build it with ``state.token_limiter(name, tokens_per_minute)`` and give it to a
+    model: ``ModelSpec(..., token_limiter=...)``. While Redis does not answer, each
+    process counts its own tokens (this class's local count), and warns once.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from llmrouter.state import SQLiteState
+        >>> state = SQLiteState(os.path.join(tempfile.mkdtemp(), "state.db"))
+        >>> limiter = state.token_limiter("gpt", tokens_per_minute=1000)
+        >>> limiter.try_take(800), limiter.try_take(300) > 0   # 300 more do not fit
+        (0.0, True)
+    """
+
+    def __init__(
+        self,
+        take: TakeTokens,
+        adjust: Adjust,
+        *,
+        tokens_per_minute: int,
+        outages: Outages | None = None,
+    ) -> None:
+        super().__init__(tokens_per_minute)
+        self._shared_take = take
+        self._shared_adjust = adjust
+        self._outages = outages
+
+    def try_take(self, tokens: int) -> float:
+        if tokens > self.tokens_per_minute:
+            return float("inf")
+        if self._outages is None:  # SQLite: its errors are not outages
+            return self._shared_take(tokens)
+        try:
+            return self._outages.call(
+                "limits", lambda: self._shared_take(tokens), "each process limits its own calls"
+            )
+        except StateUnavailableError:
+            return super().try_take(tokens)
+
+    async def atry_take(self, tokens: int) -> float:
+        return await asyncio.to_thread(self.try_take, tokens)
+
+    def adjust(self, tokens: int) -> None:
+        if self._outages is None:
+            self._shared_adjust(tokens)
+            return
+        try:
+            self._outages.call(
+                "limits", lambda: self._shared_adjust(tokens), "each process limits its own calls"
+            )
+        except StateUnavailableError:
+            super().adjust(tokens)
