@@ -17,8 +17,11 @@ What it measures
                   append-only file: a crash may lose the last second of writes).
 
     Each call of a budgeted router with Redis state makes these Redis round trips: one
-    script that reads the windows and reserves, one breaker GET before the call and
-    one after it, and one script that settles.
+    script that checks the windows and reserves, one breaker GET before the call and
+    one after it, and one script that settles. The windows' totals are read first only
+    when the totals this router saw at its last admission (at most 1 s ago) leave a
+    candidate out; ``redis/1s, read first`` is the same server with that read before
+    every admission, as it was before, for comparison.
 
     Rounds of ``--calls`` calls (default 300) per state, the states in rotating
     order, ``--repeats`` times (default 5), after one untimed warm-up round each.
@@ -60,6 +63,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmrouter import Budget, CostAwareRouter, ModelRouter, ModelSpec
+from llmrouter.state import RedisState
 from llmrouter.testing import KatanServer, start_echo_server, start_redis_server
 
 
@@ -68,11 +72,11 @@ class Priced(FakeListChatModel):
 
     def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
         usage = {"input_tokens": 20, "output_tokens": 10, "total_tokens": 30}
-        message = AIMessage(content="ok", usage_metadata=usage)  # type: ignore[arg-type]
+        message = AIMessage(content="ok", usage_metadata=usage)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 
-def router(state: str, *, budget: bool, name: str) -> CostAwareRouter:
+def router(state: Any, *, budget: bool, name: str) -> CostAwareRouter:
     spec = ModelSpec(name="m", model=Priced(responses=["ok"]), input_cost=1.0, output_cost=2.0)
     return CostAwareRouter(
         name=name,
@@ -96,7 +100,7 @@ def timed_round(target: CostAwareRouter | ModelRouter, calls: int) -> list[float
 
 
 def measure(
-    states: dict[str, str], *, budget: bool, calls: int, repeats: int
+    states: dict[str, Any], *, budget: bool, calls: int, repeats: int
 ) -> dict[str, dict[str, float]]:
     routers = {
         label: router(url, budget=budget, name=f"bench-{label}-{budget}")
@@ -202,8 +206,13 @@ def main() -> None:
             "redis": durable.url,
             "redis/1s": fast.url,
         }
+        # the same Redis, with the ledger read before every admission (as before
+        # BudgetGuard admitted on the totals it last saw): one round trip more
+        reading = RedisState(fast.url, namespace="read-first")
+        reading.ledger().remote = False
+        budgeted = {**states, "redis/1s, read first": reading}
         results = {
-            "budget": measure(states, budget=True, calls=args.calls, repeats=args.repeats),
+            "budget": measure(budgeted, budget=True, calls=args.calls, repeats=args.repeats),
             "no_budget": measure(states, budget=False, calls=args.calls, repeats=args.repeats),
             "cache": measure_cache(
                 {"memory": "memory://", "sqlite": states["sqlite"], "redis/1s": fast.url},
@@ -213,11 +222,13 @@ def main() -> None:
             ),
         }
     added = results["budget"]["redis/1s"]["added_us"]
-    durable = results["budget"]["redis"]["added_us"]
+    always = results["budget"]["redis"]["added_us"]
+    first = results["budget"]["redis/1s, read first"]["added_us"]
+    print(f"admitting on the totals last seen saves {first - added:.0f} us p50 (everysec)")
     print(
         f"target: Redis adds <= 1,000 us p50 to a budgeted call on loopback: "
         f"{added:.0f} us with appendfsync everysec ({'met' if added <= 1000 else 'NOT met'}), "
-        f"{durable:.0f} us with appendfsync always ({'met' if durable <= 1000 else 'NOT met'})"
+        f"{always:.0f} us with appendfsync always ({'met' if always <= 1000 else 'NOT met'})"
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import pickle
 import threading
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from llmrouter import ConfigurationError
 from llmrouter.cost._budget import Budget, BudgetGuard
 from llmrouter.errors import BudgetExceededError
+from llmrouter.state import RedisState
 from llmrouter.state._sqlite_ledger import SpendLedger
+from llmrouter.testing import RedisServer
 
 
 def ts(*args: int) -> float:
@@ -188,3 +192,65 @@ def test_reservations_older_than_the_timeout_count_as_spent_not_in_flight() -> N
     (status,) = g.status(now=now)
     assert (status.spent_usd, status.reserved_usd, status.open_reservations) == (0.25, 0.125, 1)
     assert status.remaining_usd == 0.625  # a crashed call is still charged its estimate
+
+
+# ------------------------------------------- a remote ledger: no read before most admissions
+
+
+def redis_guard(server: RedisServer, namespace: str, usd: float) -> tuple[BudgetGuard, Any]:
+    ledger = RedisState(server.url, namespace=namespace).ledger()
+    assert ledger.remote
+    budget = Budget(usd=usd, per="day", on_exceeded="downgrade")
+    return BudgetGuard([budget], ledger, scope="r"), ledger
+
+
+def counting_reads(ledger: Any) -> list[int]:
+    reads: list[int] = []
+    read = ledger.totals_many
+
+    def totals_many(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return read(*args, **kwargs)
+
+    ledger.totals_many = totals_many
+    return reads
+
+
+def test_on_redis_an_admission_with_room_for_every_candidate_reads_nothing_first(
+    redis_server: RedisServer,
+) -> None:
+    guard, ledger = redis_guard(redis_server, f"b{uuid.uuid4().hex[:6]}", 10.0)
+    reads = counting_reads(ledger)
+    for _ in range(5):
+        admission = guard.admit([("big", 0.5), ("small", 0.1)])
+        assert admission.allowed == ["big", "small"] and admission.reservation is not None
+    assert len(reads) == 1  # only the first admission read the totals
+    (status,) = guard.status()
+    assert status.reserved_usd == pytest.approx(2.5) and status.open_reservations == 5
+    assert SpendLedger(":memory:").remote is False  # local ledgers read every time
+
+
+def test_stale_totals_never_let_a_process_overspend(redis_server: RedisServer) -> None:
+    namespace = f"b{uuid.uuid4().hex[:6]}"
+    one, _ = redis_guard(redis_server, namespace, 1.2)
+    two, _ = redis_guard(redis_server, namespace, 1.2)  # another process, same budget
+    assert one.admit([("big", 0.5), ("small", 0.1)]).allowed == ["big", "small"]
+    assert two.admit([("big", 0.5), ("small", 0.1)]).allowed == ["big", "small"]
+    # one still remembers 0.5 committed, and big would fit that; the reservation sees
+    # the real 1.0, refuses, and one decides again on the fresh totals: small only
+    admission = one.admit([("big", 0.5), ("small", 0.1)])
+    assert admission.allowed == ["small"] and admission.reserved_usd == 0.1
+    (status,) = one.status()
+    assert status.committed_usd == pytest.approx(1.1)  # within the 1.2
+
+
+def test_totals_that_would_leave_a_candidate_out_are_read_again(
+    redis_server: RedisServer,
+) -> None:
+    guard, ledger = redis_guard(redis_server, f"b{uuid.uuid4().hex[:6]}", 1.0)
+    first = guard.admit([("big", 0.6), ("small", 0.1)])
+    guard.settle(first.reservation, 0.01, model="big")  # it cost far less than reserved
+    reads = counting_reads(ledger)
+    # remembered: 0.6 committed, so big would not fit; read: 0.01 spent, it does
+    assert guard.admit([("big", 0.6), ("small", 0.1)]).allowed == ["big", "small"]
+    assert len(reads) == 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -172,6 +172,7 @@ class BudgetGuard:
         if ledger is None and any(b.windowed for b in self.budgets):
             raise ConfigurationError("a windowed budget needs a SpendLedger to persist spend")
         self.ledger = ledger
+        self._seen: dict[tuple[str | None, tuple[float, ...]], tuple[float, list[SpendTotals]]] = {}
 
     @property
     def windowed(self) -> bool:
@@ -195,7 +196,10 @@ class BudgetGuard:
             return self._decide(candidates, self._statuses(None, user, now))
         assert self.ledger is not None
         checks, stale = self._checks(user, now), now - self.reservation_timeout
-        totals = self.ledger.totals_many(self.scope, user, checks, stale_before=stale)
+        seen = (user, tuple(c.since for c in checks))
+        totals = self._recent(seen, candidates, user, now)
+        if totals is None:
+            totals = self.ledger.totals_many(self.scope, user, checks, stale_before=stale)
         for _ in range(_MAX_RACES):
             admission = self._decide(candidates, self._statuses(totals, user, now))
             if admission.reserved_usd <= 0:
@@ -205,6 +209,7 @@ class BudgetGuard:
             )
             if not isinstance(got, list):
                 admission.reservation = got
+                self._remember(seen, totals, admission.reserved_usd, now)
                 return admission
             totals = got  # others reserved since we read: decide again on their totals
         # Still racing after that many rounds: refuse rather than overspend.
@@ -247,6 +252,48 @@ class BudgetGuard:
         return self._statuses(totals, user, now)
 
     # ------------------------------------------------------------------ internals
+
+    def _recent(
+        self,
+        seen: tuple[str | None, tuple[float, ...]],
+        candidates: Sequence[tuple[str, float]],
+        user: str | None,
+        now: float,
+    ) -> list[SpendTotals] | None:
+        """On a remote ledger, the totals this guard saw at its last admission in the
+        same windows, at most `_RECENT_S` ago -- if every candidate fits them.
+
+        Deciding on them needs no read: the reservation itself checks every limit
+        atomically, and if the dearest candidate's estimate fits the fresh totals,
+        every candidate does, which is what was decided. When it does not fit, the
+        reservation answers with the fresh totals and the guard decides again. So
+        only a decision that could differ (a candidate left out) reads first.
+        """
+        known = self._seen.get(seen)
+        if known is None or now - known[0] > _RECENT_S:
+            return None
+        statuses = self._statuses(known[1], user, now)
+        if any(_exceeded(statuses, estimate) for _, estimate in candidates):
+            return None
+        return known[1]
+
+    def _remember(
+        self,
+        seen: tuple[str | None, tuple[float, ...]],
+        totals: list[SpendTotals],
+        usd: float,
+        now: float,
+    ) -> None:
+        """Keep ``totals`` plus this reservation for the next admission (remote ledgers)."""
+        if self.ledger is None or not self.ledger.remote:
+            return
+        mine = [
+            replace(t, reserved_usd=t.reserved_usd + usd, open_reservations=t.open_reservations + 1)
+            for t in totals
+        ]
+        if len(self._seen) >= 1024 and seen not in self._seen:  # per-user budgets: bounded
+            self._seen.pop(next(iter(self._seen)))
+        self._seen[seen] = (now, mine)
 
     def _checks(self, user: str | None, now: float) -> list[WindowCheck]:
         """The windowed budgets' windows, each with its limit (plus float slack)."""
@@ -302,6 +349,10 @@ class BudgetGuard:
         admission.reserved_usd = max(estimates[name] for name in admission.allowed)
         return admission
 
+
+_RECENT_S = 1.0
+"""How long a remote ledger's totals, as an admission saw them, stand in for a read
+(they also show in the route record's budget numbers)."""
 
 _MAX_RACES = 50
 """Rounds of decide-then-reserve a request may lose to other processes before it is

@@ -82,6 +82,11 @@ class BaseLedger(ABC):
     call whose process died: totals count it as settled at its estimate.
     """
 
+    remote: bool = False
+    """Each call is a network round trip (Redis): a budget then admits a request on
+    the totals it last saw, when they leave room for every candidate, instead of
+    reading them again first (see `llmrouter.cost._budget.BudgetGuard`)."""
+
     @abstractmethod
     def totals_many(
         self,

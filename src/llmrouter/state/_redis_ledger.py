@@ -207,6 +207,8 @@ class RedisSpendLedger(BaseLedger):
         0.0
     """
 
+    remote = True
+
     def __init__(
         self,
         client: redis.Redis,
