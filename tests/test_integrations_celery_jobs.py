@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -210,3 +211,29 @@ def test_an_unreachable_broker_is_named_without_its_password(tmp_path: Path) -> 
 
 def test_the_worker_answers_a_ping(worker: CeleryWorker, broker: str) -> None:
     assert check_workers(create_app(broker), timeout=5) == [worker.name]
+
+
+def test_an_outage_is_waited_out_up_to_its_limit() -> None:
+    from llmrouter.errors import StateUnavailableError
+    from llmrouter.integrations.celery._jobs import _Patience
+
+    app = create_app("redis://:hunter2@127.0.0.1:9/0")
+    answers: list[object] = [OSError("down"), ConnectionRefusedError("down"), "back"]
+
+    def flaky() -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert _Patience(app, 5.0)(flaky) == "back"  # two failures, half a second apart
+
+    def down() -> object:
+        raise OSError("still down")
+
+    started = time.monotonic()
+    with pytest.raises(StateUnavailableError, match="run the same job again") as info:
+        _Patience(app, 0.6)(down)
+    assert 0.6 <= time.monotonic() - started < 3 and "hunter2" not in str(info.value)
+    with pytest.raises(KeyError):  # not an outage: raised at once
+        _Patience(app, 60)(lambda: {}["missing"])

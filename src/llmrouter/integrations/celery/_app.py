@@ -171,6 +171,10 @@ def create_app(
         result_expires=7 * 24 * 3600,
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
+        # a result that cannot be stored while Redis restarts is stored when it is back,
+        # not turned into a failure (the answer was paid for)
+        result_backend_always_retry=True,
+        result_backend_max_retries=60,
         worker_hijack_root_logger=False,
     )
     register(app)

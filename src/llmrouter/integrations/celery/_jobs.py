@@ -15,18 +15,22 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Celery
 from celery.result import AsyncResult
+from kombu.exceptions import OperationalError
 from kombu.utils.url import maybe_sanitize_url
 
 from llmrouter.batch._jobs import BatchItem, BatchOutput, BatchReport, check_concurrency
-from llmrouter.errors import ConfigurationError
+from llmrouter.errors import ConfigurationError, StateUnavailableError
 from llmrouter.integrations.celery._app import create_app, register
 
 __all__ = ["check_workers", "run_batch_on_celery"]
+
+T = TypeVar("T")
 
 
 def run_batch_on_celery(
@@ -40,6 +44,7 @@ def run_batch_on_celery(
     retry_failed: bool = False,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     worker_timeout: float = 5.0,
+    outage_timeout: float = 120.0,
 ) -> BatchReport:
     """Route each of ``items`` without a result in ``out`` on Celery workers.
 
@@ -48,11 +53,15 @@ def run_batch_on_celery(
     ``concurrency`` tasks are out at once; results are appended to ``out`` as
     they come, in the format of `llmrouter.batch.run_batch`, and ``on_result`` is
     called with each. ``app`` defaults to `create_app` (``CELERY_BROKER_URL``).
+    While the broker or result backend does not answer (Redis restarting), the job
+    waits for it up to ``outage_timeout`` seconds, then stops (run it again to go on).
 
     Raises:
         ConfigurationError: ``config`` is not a file, the broker cannot be
             reached, or no worker answers within ``worker_timeout`` seconds (the
             message says how to start one).
+        StateUnavailableError: the broker or result backend stopped answering for
+            longer than ``outage_timeout`` mid-job (the job can be run again).
 
     Examples:
         >>> from llmrouter.integrations.celery import run_batch_on_celery
@@ -71,6 +80,7 @@ def run_batch_on_celery(
         known = sent.read()
         waiting = deque(output.todo)
         pending: dict[str, tuple[BatchItem, AsyncResult]] = {}
+        patient = _Patience(app, outage_timeout)
         while waiting or pending:
             while waiting and len(pending) < concurrency:
                 item = waiting.popleft()
@@ -78,21 +88,52 @@ def run_batch_on_celery(
                 if task_id is not None:  # sent by an earlier run of this job
                     result = app.AsyncResult(task_id)
                 else:
-                    result = task.apply_async(
-                        (item.to_request(),), {"router": router, "config": config_path}
-                    )
+                    keywords = {"router": router, "config": config_path}
+                    result = patient(partial(task.apply_async, (item.to_request(),), keywords))
                     sent.add(item.id, result.id)
                 pending[result.id] = (item, result)
-            ready = [key for key, (_, result) in pending.items() if result.ready()]
+            ready = patient(lambda: [k for k, (_, r) in pending.items() if r.ready()])
             for key in ready:
                 item, result = pending.pop(key)
-                output.write(item, _outcome(item, result.get(propagate=False)))
+                value = patient(partial(result.get, propagate=False))
+                output.write(item, _outcome(item, value))
                 sent.add(item.id, None)
-                result.forget()
+                patient(result.forget)
             if not ready:
                 _wait_for_news(app, 0.2)
     sent.discard()
     return output.report
+
+
+class _Patience:
+    """Call the broker or result backend, waiting out an outage (Redis restarting) of
+    up to ``limit`` seconds; then `StateUnavailableError`."""
+
+    def __init__(self, app: Celery, limit: float) -> None:
+        declared = getattr(app.backend, "connection_errors", ())
+        # kombu lists KeyError among Redis's connection errors (a vanished queue); a
+        # missing key in our own code is no outage
+        self.errors: tuple[type[BaseException], ...] = (
+            OSError,
+            OperationalError,
+            *(kind for kind in declared if not issubclass(kind, LookupError)),
+        )
+        self.where = maybe_sanitize_url(app.conf.result_backend or app.conf.broker_url)
+        self.limit = limit
+
+    def __call__(self, call: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.limit
+        while True:
+            try:
+                return call()
+            except self.errors as exc:
+                if time.monotonic() > deadline:
+                    raise StateUnavailableError(
+                        f"the Celery broker or result backend at {self.where} did not answer "
+                        f"for {self.limit:g} s ({type(exc).__name__}: {exc}); the tasks sent "
+                        "are kept: run the same job again to go on"
+                    ) from exc
+                time.sleep(0.5)
 
 
 def _outcome(item: BatchItem, value: Any) -> Any:
@@ -114,8 +155,10 @@ def _wait_for_news(app: Celery, timeout: float) -> None:
     if drain is None or getattr(consumer, "_pubsub", None) is None:
         time.sleep(timeout)
         return
-    with contextlib.suppress(TimeoutError, OSError):
+    try:
         drain(timeout=timeout)
+    except Exception:  # Redis restarting: only a shortcut is lost, the job polls on
+        time.sleep(timeout)
 
 
 def check_workers(app: Celery, timeout: float = 5.0) -> list[str]:
