@@ -425,17 +425,7 @@ class Execution:
         replica with room, else wait for room when the wait fits the attempt's deadline,
         else the next model. Not a failure of the model: its breaker is not told."""
         replica = self._replica or spec
-        self.record.attempts.append(
-            Attempt(
-                model=spec.name,
-                replica=self._replica_name(spec),
-                ok=False,
-                latency_s=0.0,
-                kind="rate_limited",
-                error_type=type(exc).__name__,
-                error=str(exc)[:500],
-            )
-        )
+        self._attempt_failed(spec, exc)
         if spec.replicas:
             self._full = self._full | {replica.name}
             other = self._replica_of(spec, self._tried | self._full)
@@ -464,7 +454,7 @@ class Execution:
                 latency_s=time.perf_counter() - self._began,
                 error_type=type(exc).__name__,
                 error=redact(str(exc), secrets_of(replica.chat_model))[:500],
-                kind=classify_error(exc).kind.value,
+                kind=_kind(exc),
                 partial=partial,
             )
         )
@@ -544,6 +534,13 @@ class Execution:
         if self.record.streamed and self.relay.text and self.error is not None:
             return StreamInterruptedError(self.record, self.error)
         return AllModelsFailedError(self.record, self.error)
+
+
+def _kind(exc: BaseException) -> str:
+    """An attempt's kind: how the executor treated its error (see `Attempt.kind`)."""
+    if isinstance(exc, TokenLimitError):
+        return "rate_limited"  # the model was not asked
+    return classify_error(exc).kind.value
 
 
 def _metadata(upstream: dict[str, Any], route: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from langchain_core.rate_limiters import BaseRateLimiter, InMemoryRateLimiter
 
@@ -42,6 +43,8 @@ __all__ = [
     "sqlite_take",
     "sqlite_tokens",
 ]
+
+T = TypeVar("T")
 
 Take = Callable[[], float]
 """Try to take one request now: 0.0 if allowed, else the seconds to wait first."""
@@ -262,25 +265,21 @@ class SharedTokenRateLimiter(TokenRateLimiter):
     def try_take(self, tokens: int) -> float:
         if tokens > self.tokens_per_minute:
             return float("inf")
-        if self._outages is None:  # SQLite: its errors are not outages
-            return self._shared_take(tokens)
-        try:
-            return self._outages.call(
-                "limits", lambda: self._shared_take(tokens), "each process limits its own calls"
-            )
-        except StateUnavailableError:
-            return super().try_take(tokens)
+        here = super().try_take
+        return self._either(lambda: self._shared_take(tokens), lambda: here(tokens))
 
     async def atry_take(self, tokens: int) -> float:
         return await asyncio.to_thread(self.try_take, tokens)
 
     def adjust(self, tokens: int) -> None:
-        if self._outages is None:
-            self._shared_adjust(tokens)
-            return
+        here = super().adjust
+        self._either(lambda: self._shared_adjust(tokens), lambda: here(tokens))
+
+    def _either(self, shared: Callable[[], T], local: Callable[[], T]) -> T:
+        """The shared count; this process's own while Redis does not answer."""
+        if self._outages is None:  # SQLite: its errors are not outages
+            return shared()
         try:
-            self._outages.call(
-                "limits", lambda: self._shared_adjust(tokens), "each process limits its own calls"
-            )
+            return self._outages.call("limits", shared, "each process limits its own calls")
         except StateUnavailableError:
-            super().adjust(tokens)
+            return local()

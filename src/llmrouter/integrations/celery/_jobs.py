@@ -58,12 +58,13 @@ def run_batch_on_celery(
 
     Raises:
         ConfigurationError: ``config`` is not a file, the broker cannot be
-            reached, or no worker answers within ``worker_timeout`` seconds (the
-            message says how to start one).
+            reached, or (when a request still needs an answer) no worker answers
+            within ``worker_timeout`` seconds; the message says how to start one.
         StateUnavailableError: the broker or result backend stopped answering for
             longer than ``outage_timeout`` mid-job (the job can be run again).
 
     Examples:
+        >>> from llmrouter.batch import read_items
         >>> from llmrouter.integrations.celery import run_batch_on_celery
         >>> report = run_batch_on_celery(  # doctest: +SKIP
         ...     read_items("requests.jsonl"), "results.jsonl", config="router.yaml")
@@ -74,9 +75,10 @@ def run_batch_on_celery(
     config_path = str(Path(config).expanduser().resolve())
     if not Path(config_path).is_file():
         raise ConfigurationError(f"config {config} not found: the workers are sent its path")
-    check_workers(app, worker_timeout)
     sent = _SentTasks(Path(out))
     with BatchOutput(out, items, retry_failed=retry_failed, on_result=on_result) as output:
+        if output.todo:  # a finished job needs no worker
+            check_workers(app, worker_timeout)
         known = sent.read()
         waiting = deque(output.todo)
         pending: dict[str, tuple[BatchItem, AsyncResult]] = {}
