@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from llmrouter.cli import app
 from llmrouter.config._cli import EXIT_CALL, EXIT_CONFIG
+from llmrouter.testing import RedisServer
 
 FAKE = "langchain_core.language_models:FakeListChatModel"
 CONFIG = f"""
@@ -62,3 +63,18 @@ def test_a_bad_request_file_exits_2_naming_the_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["batch", str(config), str(requests), "--out", str(out)])
     assert result.exit_code == EXIT_CONFIG and "in.jsonl:2: not JSON" in result.output
     assert not out.exists()  # nothing was asked
+
+
+def test_celery_without_a_worker_exits_2_saying_how_to_start_one(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    config, requests, out = setup(tmp_path, {"id": "a", "prompt": "hi"})
+    broker = redis_server.url.rsplit("/", 1)[0] + "/9"  # no worker listens there
+    command = ["batch", str(config), str(requests), "-o", str(out), "--celery", "--broker", broker]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == EXIT_CONFIG
+    assert "no Celery worker answered" in result.output
+    assert "celery -A llmrouter.integrations.celery worker" in result.output
+    unreachable = [*command[:-1], "redis://127.0.0.1:9/0"]
+    result = CliRunner().invoke(app, unreachable)
+    assert result.exit_code == EXIT_CONFIG and "cannot reach the Celery broker" in result.output
