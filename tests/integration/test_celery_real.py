@@ -27,7 +27,9 @@ from llmrouter.testing import (
     start_redis_server,
 )
 
-QUICK_REDELIVERY = {"LLMROUTER_CELERY_VISIBILITY_TIMEOUT": "3"}
+QUICK_REDELIVERY = {"LLMROUTER_CELERY_VISIBILITY_TIMEOUT": "8"}
+"""A killed worker's tasks go to another after 8 s: well above a task's time here even
+on a loaded machine (a task running longer than this would be handed out twice)."""
 
 
 def write_config(
@@ -69,7 +71,7 @@ def test_a_worker_killed_mid_job_loses_no_request(
     job = threading.Thread(
         target=lambda: reports.append(
             run_batch_on_celery(
-                items, out, config=config, app=create_app(broker, visibility_timeout=3)
+                items, out, config=config, app=create_app(broker, visibility_timeout=8)
             )
         )
     )
