@@ -23,6 +23,7 @@ from llmrouter.resilience import DEFAULT_BOARD
 from llmrouter.resilience._breaker import CircuitBreaker
 from llmrouter.spec import ModelSpec
 from llmrouter.task import ModelRouter
+from llmrouter.testing import RedisServer
 
 FAKE = '"langchain_core.language_models:FakeListChatModel"'
 MODELS = f"""
@@ -749,6 +750,25 @@ def test_a_semantic_response_cache_in_the_states_sqlite_file(tmp_path: Path) -> 
     assert (cache.path, cache.threshold, cache.ttl) == (str(tmp_path / "state.db"), 0.85, 600)
     alone = built.router("alone").response_store
     assert isinstance(alone, SemanticResponseCache) and alone.path == ":memory:"
+
+
+def test_a_semantic_response_cache_on_a_redis_state_is_on_redis(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    from llmrouter.state import SemanticResponseCache
+    from llmrouter.state._vectors import RedisVectors
+
+    built = build(
+        tmp_path,
+        MODELS,
+        f"""
+        state: {redis_server.url}
+        routers:
+          r: {{type: task, models: [a], default: a, response_cache: {{semantic: true}}}}
+        """,
+    )
+    cache = built.router("r").response_store
+    assert isinstance(cache, SemanticResponseCache) and isinstance(cache.store, RedisVectors)
 
 
 def test_a_typo_in_response_cache_names_its_line(tmp_path: Path) -> None:

@@ -123,21 +123,21 @@ class CacheSettings(Strict):
     ttl: float | None = Field(default=86_400.0, gt=0)
     """Seconds an answer stays cached (``null``: until the store is cleared)."""
     semantic: bool = False
-    """Match the last user message by meaning (all-MiniLM-L6-v2): in the state's
-    SQLite file, else in this process (a Redis state does not share it)."""
+    """Match the last user message by meaning (all-MiniLM-L6-v2), kept where the
+    state keeps things: its SQLite file, Redis, or this process."""
     threshold: float = Field(default=0.9, gt=0, le=1)
     """Least cosine similarity of two questions that count as the same (``semantic``)."""
 
     def cache_in(self, state: str | None) -> BaseCache:
         """The cache in ``state`` (a state URL; ``None``: this process)."""
-        from llmrouter.state import SemanticResponseCache, SQLiteState, open_state
+        from llmrouter.state import SemanticResponseCache, open_state
         from llmrouter.state._backends import response_cache_for
 
         if not self.semantic:
             return response_cache_for(state, self.ttl)
-        shared = None if state is None else open_state(state)
-        path = shared.path if isinstance(shared, SQLiteState) else ":memory:"
-        return SemanticResponseCache(threshold=self.threshold, ttl=self.ttl, path=path)
+        if state is None:
+            return SemanticResponseCache(threshold=self.threshold, ttl=self.ttl)
+        return open_state(state).semantic_cache(threshold=self.threshold, ttl=self.ttl)
 
 
 class RampStep(Strict):

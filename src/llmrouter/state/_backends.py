@@ -29,10 +29,12 @@ from llmrouter.state._responses import DEFAULT_TTL_S
 
 if TYPE_CHECKING:
     from langchain_core.caches import BaseCache
+    from langchain_core.embeddings import Embeddings
     from langchain_core.rate_limiters import BaseRateLimiter
 
     from llmrouter.ab._store import ExperimentStore
     from llmrouter.resilience._breaker import BreakerBoard
+    from llmrouter.state._semantic import SemanticResponseCache
     from llmrouter.state._threads import ThreadMemory
 
 __all__ = [
@@ -85,6 +87,31 @@ class SharedState(ABC):
     @cached_property
     def _caches(self) -> dict[float | None, BaseCache]:
         return {}
+
+    def semantic_cache(
+        self,
+        threshold: float = 0.9,
+        ttl: float | None = DEFAULT_TTL_S,
+        embeddings: Embeddings | None = None,
+        max_per_scope: int = 1000,
+    ) -> SemanticResponseCache:
+        """A cache that matches questions by meaning (`SemanticResponseCache`, MiniLM
+        unless ``embeddings`` are given; at most ``max_per_scope`` answers per router,
+        task, conversation and model). This process only, here; a SQLite state keeps
+        it in its file, a Redis state on Redis for every replica.
+
+        Examples:
+            >>> from langchain_core.embeddings import DeterministicFakeEmbedding
+            >>> cache = open_state("memory://").semantic_cache(
+            ...     threshold=0.95, embeddings=DeterministicFakeEmbedding(size=8))
+            >>> cache.threshold, cache.max_per_scope
+            (0.95, 1000)
+        """
+        from llmrouter.state._semantic import SemanticResponseCache
+
+        return SemanticResponseCache(
+            embeddings, threshold=threshold, ttl=ttl, max_per_scope=max_per_scope
+        )
 
     def thread_memory(self, router: str, max_threads: int = 10_000) -> ThreadMemory:
         """Which model each conversation of ``router`` stays on (this process only, here)."""
@@ -208,6 +235,19 @@ class SQLiteState(SharedState):
         from llmrouter.state._responses import SQLiteResponseCache
 
         return SQLiteResponseCache(self.path, ttl)
+
+    def semantic_cache(
+        self,
+        threshold: float = 0.9,
+        ttl: float | None = DEFAULT_TTL_S,
+        embeddings: Embeddings | None = None,
+        max_per_scope: int = 1000,
+    ) -> SemanticResponseCache:
+        from llmrouter.state._semantic import SemanticResponseCache
+
+        return SemanticResponseCache(
+            embeddings, threshold=threshold, ttl=ttl, path=self.path, max_per_scope=max_per_scope
+        )
 
     def thread_memory(self, router: str, max_threads: int = 10_000) -> ThreadMemory:
         from llmrouter.state._threads import SQLiteThreads
@@ -334,6 +374,25 @@ class RedisState(SharedState):
         return RedisResponseCache(
             self.client, namespace=self.namespace, ttl=ttl, outages=self._outages, state=self
         )
+
+    def semantic_cache(
+        self,
+        threshold: float = 0.9,
+        ttl: float | None = DEFAULT_TTL_S,
+        embeddings: Embeddings | None = None,
+        max_per_scope: int = 1000,
+    ) -> SemanticResponseCache:
+        from llmrouter.state._semantic import SemanticResponseCache
+        from llmrouter.state._vectors import RedisVectors
+
+        store = RedisVectors(
+            self.client, namespace=self.namespace, ttl=ttl, keep=max_per_scope,
+            outages=self._outages,
+        )  # fmt: skip
+        return SemanticResponseCache(
+            embeddings, threshold=threshold, ttl=ttl, max_per_scope=max_per_scope,
+            store=store, state=self,
+        )  # fmt: skip
 
     def thread_memory(self, router: str, max_threads: int = 10_000) -> ThreadMemory:
         from llmrouter.state._threads import RedisThreads

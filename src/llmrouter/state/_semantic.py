@@ -10,8 +10,10 @@ the task, the earlier messages, the model and its settings (see
 "What is the capital of France?" (similarity 0.91 with MiniLM), from the same
 model, in the same conversation, for the same task only.
 
-Entries live in a SQLite table: ``path=":memory:"`` (the default) for this
-process, or a file shared by the processes of one machine.
+Entries live in a SQLite table -- ``path=":memory:"`` (the default) for this
+process, or a file shared by the processes of one machine -- or, from
+``RedisState(url).semantic_cache()``, on Redis for every replica (see
+`llmrouter.state._vectors`).
 """
 
 from __future__ import annotations
@@ -19,20 +21,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 
-from llmrouter._sqlite import SQLiteDatabase, database_path
+from llmrouter._sqlite import database_path
 from llmrouter.errors import ConfigurationError
 from llmrouter.state._responses import DEFAULT_TTL_S, check_ttl, decode, encode
+from llmrouter.state._vectors import SQLiteVectors, VectorStore
 
 if TYPE_CHECKING:
     import numpy as np
     from langchain_core.embeddings import Embeddings
+
+    from llmrouter.state._backends import SharedState
 
 __all__ = ["DEFAULT_THRESHOLD", "SemanticHit", "SemanticResponseCache"]
 
@@ -40,14 +44,6 @@ DEFAULT_THRESHOLD = 0.9
 """Least cosine similarity for a hit. With all-MiniLM-L6-v2, paraphrases of one
 question score about 0.84-0.98; a question about another country or another
 property of the same one about 0.5-0.7."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS semantic_responses (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL, vector BLOB NOT NULL,
-    generations TEXT NOT NULL, expires REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS semantic_scope ON semantic_responses (scope, expires);
-"""
 
 
 @dataclass(frozen=True)
@@ -90,6 +86,8 @@ class SemanticResponseCache(BaseCache):
         ttl: float | None = DEFAULT_TTL_S,
         path: str = ":memory:",
         max_per_scope: int = 1000,
+        store: VectorStore | None = None,
+        state: SharedState | None = None,
     ) -> None:
         if not 0 < threshold <= 1:
             raise ConfigurationError(f"threshold must be in (0, 1], not {threshold!r}")
@@ -102,11 +100,17 @@ class SemanticResponseCache(BaseCache):
         self.ttl = check_ttl(ttl)
         self.path = database_path(path, "semantic response cache")
         self.max_per_scope = max_per_scope
-        self._db = SQLiteDatabase(self.path, _SCHEMA)
+        self.store = store or SQLiteVectors(self.path, self.ttl, max_per_scope)
+        """Where the entries are (`llmrouter.state._vectors`): ``path``'s SQLite table,
+        unless the state gave another."""
+        self._state = state
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()  # recent questions
         self._lock = threading.Lock()
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if self._state is not None:  # on Redis: the copy opens the same state
+            kept = (self._given, self.threshold, self.ttl, self.max_per_scope)
+            return (_reopened, (self._state, *kept))
         options = {"threshold": self.threshold, "ttl": self.ttl, "path": self.path}
         return (_rebuilt, (self._given, options, self.max_per_scope))
 
@@ -122,10 +126,7 @@ class SemanticResponseCache(BaseCache):
     def nearest(self, prompt: str, llm_string: str) -> SemanticHit | None:
         """The stored answer whose question is nearest ``prompt`` under ``llm_string``,
         if it is at least ``threshold`` similar."""
-        rows = self._db.fetch(
-            "SELECT vector, generations FROM semantic_responses WHERE scope = ? AND expires > ?",
-            (self._scope(llm_string), time.time()),
-        )
+        rows = self.store.rows(self._scope(llm_string))
         if not rows:
             return None  # nothing to compare with: no need to embed
         import numpy as np
@@ -150,23 +151,10 @@ class SemanticResponseCache(BaseCache):
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         vector, scope = self._vector(prompt), self._scope(llm_string)
-        now = time.time()
-        expires = now + self.ttl if self.ttl is not None else float("inf")
-        with self._db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO semantic_responses (scope, vector, generations, expires) "
-                "VALUES (?, ?, ?, ?)",
-                (scope, vector.tobytes(), encode(return_val), expires),
-            )
-            conn.execute(  # the oldest beyond max_per_scope, and what expired
-                "DELETE FROM semantic_responses WHERE scope = ? AND (expires <= ? OR id NOT IN "
-                "(SELECT id FROM semantic_responses WHERE scope = ? ORDER BY id DESC LIMIT ?))",
-                (scope, now, scope, self.max_per_scope),
-            )
+        self.store.add(scope, vector.tobytes(), encode(return_val))
 
     def clear(self, **kwargs: Any) -> None:
-        with self._db.transaction() as conn:
-            conn.execute("DELETE FROM semantic_responses")
+        self.store.clear()
 
     def _scope(self, llm_string: str) -> str:
         # the embeddings model is part of the scope: vectors of two models do not compare
@@ -193,6 +181,16 @@ class SemanticResponseCache(BaseCache):
             while len(self._vectors) > 256:
                 self._vectors.popitem(last=False)
         return vector
+
+
+def _reopened(
+    state: SharedState,
+    embeddings: Embeddings | None,
+    threshold: float,
+    ttl: float | None,
+    max_per_scope: int,
+) -> SemanticResponseCache:
+    return state.semantic_cache(threshold, ttl, embeddings, max_per_scope)
 
 
 def _rebuilt(
