@@ -146,3 +146,21 @@ def test_a_bad_visibility_timeout_is_refused(monkeypatch: pytest.MonkeyPatch, va
     monkeypatch.setenv("LLMROUTER_CELERY_VISIBILITY_TIMEOUT", value)
     with pytest.raises(ConfigurationError, match=r"LLMROUTER_CELERY_VISIBILITY_TIMEOUT|positive"):
         create_app("memory://")
+
+
+def test_a_pool_process_builds_the_workers_config_when_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llmrouter.integrations.celery import _app
+
+    config = write_config(tmp_path / "router.yaml", "warm")
+    _app._import_before_forking()  # what the worker's main process does before forking
+    _app._built.cache_clear()
+    monkeypatch.setenv("LLMROUTER_CONFIG", str(config))
+    _app._build_the_workers_config()
+    assert _app._built.cache_info().currsize == 1
+    route_request({"id": "a", "prompt": "x"})
+    assert _app._built.cache_info().hits >= 1  # the task found it built
+    monkeypatch.setenv("LLMROUTER_CONFIG", str(tmp_path / "missing.yaml"))
+    _app._build_the_workers_config()  # a broken config is the tasks' to report
+    assert "could not be built" in caplog.text

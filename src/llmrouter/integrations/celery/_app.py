@@ -14,14 +14,17 @@ killed; such a request may be asked twice.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import os
 import socket
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_init, worker_process_init
 
 from llmrouter.batch._jobs import BatchItem, result_line
 from llmrouter.errors import ConfigurationError
@@ -36,6 +39,8 @@ TASK_NAME = "llmrouter.route"
 """The name the routing task is registered under, on every app."""
 
 _DEFAULT_VISIBILITY = 3600.0
+
+logger = logging.getLogger("llmrouter")
 
 
 def route_request(
@@ -99,19 +104,46 @@ def _built(path: str, stamp: int) -> Any:
     return load_config(path).build()
 
 
+def _import_before_forking(**_: Any) -> None:
+    """Import what building a config needs in the worker's main process, before its
+    pool forks: each pool process then builds its routers in milliseconds, not the
+    seconds a cold import takes (a first task that slow could outlive a short
+    visibility timeout and be handed out twice)."""
+    import llmrouter.config  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import langchain_openai  # noqa: F401
+
+
+def _build_the_workers_config(**_: Any) -> None:
+    """With ``LLMROUTER_CONFIG`` set, each pool process builds it when it starts."""
+    path = os.environ.get("LLMROUTER_CONFIG")
+    if path:
+        try:
+            resolved = Path(path).expanduser().resolve()
+            _built(str(resolved), resolved.stat().st_mtime_ns)
+        except Exception as exc:  # the tasks will say what is wrong, one by one
+            logger.warning("llmrouter: LLMROUTER_CONFIG=%s could not be built: %s", path, exc)
+
+
+worker_init.connect(_import_before_forking, weak=False)
+worker_process_init.connect(_build_the_workers_config, weak=False)
+
+
 def register(app: Celery) -> Any:
     """Register the ``llmrouter.route`` task on your own Celery ``app`` and return it.
 
-    The task acknowledges its message only when done (``acks_late``) and a worker
-    lost mid-task hands it back (``reject_on_worker_lost``). Also give your app
-    ``worker_prefetch_multiplier=1``, and on Redis a ``visibility_timeout`` longer
-    than your longest call (see `create_app`).
+        The task acknowledges its message only when done (``acks_late``) and a worker
+        lost mid-task hands it back (``reject_on_worker_lost``). Also give your app
+        ``worker_prefetch_multiplier=1``, and on Redis a ``visibility_timeout`` longer
+        than your longest call (see `create_app`).
 
-    Examples:
-        >>> from celery import Celery
-        >>> task = register(Celery("mine", broker="memory://"))
-        >>> task.name, task.acks_late, task.reject_on_worker_lost
-        ('llmrouter.route', True, True)
+        Examples:
+            >>> from celery import Celery
+    from celery.signals import worker_init, worker_process_init
+            >>> task = register(Celery("mine", broker="memory://"))
+            >>> task.name, task.acks_late, task.reject_on_worker_lost
+            ('llmrouter.route', True, True)
     """
     if TASK_NAME in app.tasks:
         return app.tasks[TASK_NAME]
