@@ -133,17 +133,16 @@ worker_process_init.connect(_build_the_workers_config, weak=False)
 def register(app: Celery) -> Any:
     """Register the ``llmrouter.route`` task on your own Celery ``app`` and return it.
 
-        The task acknowledges its message only when done (``acks_late``) and a worker
-        lost mid-task hands it back (``reject_on_worker_lost``). Also give your app
-        ``worker_prefetch_multiplier=1``, and on Redis a ``visibility_timeout`` longer
-        than your longest call (see `create_app`).
+    The task acknowledges its message only when done (``acks_late``) and a worker
+    lost mid-task hands it back (``reject_on_worker_lost``). Also give your app
+    ``worker_prefetch_multiplier=1``, and on Redis a ``visibility_timeout`` longer
+    than your longest call (see `create_app`).
 
-        Examples:
-            >>> from celery import Celery
-    from celery.signals import worker_init, worker_process_init
-            >>> task = register(Celery("mine", broker="memory://"))
-            >>> task.name, task.acks_late, task.reject_on_worker_lost
-            ('llmrouter.route', True, True)
+    Examples:
+        >>> from celery import Celery
+        >>> task = register(Celery("mine", broker="memory://"))
+        >>> task.name, task.acks_late, task.reject_on_worker_lost
+        ('llmrouter.route', True, True)
     """
     if TASK_NAME in app.tasks:
         return app.tasks[TASK_NAME]
