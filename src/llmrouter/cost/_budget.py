@@ -13,6 +13,7 @@ more than the limit unless a call costs more than its reservation (see docs/cost
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -292,7 +293,9 @@ class BudgetGuard:
             for t in totals
         ]
         if len(self._seen) >= 1024 and seen not in self._seen:  # per-user budgets: bounded
-            self._seen.pop(next(iter(self._seen)))
+            # another thread may be at it too: then one entry fewer goes, no harm
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                self._seen.pop(next(iter(self._seen)))
         self._seen[seen] = (now, mine)
 
     def _checks(self, user: str | None, now: float) -> list[WindowCheck]:
