@@ -26,6 +26,7 @@ from llmrouter.errors import ConfigurationError
 from llmrouter.resilience._token_limits import TokenRateLimiter
 from llmrouter.state._ledger_api import BaseLedger
 from llmrouter.state._responses import DEFAULT_TTL_S
+from llmrouter.state._semantic import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
     from langchain_core.caches import BaseCache
@@ -90,7 +91,7 @@ class SharedState(ABC):
 
     def semantic_cache(
         self,
-        threshold: float = 0.9,
+        threshold: float = DEFAULT_THRESHOLD,
         ttl: float | None = DEFAULT_TTL_S,
         embeddings: Embeddings | None = None,
         max_per_scope: int = 1000,
@@ -109,9 +110,15 @@ class SharedState(ABC):
         """
         from llmrouter.state._semantic import SemanticResponseCache
 
+        place = self._semantic_place(ttl, max_per_scope)
         return SemanticResponseCache(
-            embeddings, threshold=threshold, ttl=ttl, max_per_scope=max_per_scope
+            embeddings, threshold=threshold, ttl=ttl, max_per_scope=max_per_scope, **place
         )
+
+    def _semantic_place(self, ttl: float | None, max_per_scope: int) -> dict[str, Any]:
+        """Where a semantic cache keeps its entries (`SemanticResponseCache` keywords):
+        in memory, here."""
+        return {}
 
     def thread_memory(self, router: str, max_threads: int = 10_000) -> ThreadMemory:
         """Which model each conversation of ``router`` stays on (this process only, here)."""
@@ -236,18 +243,8 @@ class SQLiteState(SharedState):
 
         return SQLiteResponseCache(self.path, ttl)
 
-    def semantic_cache(
-        self,
-        threshold: float = 0.9,
-        ttl: float | None = DEFAULT_TTL_S,
-        embeddings: Embeddings | None = None,
-        max_per_scope: int = 1000,
-    ) -> SemanticResponseCache:
-        from llmrouter.state._semantic import SemanticResponseCache
-
-        return SemanticResponseCache(
-            embeddings, threshold=threshold, ttl=ttl, path=self.path, max_per_scope=max_per_scope
-        )
+    def _semantic_place(self, ttl: float | None, max_per_scope: int) -> dict[str, Any]:
+        return {"path": self.path}
 
     def thread_memory(self, router: str, max_threads: int = 10_000) -> ThreadMemory:
         from llmrouter.state._threads import SQLiteThreads
@@ -375,24 +372,14 @@ class RedisState(SharedState):
             self.client, namespace=self.namespace, ttl=ttl, outages=self._outages, state=self
         )
 
-    def semantic_cache(
-        self,
-        threshold: float = 0.9,
-        ttl: float | None = DEFAULT_TTL_S,
-        embeddings: Embeddings | None = None,
-        max_per_scope: int = 1000,
-    ) -> SemanticResponseCache:
-        from llmrouter.state._semantic import SemanticResponseCache
+    def _semantic_place(self, ttl: float | None, max_per_scope: int) -> dict[str, Any]:
         from llmrouter.state._vectors import RedisVectors
 
         store = RedisVectors(
             self.client, namespace=self.namespace, ttl=ttl, keep=max_per_scope,
             outages=self._outages,
         )  # fmt: skip
-        return SemanticResponseCache(
-            embeddings, threshold=threshold, ttl=ttl, max_per_scope=max_per_scope,
-            store=store, state=self,
-        )  # fmt: skip
+        return {"store": store, "state": self}  # a pickled copy opens this state again
 
     def thread_memory(self, router: str, max_threads: int = 10_000) -> ThreadMemory:
         from llmrouter.state._threads import RedisThreads
