@@ -114,3 +114,77 @@ def test_a_withdrawn_caller_releases_the_leader(monkeypatch: pytest.MonkeyPatch)
     assert batcher.submit(Request("x", {}, "k"), 0.005, 8).text == "X"
     assert time.monotonic() - start < 1.5  # released by the withdrawal, not the 5 s cap
     timer.join()
+
+
+def test_after_a_batch_nobody_gathers_past_the_window_plus_one_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_hf_batch, "_MAX_GATHER_S", 5.0)  # the wait it would otherwise allow
+    runs = Runs(seconds=0.1)
+    batcher = MicroBatcher(runs)
+    batcher.submit(Request("warm", {}, "k"), 0.005, 8)  # one batch took 0.1 s
+    batcher.announce()  # a caller that does not come for 3 s
+    timer = threading.Timer(3.0, batcher.withdraw)
+    timer.start()
+    try:
+        start = time.monotonic()
+        result = batcher.submit(Request("x", {}, "k"), 0.005, 8)
+        elapsed = time.monotonic() - start
+    finally:
+        timer.cancel()
+    # it started after the window plus one batch (0.105 s), not after the caller's 3 s
+    assert 0.1 <= result.queued_s < 1.5 and elapsed < 2.0
+    assert runs.groups == [["warm"], ["x"]]
+
+
+def test_a_request_arriving_during_a_batch_waits_for_that_batch() -> None:
+    runs = Runs(seconds=0.3)
+    batcher = MicroBatcher(runs)
+    results: dict[str, Generation] = {}
+
+    def submit(prompt: str) -> None:
+        results[prompt] = batcher.submit(Request(prompt, {}, "k"), 0.001, 8)
+
+    first = threading.Thread(target=submit, args=("a",))
+    first.start()
+    time.sleep(0.1)  # "a" is running
+    submit("b")
+    first.join()
+    assert runs.groups == [["a"], ["b"]]
+    assert results["a"].queued_s < results["b"].queued_s  # "b" waited for "a"'s batch
+    assert 0.1 <= results["b"].queued_s < 1.5
+
+
+def test_a_batch_holds_at_most_its_token_budget() -> None:
+    runs = Runs()
+    batcher = MicroBatcher(runs)
+    answers: dict[str, str] = {}
+
+    def one(prompt: str, tokens: int) -> None:
+        request = Request(prompt, {}, "k", limit=10, tokens=tokens)
+        answers[prompt] = batcher.submit(request, 0.25, 8, max_tokens=50).text
+
+    sizes = {"a": 10, "b": 10, "c": 10, "d": 60}  # 20 padded tokens a row; "d" 70 alone
+    threads = [threading.Thread(target=one, args=item) for item in sizes.items()]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.01)
+    for thread in threads:
+        thread.join()
+    assert answers == {p: p.upper() for p in sizes}
+    # 2 rows of 20 fit 50, 3 do not; "d" exceeds the budget alone and still runs
+    assert sorted(len(g) for g in runs.groups) == [1, 1, 2]
+    assert ["d"] in runs.groups
+
+
+def test_requests_that_waited_out_their_window_during_a_batch_start_right_after_it() -> None:
+    runs = Runs(seconds=0.5)
+    batcher = MicroBatcher(runs)
+    first = threading.Thread(target=batcher.submit, args=(Request("a", {}, "k"), 0.001, 8))
+    first.start()
+    time.sleep(0.25)  # "a" runs until about 0.5 s
+    result = batcher.submit(Request("b", {}, "k"), 0.2, 8)
+    first.join()
+    # "b" waited for "a" (about 0.25 s) and not another 0.2 s window after it
+    assert 0.1 <= result.queued_s < 0.4
+    assert runs.groups == [["a"], ["b"]]

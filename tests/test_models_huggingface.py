@@ -350,15 +350,50 @@ async def test_abatch_coalesces_too(chat: ChatHuggingFacePipeline) -> None:
     assert [r.content for r in replies] == alone
 
 
-def test_concurrent_calls_with_different_settings(chat: ChatHuggingFacePipeline) -> None:
-    short = chat.bind(max_tokens=2)
-    expected = [short.invoke(p).content for p in PROMPTS] + [
-        chat.invoke(p).content for p in PROMPTS
-    ]
-    jobs = [(short, p) for p in PROMPTS] + [(chat, p) for p in PROMPTS]
+def first_stop(full: str) -> str:
+    """A 2-character stop string ``full`` first contains at index 2 or later."""
+    at = next(i for i in range(2, len(full) - 2) if full.find(full[i : i + 2]) == i)
+    return full[at : at + 2]
+
+
+def test_calls_with_other_limits_and_stops_share_one_batch(
+    chat: ChatHuggingFacePipeline,
+) -> None:
+    wide = chat.model_copy(update={"max_batch_size": 16, "batch_wait_ms": 200})
+    jobs: list[tuple[str, dict[str, Any]]] = []
+    for prompt in PROMPTS:
+        stop = first_stop(str(chat.invoke(prompt).content))
+        kinds = [{}, {"max_tokens": 2}, {"stop": [stop]}, {"max_tokens": 5, "stop": [stop, "zz"]}]
+        jobs += [(prompt, kw) for kw in kinds]
+    alone = [chat.invoke(prompt, **kw) for prompt, kw in jobs]
+    before = wide.pipeline_calls
+    barrier = threading.Barrier(len(jobs))
+
+    def call(job: tuple[str, dict[str, Any]]) -> AIMessage:
+        barrier.wait()
+        return wide.invoke(job[0], **job[1])
+
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        replies = list(pool.map(lambda job: job[0].invoke(job[1]).content, jobs))
-    assert replies == expected
+        replies = list(pool.map(call, jobs))
+    # four kinds of settings: batched apart, they would take at least four calls
+    assert wide.pipeline_calls - before < 4
+    assert max(r.response_metadata["batch"]["size"] for r in replies) > 4
+    for reply, single in zip(replies, alone, strict=True):  # each row stopped at its own
+        assert reply.content == single.content
+        assert reply.usage_metadata == single.usage_metadata
+        finish = reply.response_metadata["finish_reason"]
+        assert finish == single.response_metadata["finish_reason"]
+    finishes = {r.response_metadata["finish_reason"] for r in replies}
+    assert finishes == {"stop", "length"}  # both kinds of ending were in the batch
+
+
+def test_a_reply_says_its_batch_and_how_long_it_queued(chat: ChatHuggingFacePipeline) -> None:
+    lone = chat.model_copy(update={"batch_wait_ms": 50}).invoke("hello there")
+    assert lone.response_metadata["batch"]["size"] == 1
+    assert 50 <= lone.response_metadata["batch"]["queued_ms"] < 1000  # it waited the window
+    replies = chat.model_copy(update={"batch_wait_ms": 200}).batch(PROMPTS)
+    sizes = [r.response_metadata["batch"]["size"] for r in replies]
+    assert max(sizes) > 1 and all(1 <= s <= len(PROMPTS) for s in sizes)
 
 
 # ------------------------------------------------------------------ loading
@@ -541,6 +576,28 @@ def test_a_too_long_request_fails_alone_in_a_batch(small: ChatHuggingFacePipelin
         False
     ] * 2
     assert all(isinstance(r, AIMessage) for i, r in enumerate(replies) if i != 5)
+
+
+def test_a_batch_keeps_its_longest_row_within_the_window(
+    small: ChatHuggingFacePipeline,
+) -> None:
+    # 100 + 8 and 30 + 90 tokens each fit 128, but not together: padded to the
+    # longer prompt, the batch would run 100 + 90 positions
+    jobs = [(user_text(small, 100, "long"), 8), (user_text(small, 30, "short"), 90)]
+    alone = [small.invoke(text, max_tokens=limit).content for text, limit in jobs]
+    wide = small.model_copy(update={"batch_wait_ms": 200})
+    barrier = threading.Barrier(len(jobs))
+
+    def call(job: tuple[str, int]) -> AIMessage:
+        barrier.wait()
+        return wide.invoke(job[0], max_tokens=job[1])
+
+    before = wide.pipeline_calls
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        replies = list(pool.map(call, jobs))
+    assert [r.content for r in replies] == alone
+    assert [r.response_metadata["batch"]["size"] for r in replies] == [1, 1]
+    assert wide.pipeline_calls - before == 2  # no batch that failed and ran one by one
 
 
 def test_a_failed_batch_is_retried_one_by_one(

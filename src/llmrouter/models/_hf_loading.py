@@ -10,11 +10,12 @@ when idle under a memory budget; the next use loads it again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Iterator
+import time
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from llmrouter.errors import ConfigurationError, LLMRouterError
 from llmrouter.models._common import freeze
@@ -23,6 +24,9 @@ from llmrouter.models._hf_batch import Generation, MicroBatcher, Request, Tracke
 from llmrouter.models._hf_checks import DEFAULT_MAX_NEW_TOKENS, context_window_of
 from llmrouter.models._hub import ModelSource
 from llmrouter.models._registry import registry
+
+if TYPE_CHECKING:
+    from transformers import StopStringCriteria
 
 __all__ = [
     "KIND",
@@ -63,7 +67,7 @@ class SharedPipeline:
         """Output limit when neither the call nor the adapter sets one."""
         self.templated = templated(self.tokenizer)
         self.calls = 0
-        self.batcher = MicroBatcher(self._run_group)
+        self.batcher = MicroBatcher(self._run_group, window=self.window)
         self.adapters: dict[str, str] = {}
         """LoRA adapters loaded onto this model: their folder -> their name in peft."""
         self._run_lock = threading.Lock()  # one generation at a time on this model
@@ -83,19 +87,34 @@ class SharedPipeline:
         return count_tokens(self.tokenizer, text, prompt=prompt)
 
     def generate(
-        self, prompts: list[str], kwargs: dict[str, Any], **extra: Any
+        self,
+        prompts: list[str],
+        kwargs: dict[str, Any],
+        *,
+        limits: Sequence[int | None] | None = None,
+        stops: Sequence[Sequence[str]] | None = None,
+        cancel: threading.Event | None = None,
+        adapter: str | None = None,
+        **extra: Any,
     ) -> list[Generation]:
-        """Run the pipeline once on ``prompts`` (one batch) and return each row."""
+        """Run the pipeline once on ``prompts`` (one batch) and return each row.
+
+        ``limits`` and ``stops`` are each row's output limit and stop sequences:
+        the batch runs up to the largest limit, and each row stops at its own.
+        """
         from transformers import StoppingCriteriaList
 
-        tracker = Tracker(extra.pop("cancel", None))
-        adapter = extra.pop("adapter", None)
+        default = kwargs.get("max_new_tokens") or self.default_new_tokens
+        rows = [limit or default for limit in limits] if limits else None
+        tracker = Tracker(cancel, rows, self._stop_criteria(stops or ()))
         call = {
             **kwargs,
             **extra,
             "add_special_tokens": not self.templated,
             "stopping_criteria": StoppingCriteriaList([tracker]),
         }
+        if rows:
+            call["max_new_tokens"] = max(rows)
         with self._run_lock:  # adapters are attached under this lock too: read them here
             switch = (
                 active_adapter(self.pipeline.model, adapter) if self.adapters else nullcontext()
@@ -112,10 +131,26 @@ class SharedPipeline:
             for row, out in enumerate(outputs)
         ]
 
+    def _stop_criteria(self, stops: Sequence[Sequence[str]]) -> list[StopStringCriteria | None]:
+        """A stop-string criterion per row (``None``: no stop), one per distinct set."""
+        from transformers import StopStringCriteria
+
+        made: dict[tuple[str, ...], StopStringCriteria] = {}
+        for stop in stops:
+            if stop and tuple(stop) not in made:
+                made[tuple(stop)] = StopStringCriteria(self.tokenizer, list(stop))
+        return [made[tuple(stop)] if stop else None for stop in stops]
+
     def _run_group(self, group: list[Request]) -> None:
+        started = time.monotonic()
         try:
-            prompts = [r.prompt for r in group]
-            results = self.generate(prompts, group[0].kwargs, adapter=group[0].adapter)
+            results = self.generate(
+                [r.prompt for r in group],
+                group[0].kwargs,
+                limits=[r.limit for r in group],
+                stops=[r.stop for r in group],
+                adapter=group[0].adapter,
+            )
         except Exception as exc:
             if len(group) == 1:
                 group[0].future.set_exception(exc)
@@ -128,7 +163,8 @@ class SharedPipeline:
                 request.future.set_exception(exc)
             raise
         for request, result in zip(group, results, strict=True):
-            request.future.set_result(result)
+            done = replace(result, batch_size=len(group), run_s=time.monotonic() - started)
+            request.future.set_result(done)
 
 
 def count_tokens(tokenizer: Any, text: str, *, prompt: bool = False) -> int:

@@ -113,6 +113,11 @@ class ChatHuggingFacePipeline(BaseChatModel):
     langchain-core's ``ContextOverflowError`` before generating, so routers fall
     back to a model with a larger window. ``stop`` is a string or a list of them.
 
+    Concurrent calls share a pipeline call (see ``max_batch_size``,
+    ``max_batch_tokens`` and ``batch_wait_ms``), even with different output limits
+    and stops; ``response_metadata["batch"]`` gives the rows of that call, how long
+    the request waited for it to start and how long it ran (milliseconds).
+
     Examples:
         >>> import tempfile
         >>> from llmrouter.testing import build_tiny_chat_model
@@ -123,6 +128,10 @@ class ChatHuggingFacePipeline(BaseChatModel):
         >>> reply = chat.invoke("hello")
         >>> reply.usage_metadata["output_tokens"] <= 4
         True
+        >>> wide = chat.model_copy(update={"batch_wait_ms": 200})
+        >>> replies = wide.batch(["hi", "hello"])
+        >>> [r.response_metadata["batch"]["size"] for r in replies]
+        [2, 2]
     """
 
     model_id: str
@@ -159,8 +168,12 @@ class ChatHuggingFacePipeline(BaseChatModel):
     pipeline_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Generation defaults, e.g. ``max_new_tokens``, ``temperature``, ``do_sample``.
     ``temperature=0`` means greedy decoding."""
-    max_batch_size: int = Field(default=8, ge=1)
+    max_batch_size: int = Field(default=32, ge=1)
     """Most prompts run together in one pipeline call."""
+    max_batch_tokens: int = Field(default=16384, ge=1)
+    """Most padded tokens in one pipeline call: prompts times (the longest prompt plus
+    the largest output limit). It bounds a batch's memory: long prompts run in smaller
+    batches. A request alone may exceed it."""
     batch_wait_ms: float = Field(default=2.0, ge=0)
     """How long a batch leader waits for another concurrent call to join its batch; each
     call that joins restarts the wait, up to 10 times this in all (a full batch starts
@@ -305,8 +318,6 @@ class ChatHuggingFacePipeline(BaseChatModel):
         if settings.get("temperature") == 0:
             del settings["temperature"]
             settings["do_sample"] = False
-        if stop:
-            settings["stop_sequence"] = list(stop)  # transformers stops early on these
         return settings
 
     def _prepare(
@@ -414,12 +425,34 @@ class ChatHuggingFacePipeline(BaseChatModel):
             except BaseException:
                 shared.batcher.withdraw()
                 raise
-            request = Request(prompt, settings, (freeze(settings), adapter), adapter)
+            # requests with other output limits or stops share a batch; each row
+            # stops at its own (see MicroBatcher)
+            limit = settings.pop("max_new_tokens")
+            request = Request(
+                prompt,
+                settings,
+                (freeze(settings), adapter),
+                adapter,
+                limit=limit,
+                stop=tuple(stop or ()),
+                tokens=prompt_tokens,
+            )
             wait_s = self.batch_wait_ms / 1000
-            result = shared.batcher.submit(request, wait_s, self.max_batch_size, announced=True)
+            result = shared.batcher.submit(
+                request,
+                wait_s,
+                self.max_batch_size,
+                announced=True,
+                max_tokens=self.max_batch_tokens,
+            )
             text, cut = _cut_at_stop(result.text, stop)
             finish = "stop" if cut or result.ended else "length"
             usage, metadata = self._metadata(shared, prompt_tokens, text, finish, result.generated)
+            metadata["batch"] = {
+                "size": result.batch_size,
+                "queued_ms": round(result.queued_s * 1000, 3),
+                "run_ms": round(result.run_s * 1000, 3),
+            }
         message = AIMessage(content=text, usage_metadata=usage, response_metadata=metadata)
         return ChatResult(
             generations=[ChatGeneration(message=message, generation_info={"finish_reason": finish})]
@@ -457,7 +490,12 @@ class ChatHuggingFacePipeline(BaseChatModel):
             try:
                 outcome.extend(
                     shared.generate(
-                        [prompt], settings, streamer=streamer, cancel=cancel, adapter=adapter
+                        [prompt],
+                        settings,
+                        stops=[stop or ()],
+                        streamer=streamer,
+                        cancel=cancel,
+                        adapter=adapter,
                     )
                 )
             except BaseException as exc:
