@@ -631,6 +631,22 @@ def test_stop_as_a_string_is_one_sequence(chat: ChatHuggingFacePipeline) -> None
     assert chat.invoke("def add(a, b):", stop="\x00never").content == full
 
 
+def test_stop_sequence_is_the_adapters_default_stop(
+    chat: ChatHuggingFacePipeline, tiny_model_dir: Path
+) -> None:
+    full = str(chat.invoke("def add(a, b):").content)
+    stop = first_stop(full)
+    spec = huggingface_pipeline(
+        str(tiny_model_dir), stop_sequence=stop, max_new_tokens=MAX_NEW, do_sample=False
+    )
+    at = full.index(stop)
+    assert spec.chat_model.invoke("def add(a, b):").content == full[:at]
+    chunks = list(spec.chat_model.stream("def add(a, b):"))
+    assert "".join(str(c.content) for c in chunks) == full[:at]
+    # a call's own stop replaces the default
+    assert spec.chat_model.invoke("def add(a, b):", stop=["\x00never"]).content == full
+
+
 # ------------------------------------------------------------------ configuration
 
 

@@ -111,7 +111,8 @@ class ChatHuggingFacePipeline(BaseChatModel):
     else `DEFAULT_MAX_NEW_TOKENS` (256); always capped at the context window
     minus the prompt's tokens. A prompt leaving no room for one new token raises
     langchain-core's ``ContextOverflowError`` before generating, so routers fall
-    back to a model with a larger window. ``stop`` is a string or a list of them.
+    back to a model with a larger window. ``stop`` is a string or a list of them;
+    ``stop_sequence`` in ``pipeline_kwargs`` (a factory keyword) is the default stop.
 
     Concurrent calls share a pipeline call (see ``max_batch_size``,
     ``max_batch_tokens`` and ``batch_wait_ms``), even with different output limits
@@ -304,6 +305,11 @@ class ChatHuggingFacePipeline(BaseChatModel):
 
     # ------------------------------------------------------------------ helpers
 
+    def _stop_for(self, stop: str | Sequence[str] | None) -> list[str] | None:
+        """The call's stop sequences, else the adapter's (``stop_sequence`` in
+        ``pipeline_kwargs``, transformers' pipeline keyword)."""
+        return _stops(stop) or _stops(self.pipeline_kwargs.get("stop_sequence"))
+
     def _settings(self, stop: list[str] | None, call: dict[str, Any]) -> dict[str, Any]:
         """Generation keywords: the defaults, then this call's overrides (unchecked)."""
         settings = {k: v for k, v in self.pipeline_kwargs.items() if k not in _PIPELINE_ONLY}
@@ -416,7 +422,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        stop = _stops(stop)
+        stop = self._stop_for(stop)
         with self._using() as shared:
             shared.batcher.announce()  # a leader gathering a batch waits for this call
             try:
@@ -466,7 +472,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
         **kwargs: Any,
     ) -> Generator[ChatGenerationChunk, None, None]:
         with self._using() as shared:  # kept loaded until the stream ends
-            yield from self._stream_on(shared, messages, _stops(stop), kwargs)
+            yield from self._stream_on(shared, messages, self._stop_for(stop), kwargs)
 
     def _stream_on(
         self,
