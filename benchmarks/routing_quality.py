@@ -407,7 +407,9 @@ def cold_fit(data_dir: Path, args: argparse.Namespace, say: Step) -> dict[str, A
     """Fit on all of MMLU with an empty embedding cache (a fresh temporary directory)."""
     data = read(data_dir, MMLU)
     with tempfile.TemporaryDirectory(prefix="llmrouter-cold-") as folder:
-        encoder = CountingEncoder(cache_dir=folder)
+        encoder = CountingEncoder(
+            cache_dir=folder, quantize=None if args.quantize == "none" else "int8"
+        )
         say(f"cold fit: {data.n} prompts, empty cache in {folder}")
         t0 = time.monotonic()
         QualityPredictor.fit(
@@ -642,6 +644,12 @@ def main() -> None:
         "--quick", action="store_true", help="3 folds, inner 3, 50 latency samples: a smoke run"
     )
     parser.add_argument("--cache-dir", type=Path, help="embedding cache (default: the usual)")
+    parser.add_argument(
+        "--quantize",
+        choices=["int8", "none"],
+        default="none",
+        help="the encoder's quantize setting (PromptEncoder(quantize=...))",
+    )
     parser.add_argument("--plot", type=Path, metavar="DIR", help="write fold 0's curves here")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the numbers")
     args = parser.parse_args()
@@ -654,7 +662,8 @@ def main() -> None:
 
     console = Console()
     began = time.monotonic()
-    encoder = CountingEncoder(cache_dir=args.cache_dir)
+    quantize = None if args.quantize == "none" else "int8"
+    encoder = CountingEncoder(cache_dir=args.cache_dir, quantize=quantize)
     results: list[dict[str, Any]] = []
     cold: dict[str, Any] | None = None
     steps = len(files) * args.folds + 2 + int(args.fit_time)

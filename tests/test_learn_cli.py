@@ -72,3 +72,11 @@ def test_mistakes_exit_2_with_one_clear_line(data_csv: Path, tmp_path: Path) -> 
     result = fit(data_csv, tmp_path / "x", "--prices", str(bad_prices))
     assert result.exit_code == 2 and "USD per call" in result.output
     assert "Traceback" not in result.output
+    bad = fit(data_csv, tmp_path / "x", "--quantize", "int4")
+    assert bad.exit_code == 2 and "use int8 or none" in bad.output
+
+
+def test_fit_quantize_int8_is_saved_with_the_predictor(data_csv: Path, tmp_path: Path) -> None:
+    result = fit(data_csv, tmp_path / "router", "--quantize", "int8")
+    assert result.exit_code == 0, result.output
+    assert QualityPredictor.load(tmp_path / "router").encoder.quantize == "int8"

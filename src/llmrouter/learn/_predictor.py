@@ -338,9 +338,13 @@ class QualityPredictor:
         affixes = settings.get("prefix", ""), settings.get("suffix", "")
         if encoder is None:
             encoder = PromptEncoder(
-                settings["model"], part=settings["part"], max_chars=settings["max_chars"]
+                settings["model"],
+                part=settings["part"],
+                max_chars=settings["max_chars"],
+                quantize=settings.get("quantize"),  # predictors saved before it: float32
             )
         encoder = encoder.with_affixes(*affixes)  # a copy: the caller's encoder stays as it is
+        encoder.quantize = settings.get("quantize")  # embed as it was fitted
         info = {
             k: v for k, v in manifest.items() if k in ("data", "cross_validation", "fit_seconds")
         }
