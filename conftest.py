@@ -1,4 +1,5 @@
-"""Notebooks that read ``../shared/data`` are skipped on a machine without it."""
+"""Repository-wide pytest hooks: notebooks that read ``../shared/data`` are skipped on a
+machine without it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[1] / "shared" / "data"
 NEEDS_SHARED = {"learned_routing.ipynb"}
 
 
