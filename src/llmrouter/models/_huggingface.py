@@ -296,7 +296,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "huggingface"
         params["ls_model_name"] = self.model_id
-        settings = self._settings(None, kwargs)
+        settings = self._settings(kwargs)
         if isinstance(settings.get("temperature"), int | float):
             params["ls_temperature"] = settings["temperature"]
         if isinstance(settings.get("max_new_tokens"), int):
@@ -310,7 +310,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
         ``pipeline_kwargs``, transformers' pipeline keyword)."""
         return _stops(stop) or _stops(self.pipeline_kwargs.get("stop_sequence"))
 
-    def _settings(self, stop: list[str] | None, call: dict[str, Any]) -> dict[str, Any]:
+    def _settings(self, call: dict[str, Any]) -> dict[str, Any]:
         """Generation keywords: the defaults, then this call's overrides (unchecked)."""
         settings = {k: v for k, v in self.pipeline_kwargs.items() if k not in _PIPELINE_ONLY}
         if "max_tokens" in settings:
@@ -330,7 +330,6 @@ class ChatHuggingFacePipeline(BaseChatModel):
         self,
         shared: SharedPipeline,
         messages: list[BaseMessage],
-        stop: list[str] | None,
         call: dict[str, Any],
     ) -> tuple[str, dict[str, Any], int]:
         """The prompt, its generation keywords and its token count, checked before
@@ -343,7 +342,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
         check_generation(call, InvalidRequestError)
         prompt = self._render(messages, shared.tokenizer)
         prompt_tokens = shared.count_tokens(prompt, prompt=True)
-        settings = self._settings(stop, call)
+        settings = self._settings(call)
         wanted = settings.get("max_new_tokens") or shared.default_new_tokens
         settings["max_new_tokens"] = output_limit(
             wanted, prompt_tokens, shared.window, self.model_id
@@ -426,7 +425,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
         with self._using() as shared:
             shared.batcher.announce()  # a leader gathering a batch waits for this call
             try:
-                prompt, settings, prompt_tokens = self._prepare(shared, messages, stop, kwargs)
+                prompt, settings, prompt_tokens = self._prepare(shared, messages, kwargs)
                 adapter = self._adapter_on(shared)
             except BaseException:
                 shared.batcher.withdraw()
@@ -483,7 +482,7 @@ class ChatHuggingFacePipeline(BaseChatModel):
     ) -> Generator[ChatGenerationChunk, None, None]:
         from transformers import TextIteratorStreamer
 
-        prompt, settings, prompt_tokens = self._prepare(shared, messages, stop, kwargs)
+        prompt, settings, prompt_tokens = self._prepare(shared, messages, kwargs)
         adapter = self._adapter_on(shared)
         streamer = TextIteratorStreamer(
             shared.tokenizer, skip_prompt=True, skip_special_tokens=True
