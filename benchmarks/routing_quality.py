@@ -26,11 +26,14 @@ What it measures
     (3) Prediction latency: ``predict_one(prompt, remember=False)`` of the predictor
         from (2), warm, one prompt at a time, on ``--latency-samples`` distinct prompts
         that are not in the embedding cache (MMLU prompts with a per-run random tag
-        in front), after 20 untimed calls; the garbage collector is off while timing.
-        The script checks that every call embedded its prompt (no cache hit). The
-        embedding's forward pass (torch, OpenMP threads) and the estimator's numpy
-        products (OpenBLAS threads) alternate in one process, and their thread pools
-        slow each other down on a small machine.
+        at the end), after 20 untimed calls; the garbage collector is off while timing.
+        The script checks that every call embedded its prompt (no cache hit). Timed on
+        the encoder's default runtime (ONNX Runtime where installed) and, side by side,
+        on the other one (torch): blocks of 25 prompts on each in turn (ABBA), each
+        block after 5 untimed calls on its runtime. Not call by call: one runtime's
+        idle threads slow the other's next call (the torch/ONNX ratio then reads 5x,
+        not 2x). The embedding's forward pass and the estimator's numpy products
+        (OpenBLAS threads) alternate in one process, as in a router.
     (4) Fit time of ``QualityPredictor.fit`` on all of ``mmlu_dev.csv``: always with
         the warm embedding cache (the fit of (2)); with ``--fit-time`` also with a cold
         one (a fresh temporary cache directory), run first, so it includes importing
@@ -73,6 +76,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +128,8 @@ TARGET_GPT4_FILES = ("routerbench/arc_challenge_train.csv", "routerbench/winogra
 TARGET_P50_MS = 15.0
 TARGET_FIT_S = 600.0
 LATENCY_WARMUP = 20
+LATENCY_BLOCK = 25
+BLOCK_WARMUP = 5
 
 Step = Callable[[str], None]
 
@@ -363,7 +369,8 @@ def latency(
     seed: int,
     say: Step,
 ) -> dict[str, Any]:
-    """p50/p90 of `predict_one` on distinct prompts that are not in the cache."""
+    """p50/p90 of `predict_one` on distinct prompts that are not in the cache, for the
+    encoder's own backend and, side by side on the same prompts, the other one."""
     rng = np.random.default_rng(seed + 1)
     size = min(len(prompts), samples + LATENCY_WARMUP)
     picks = rng.choice(len(prompts), size=size, replace=False)
@@ -371,30 +378,51 @@ def latency(
     # be cut off and the prompt found in the cache. New every run: never cached before.
     tag = secrets.token_hex(4)
     texts = [f"{prompts[j]} ({tag}-{i})" for i, j in enumerate(picks.tolist())]
-    say(f"latency: {LATENCY_WARMUP} warm-up calls")
-    for text in texts[:LATENCY_WARMUP]:
-        predictor.predict_one(text, remember=False)
+    own = predictor.encoder.runtime
+    both = find_spec("onnxruntime") is not None and find_spec("onnx") is not None
+    backends = [own] + ([b for b in ("onnx", "torch") if b != own] if both else [])
+    say(f"latency: {LATENCY_WARMUP} warm-up calls on {', '.join(backends)}")
+    for backend in backends:
+        predictor.encoder.backend = backend
+        for text in texts[:LATENCY_WARMUP]:
+            predictor.predict_one(text, remember=False)
     timed = texts[LATENCY_WARMUP:]
-    say(f"latency: {len(timed)} timed predict_one calls")
+    say(f"latency: {len(timed)} timed predict_one calls on each of {', '.join(backends)}")
     before = encoder.embedded
-    ns: list[int] = []
+    ns: dict[str, list[int]] = {b: [] for b in backends}
     gc.collect()
     gc.disable()
     try:
-        for text in timed:
-            t0 = time.perf_counter_ns()
-            predictor.predict_one(text, remember=False)
-            ns.append(time.perf_counter_ns() - t0)
+        # Blocks of the same prompts on each backend in turn (ABBA...): both see the same
+        # machine. Not call by call: each runtime's idle threads slow the other at once.
+        for n, start in enumerate(range(0, len(timed), LATENCY_BLOCK)):
+            block = timed[start : start + LATENCY_BLOCK]
+            for backend in backends if n % 2 == 0 else backends[::-1]:
+                predictor.encoder.backend = backend
+                for text in texts[:BLOCK_WARMUP]:  # settle this runtime's thread pool
+                    predictor.predict_one(text, remember=False)
+                for text in block:
+                    t0 = time.perf_counter_ns()
+                    predictor.predict_one(text, remember=False)
+                    ns[backend].append(time.perf_counter_ns() - t0)
     finally:
         gc.enable()
-    ns.sort()
+        predictor.encoder.backend = "auto"
+    for values in ns.values():
+        values.sort()
+    by_backend = {
+        b: {"p50_ms": pct(v, 0.5), "p90_ms": pct(v, 0.9), "max_ms": v[-1] / 1e6}
+        for b, v in ns.items()
+    }
+    calls = len(timed) * len(backends)
+    warmups = BLOCK_WARMUP * len(backends) * math.ceil(len(timed) / LATENCY_BLOCK)
     return {
-        "samples": len(ns),
-        "p50_ms": pct(ns, 0.5),
-        "p90_ms": pct(ns, 0.9),
-        "max_ms": ns[-1] / 1e6,
-        "embedded": encoder.embedded - before,
-        "cache_misses_per_call": (encoder.embedded - before) / len(ns),
+        "samples": len(timed),
+        "backend": own,
+        **by_backend[own],
+        "by_backend": by_backend,
+        "embedded": encoder.embedded - before - warmups,
+        "cache_misses_per_call": (encoder.embedded - before - warmups) / calls,
     }
 
 
@@ -520,11 +548,19 @@ def show_speed(console: Console, lat: dict[str, Any], warm: dict[str, Any], cold
     for col in ("measure", "value", "target"):
         table.add_column(col, justify="left" if col == "measure" else "right")
     table.add_row(
-        f"predict_one p50 ({lat['samples']} uncached prompts)",
+        f"predict_one p50 ({lat['samples']} uncached prompts, {lat['backend']}, the default)",
         f"{lat['p50_ms']:.2f} ms",
         f"<= {TARGET_P50_MS:.0f} ms",
     )
     table.add_row("predict_one p90", f"{lat['p90_ms']:.2f} ms", "")
+    for backend, row in lat["by_backend"].items():
+        if backend != lat["backend"]:
+            ratio = lat["p50_ms"] / row["p50_ms"]
+            table.add_row(
+                f"  same prompts on {backend}: p50 / p90",
+                f"{row['p50_ms']:.2f} / {row['p90_ms']:.2f} ms",
+                f"{lat['backend']}/{backend} p50 {ratio:.2f}x",
+            )
     table.add_row("fit on all MMLU, warm cache", f"{warm['seconds']:.1f} s", "")
     if cold is not None:
         table.add_row(

@@ -85,6 +85,7 @@ def test_save_and_load_round_trip_without_pickle(
         "prefix": "",
         "suffix": "",
         "quantize": None,
+        "quantized_on": None,
     }
     assert manifest["data"]["rows"] == len(MATH) + len(HISTORY)
     assert {"numpy", "python", "llmrouter"} <= set(manifest["versions"])
@@ -177,6 +178,7 @@ def test_an_int8_encoder_embeds_nearly_alike_and_is_saved_with_the_predictor(
     assert json.loads((folder / "manifest.json").read_text())["encoder"]["quantize"] == "int8"
     for loaded in (QualityPredictor.load(folder), QualityPredictor.load(folder, encoder=encoder)):
         assert loaded.encoder.quantize == "int8"  # it embeds as it was fitted
+        assert loaded.encoder.runtime == int8.runtime
         assert np.allclose(loaded.predict(texts), pred.predict(texts))
 
 

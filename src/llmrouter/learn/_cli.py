@@ -46,8 +46,8 @@ def fit_command(
     quantize: Annotated[
         str,
         typer.Option(
-            help="int8: embed with int8 linear layers on the CPU (faster per prediction); "
-            "none: float32. Saved with the predictor."
+            help="int8: embed with int8 weights (about twice as fast per prediction, "
+            "embeddings a little different); none: float32. Saved with the predictor."
         ),
     ] = "none",
 ) -> None:

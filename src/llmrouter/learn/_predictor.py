@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from llmrouter.errors import ConfigurationError
+from llmrouter.learn import _onnx
 from llmrouter.learn._data import OutcomeData
 from llmrouter.learn._estimators import (
     BlendEstimator,
@@ -345,6 +346,13 @@ class QualityPredictor:
             )
         encoder = encoder.with_affixes(*affixes)  # a copy: the caller's encoder stays as it is
         encoder.quantize = settings.get("quantize")  # embed as it was fitted
+        if encoder.quantize is not None:  # int8 differs by runtime (saved before it: torch)
+            encoder.backend = settings.get("quantized_on") or "torch"
+            if encoder.backend == "onnx" and not _onnx.available():
+                raise ConfigurationError(
+                    f"{folder} embeds with int8 on ONNX Runtime, which is not installed: "
+                    "pip install 'llmrouter[learn]', or fit it again"
+                )
         info = {
             k: v for k, v in manifest.items() if k in ("data", "cross_validation", "fit_seconds")
         }
