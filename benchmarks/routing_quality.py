@@ -683,8 +683,8 @@ def main() -> None:
     parser.add_argument(
         "--quantize",
         choices=["int8", "none"],
-        default="none",
-        help="the encoder's quantize setting (PromptEncoder(quantize=...))",
+        default="int8",
+        help="the encoder's quantize setting (PromptEncoder(quantize=...)); fit's default: int8",
     )
     parser.add_argument("--plot", type=Path, metavar="DIR", help="write fold 0's curves here")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the numbers")

@@ -76,7 +76,8 @@ def test_mistakes_exit_2_with_one_clear_line(data_csv: Path, tmp_path: Path) -> 
     assert bad.exit_code == 2 and "use int8 or none" in bad.output
 
 
-def test_fit_quantize_int8_is_saved_with_the_predictor(data_csv: Path, tmp_path: Path) -> None:
-    result = fit(data_csv, tmp_path / "router", "--quantize", "int8")
-    assert result.exit_code == 0, result.output
-    assert QualityPredictor.load(tmp_path / "router").encoder.quantize == "int8"
+def test_fit_quantize_is_saved_with_the_predictor(data_csv: Path, tmp_path: Path) -> None:
+    for flags, expected in (((), "int8"), (("--quantize", "none"), None)):  # int8: the default
+        result = fit(data_csv, tmp_path / "router", *flags)
+        assert result.exit_code == 0, result.output
+        assert QualityPredictor.load(tmp_path / "router").encoder.quantize == expected

@@ -84,8 +84,8 @@ def test_save_and_load_round_trip_without_pickle(
         "max_chars": 1000,
         "prefix": "",
         "suffix": "",
-        "quantize": None,
-        "quantized_on": None,
+        "quantize": "int8",  # the default
+        "quantized_on": "onnx",
     }
     assert manifest["data"]["rows"] == len(MATH) + len(HISTORY)
     assert {"numpy", "python", "llmrouter"} <= set(manifest["versions"])
@@ -161,22 +161,23 @@ def test_a_shared_few_shot_preamble_is_stripped_before_embedding(tmp_path: Path)
 
 
 def test_an_int8_encoder_embeds_nearly_alike_and_is_saved_with_the_predictor(
-    encoder: PromptEncoder, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     int8 = PromptEncoder(cache_dir=tmp_path / "cache", quantize="int8")
+    float32 = PromptEncoder(cache_dir=tmp_path / "cache", quantize=None)
     texts = ["What is 12 times 7?", "Who signed the Treaty of Westphalia?"]
-    fast, full = int8.encode(texts), encoder.encode(texts)
+    fast, full = int8.encode(texts), float32.encode(texts)
     assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
     cosine = (fast * full).sum(axis=1)
     assert np.all(cosine > 0.8) and np.all(cosine < 0.99999)  # close, not the same
-    assert int8._key(texts[0]) != encoder._key(texts[0])  # float32 entries are not reused
+    assert int8._key(texts[0]) != float32._key(texts[0])  # float32 entries are not reused
 
     pred = QualityPredictor.fit(
         routing_data(), encoder=int8, candidates=[LogisticEstimator(c=1.0)], folds=3, seed=1
     )
     folder = pred.save(tmp_path / "int8-router")
     assert json.loads((folder / "manifest.json").read_text())["encoder"]["quantize"] == "int8"
-    for loaded in (QualityPredictor.load(folder), QualityPredictor.load(folder, encoder=encoder)):
+    for loaded in (QualityPredictor.load(folder), QualityPredictor.load(folder, encoder=float32)):
         assert loaded.encoder.quantize == "int8"  # it embeds as it was fitted
         assert loaded.encoder.runtime == int8.runtime
         assert np.allclose(loaded.predict(texts), pred.predict(texts))

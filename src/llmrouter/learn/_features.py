@@ -107,15 +107,16 @@ class PromptEncoder:
         cache_dir: Where the embedding cache lives (`default_cache_dir`); ``None``
             with ``cache=False`` keeps nothing.
         batch_size: Prompts per forward pass.
-        quantize: ``"int8"``: int8 weights, faster per prompt. On ONNX Runtime its
+        quantize: ``"int8"`` (default): int8 weights. On ONNX Runtime its
             dynamic quantization, one scale per output channel (embeddings at cosine
             0.99 of float32 ones); on torch, int8 linear layers (``quantize="int8"``
             of the local models; cosine 0.98). The embeddings differ a little from
             float32 ones and between the two runtimes, so a predictor always embeds
             as it was fitted (the setting and its runtime are saved with it).
-            ``None``: float32.
-        backend: What runs the float32 model: ``"onnx"`` (ONNX Runtime, about twice
-            as fast per prompt on a CPU; the model is exported once into the cache
+            ``None``: float32. On the shared data int8 routes as well as float32
+            (`benchmarks/routing_quality.py`) in about 2/3 of its time per prompt.
+        backend: What runs the model: ``"onnx"`` (ONNX Runtime, about 2/3 of torch's
+            time per prompt on a CPU; the model is exported once into the cache
             folder), ``"torch"``, or ``"auto"`` (default): ONNX Runtime when
             ``onnxruntime`` and ``onnx`` are installed (the ``learn`` extra has them),
             else torch. In float32 both give the same embeddings (to about 1e-7), so
@@ -138,7 +139,7 @@ class PromptEncoder:
         batch_size: int = 64,
         prefix: str = "",
         suffix: str = "",
-        quantize: Quantize | None = None,
+        quantize: Quantize | None = "int8",
         backend: Backend = "auto",
     ) -> None:
         if part not in ("head", "tail", "both"):
