@@ -104,8 +104,9 @@ class PromptEncoder:
             question of a few-shot prompt), its ``head``, or ``both`` (averaged).
         max_chars: How many characters of that part to embed (the model reads
             about 256 word pieces, roughly 1,000 characters).
-        cache_dir: Where the embedding cache lives (`default_cache_dir`); ``None``
-            with ``cache=False`` keeps nothing.
+        cache_dir: Where the embedding cache lives (`default_cache_dir`). The ONNX
+            backend keeps its exported model in its ``onnx/`` folder, also with
+            ``cache=False`` (which keeps no embeddings).
         batch_size: Prompts per forward pass.
         quantize: ``"int8"`` (default): int8 weights. On ONNX Runtime its
             dynamic quantization, one scale per output channel (embeddings at cosine

@@ -1,12 +1,13 @@
-"""Run a sentence-transformers model on ONNX Runtime: the same embeddings, about twice as fast.
+"""Run a sentence-transformers model on ONNX Runtime: the same embeddings, in less time.
 
 A prediction of `QualityPredictor` is mostly one forward pass of the embedding model.
-On a small CPU, ONNX Runtime runs that pass in about half the time torch takes, and
+On a small CPU, ONNX Runtime takes about 2/3 of torch's time per prediction
+(`benchmarks/routing_quality.py`; 1/2 for the forward pass alone), and
 its float32 embeddings equal torch's to about 1e-7, so a predictor fitted with one
 predicts the same with the other, and the embedding cache serves both.
 
-The model is exported once with ``torch.onnx.export`` (eager attention, which ONNX
-Runtime fuses into its own attention kernel) and kept in the cache folder under a
+The model is exported once with ``torch.onnx.export`` (eager attention, which exports
+as plain operators that ONNX Runtime's graph optimizations work on) and kept in the cache folder under a
 digest of its weights and layers, so a process that starts later loads the file.
 Tokenisation stays sentence-transformers' own (its ``preprocess``).
 """
@@ -52,8 +53,8 @@ class OnnxEmbedder:
             The model's attention is switched to eager for the export.
         folder: Where exported files are kept.
         quantize: ``"int8"``: ONNX Runtime's dynamic int8 quantization of the
-            exported model (int8 weights, activations quantized per call), about
-            twice as fast again; its embeddings differ a little from float32 ones.
+            exported model (int8 weights, activations quantized per call), faster
+            again; its embeddings differ a little from float32 ones.
 
     Examples:
         >>> from llmrouter.learn._features import _load_model
@@ -201,7 +202,7 @@ def _export(model: Any, names: list[str], target: str) -> None:
 
     transformer = getattr(model[0], "auto_model", None)
     if transformer is not None and hasattr(transformer, "set_attn_implementation"):
-        transformer.set_attn_implementation("eager")  # ONNX Runtime fuses it
+        transformer.set_attn_implementation("eager")  # plain operators in the graph
     sample = _tokenize(model, ["an example sentence", "a second, longer example sentence"])
     axes = {name: {0: "batch", 1: "tokens"} for name in names}
     try:
