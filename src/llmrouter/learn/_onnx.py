@@ -7,8 +7,9 @@ its float32 embeddings equal torch's to about 1e-7, so a predictor fitted with o
 predicts the same with the other, and the embedding cache serves both.
 
 The model is exported once with ``torch.onnx.export`` (eager attention, which exports
-as plain operators that ONNX Runtime's graph optimizations work on) and kept in the cache folder under a
-digest of its weights and layers, so a process that starts later loads the file.
+as plain operators that ONNX Runtime's graph optimizations work on) and kept in the
+cache folder under a digest of its weights and layers, so a process that starts later
+loads the file.
 Tokenisation stays sentence-transformers' own (its ``preprocess``).
 """
 
