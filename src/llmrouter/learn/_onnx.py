@@ -16,6 +16,7 @@ Tokenisation stays sentence-transformers' own (its ``preprocess``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import tempfile
@@ -35,8 +36,10 @@ FORMAT = "1"
 _OPSET = 17
 
 
+@functools.cache
 def available() -> bool:
-    """Whether ONNX Runtime and the exporter's ``onnx`` package are installed."""
+    """Whether ONNX Runtime and the exporter's ``onnx`` package are installed (asked
+    once per process: every embedding asks, and a failed import searches the path)."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
