@@ -228,13 +228,38 @@ def test_budget_gauge_shows_the_usd_left(tmp_path: Path) -> None:
         models=[priced], budget=Budget(usd=5.0, per="day"), spend_db=tmp_path / "spend.sqlite"
     )
     metrics = ServerMetrics({"cheap": router})
-    assert (
-        value(metrics, "llmrouter_budget_remaining_usd", router="cheap", budget="$5.00 per day")
-        == 5.0
-    )
+    daily = {"router": "cheap", "budget": "$5.00 per day", "user": ""}
+    assert value(metrics, "llmrouter_budget_remaining_usd", **daily) == 5.0
     router.invoke("hello")  # 1000 tokens in at $1/M + 1000 out at $2/M = $0.003
-    left = value(metrics, "llmrouter_budget_remaining_usd", router="cheap", budget="$5.00 per day")
+    left = value(metrics, "llmrouter_budget_remaining_usd", **daily)
     assert left is not None and abs(left - 4.997) < 1e-9
+
+
+def test_per_user_budgets_have_a_gauge_per_known_user(tmp_path: Path) -> None:
+    priced = ModelSpec(
+        name="priced", model=Recorder(reply="ok", usage=(1000, 1000)), input_cost=1.0
+    )
+    per_user, shared = Budget(usd=1.0, per="day", key="user"), Budget(usd=9.0, per="day")
+    router = CostAwareRouter(
+        models=[priced], budget=[per_user, shared], spend_db=tmp_path / "spend.sqlite"
+    )
+    metrics = ServerMetrics({"r": router}, users=["alice", "bob"])
+    router.invoke("hello", config={"metadata": {"user": "alice"}})  # $0.001
+    gauges = {
+        (labels["budget"], labels["user"]): v
+        for (name, key), v in samples(metrics).items()
+        if name == "llmrouter_budget_remaining_usd"
+        for labels in [dict(key)]
+    }
+    alice = ("$1.00 per day for user 'alice'", "alice")
+    assert gauges == {
+        ("$1.00 per day for calls without a user", ""): 1.0,
+        alice: gauges[alice],
+        ("$1.00 per day for user 'bob'", "bob"): 1.0,
+        ("$9.00 per day", ""): gauges[("$9.00 per day", "")],
+    }
+    assert abs(gauges[alice] - 0.999) < 1e-9
+    assert abs(gauges[("$9.00 per day", "")] - 8.999) < 1e-9
 
 
 def test_routers_without_budget_have_no_budget_gauge() -> None:
@@ -282,7 +307,7 @@ def test_a_scrape_with_redis_down_counts_the_errors_instead_of_failing() -> None
             models=[priced], budget=Budget(usd=5.0, per="day"), state=server.url
         )
         metrics = ServerMetrics({"shared": router})
-        gauge = {"router": "shared", "budget": "$5.00 per day"}
+        gauge = {"router": "shared", "budget": "$5.00 per day", "user": ""}
         assert value(metrics, "llmrouter_budget_remaining_usd", **gauge) == 5.0
         before = value(metrics, "llmrouter_state_errors_total", backend="redis", concern="budgets")
         server.kill()

@@ -108,7 +108,7 @@ def create_app(
         for api_key in settings.keys:
             api_key.share_limit(shared)
     targets = Targets(routers, models or {}, settings.models_directly)
-    metrics = ServerMetrics(routers)
+    metrics = ServerMetrics(routers, sorted({k.user for k in settings.keys if k.user}))
     observer = Observer(metrics, [k.key.get_secret_value() for k in settings.keys])
     app = FastAPI(title="llmrouter", docs_url=None, redoc_url=None)
     app.state.metrics = metrics

@@ -8,8 +8,8 @@ tests, do not mix their numbers).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -20,6 +20,9 @@ from llmrouter.core._router import BaseRouter
 from llmrouter.errors import StateUnavailableError
 from llmrouter.record import RouteRecord, route_chain
 
+if TYPE_CHECKING:
+    from llmrouter.cost import BudgetStatus
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -29,7 +32,10 @@ _BREAKER = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 class ServerMetrics:
     """Request, error, latency, token, cost, retry and fallback metrics per router and model."""
 
-    def __init__(self, routers: Mapping[str, BaseRouter]) -> None:
+    def __init__(self, routers: Mapping[str, BaseRouter], users: Sequence[str] = ()) -> None:
+        """``users``: the budget users whose per-user budgets get a gauge of their own
+        (the API keys' ``user``; a request body's ``user`` would make the series
+        unbounded)."""
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -67,7 +73,7 @@ class ServerMetrics:
             "llmrouter_cache_lookups", "Response cache lookups, by result (hit or miss).",
             ["router", "model", "result"], registry=r,
         )  # fmt: skip
-        self.registry.register(_StateCollector(routers))
+        self.registry.register(_StateCollector(routers, users))
 
     def observe(
         self, router: str, route: Mapping[str, Any], seconds: float, ttft: float | None = None
@@ -134,8 +140,9 @@ def _charged(route: Mapping[str, Any], inner: Mapping[str, Any]) -> float:
 
 
 class _StateCollector(Collector):
-    def __init__(self, routers: Mapping[str, BaseRouter]) -> None:
+    def __init__(self, routers: Mapping[str, BaseRouter], users: Sequence[str]) -> None:
         self.routers = routers
+        self.users = users
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         breaker = GaugeMetricFamily(
@@ -145,20 +152,16 @@ class _StateCollector(Collector):
         )
         budget = GaugeMetricFamily(
             "llmrouter_budget_remaining_usd",
-            "US dollars left in each budget's current window.",
-            labels=["router", "budget"],
+            "US dollars left in each budget's current window (per-user budgets: per API "
+            'key user; user "" is calls without one).',
+            labels=["router", "budget", "user"],
         )
         for name, router in self.routers.items():
             for model, state in router.health().items():
                 breaker.add_metric([name, model], _BREAKER.get(str(state.get("state")), 0.0))
-            status_of = getattr(router, "budget_status", None)
-            if callable(status_of):
-                try:
-                    statuses = status_of()
-                except StateUnavailableError:  # shared state down: counted below, no gauge
-                    statuses = []
-                for status in statuses:
-                    budget.add_metric([name, status.budget.describe()], status.remaining_usd)
+            for status in self._budgets(router):
+                labels = [name, status.budget.describe(status.user), status.user or ""]
+                budget.add_metric(labels, status.remaining_usd)
         local = GaugeMetricFamily(
             "llmrouter_local_model_bytes",
             "Tensor memory of each local model loaded in this process now.",
@@ -181,3 +184,17 @@ class _StateCollector(Collector):
         yield budget
         yield local
         yield errors
+
+    def _budgets(self, router: BaseRouter) -> list[BudgetStatus]:
+        """The router's budgets: shared ones once, per-user ones for each known user."""
+        status_of = getattr(router, "budget_status", None)
+        if not callable(status_of):
+            return []
+        try:
+            statuses: list[BudgetStatus] = status_of()
+            if any(status.budget.key == "user" for status in statuses):
+                for user in self.users:
+                    statuses += [s for s in status_of(user) if s.budget.key == "user"]
+        except StateUnavailableError:  # shared state down: counted in llmrouter_state_errors
+            return []
+        return statuses
