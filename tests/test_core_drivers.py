@@ -15,7 +15,7 @@ from langchain_core.rate_limiters import InMemoryRateLimiter
 from tenacity import wait_fixed, wait_none
 
 import llmrouter.resilience._retry as retry_module
-from llmrouter import ModelSpec, RouteRecord, route_of
+from llmrouter import AllModelsFailedError, ModelSpec, RouteRecord, route_of
 from llmrouter.core import RouteRequest
 from llmrouter.core import _drivers as drivers
 from llmrouter.resilience import RetryPolicy
@@ -164,3 +164,29 @@ def test_each_world_runs_its_own_finish_hook(mode: str) -> None:
     router.ran = []
     call(router, mode)
     assert router.ran == (["async"] if mode.startswith("a") else ["sync"])
+
+
+class Silent(Recorder):
+    """Streams nothing at all, as a server that answers a streamed request with a plain body."""
+
+    def _stream(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> Any:
+        self._begin(stop, kwargs, messages)
+        return iter(())
+
+
+@pytest.mark.parametrize("mode", ["stream", "astream"])
+def test_a_stream_that_sends_nothing_is_a_failed_try(mode: str) -> None:
+    silent = ModelSpec(name="silent", model=Silent())
+    router = InOrder(models=[silent, spec("c", reply="done")], circuit_breaker=None)
+    record = call(router, mode)
+    assert [(x.model, x.ok, x.kind, x.error_type) for x in record.attempts] == [
+        ("silent", False, "fatal", "EmptyStreamError"),  # not retried: it would send nothing again
+        ("c", True, None, None),
+    ]
+    alone = InOrder(models=[silent], circuit_breaker=None)
+    with pytest.raises(AllModelsFailedError, match="ended its stream without sending anything"):
+        call(alone, mode)
+    # an empty answer is not an empty stream: its chunks still come (one empty, one final)
+    assert call(InOrder(models=[spec("e", reply="")], circuit_breaker=None), mode).model == "e"

@@ -196,6 +196,21 @@ class AttemptTimeoutError(LLMRouterError, TimeoutError):
         )
 
 
+class EmptyStreamError(LLMRouterError, ValueError):
+    """A model's stream ended without a single chunk: no text, no tool call, not even
+    the finish reason (LangChain's own ``stream`` raises "No generation chunks were
+    returned" there). Typically a server that answered a streamed request with a
+    plain JSON body. Counted as a failed attempt: not retried, the router falls back.
+    """
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(
+            f"model {model!r} ended its stream without sending anything; check that "
+            "its server streams this kind of request (e.g. with tools), or use invoke()"
+        )
+
+
 class TokenLimitError(LLMRouterError, RuntimeError):
     """A model's tokens-per-minute limit has no room for a request now.
 

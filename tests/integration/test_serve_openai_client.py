@@ -258,11 +258,16 @@ def test_a_tool_result_conversation_reaches_the_backend(
     assert "messages=3" in content and content.endswith("User: What is the weather in Lyon?")
 
 
-def test_a_streamed_tool_request_completes(client: OpenAI, routed_server: RoutedServer) -> None:
+def test_a_stream_that_sends_nothing_is_an_error(
+    client: OpenAI, routed_server: RoutedServer
+) -> None:
     # llm-katan answers a streamed tool request with a non-streamed body, which the
-    # router's ChatOpenAI reads as an empty stream: the request goes through, empty
-    seen = stream(client, model=routed_server.router, messages=user(), tools=[WEATHER_TOOL])
-    assert seen.finish_reasons and len(seen.usages) == 1
+    # router's ChatOpenAI reads as an empty stream: a failed attempt (EmptyStreamError),
+    # so with no other model the request fails before its first chunk, with a status
+    with pytest.raises(openai.APIStatusError) as caught:
+        stream(client, model=routed_server.router, messages=user(), tools=[WEATHER_TOOL])
+    assert caught.value.status_code == 503
+    assert "EmptyStreamError" in caught.value.message
 
 
 # ------------------------------------------------------------ errors

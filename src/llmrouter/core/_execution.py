@@ -32,6 +32,7 @@ from llmrouter.core._relay import OWNED_KEYS, Relay
 from llmrouter.core._types import Ranking, RouteRequest, RouterHost, runnable_for
 from llmrouter.errors import (
     AllModelsFailedError,
+    EmptyStreamError,
     NoEligibleModelError,
     StreamInterruptedError,
     TokenLimitError,
@@ -248,8 +249,11 @@ class Execution:
         self.relay.start_model()
 
     def streamed_out(self, call: Call) -> None:
-        """The model's stream ended normally."""
+        """The model's stream ended normally -- or without a single chunk: a failed try."""
         relay = self.relay
+        if not relay.received:
+            self.failed(call, EmptyStreamError(call.spec.name))
+            return
         self._settle_tokens(call, relay.usage)
         self._succeeded(self._spec or call.spec, relay.usage, relay.upstream, relay.text)
         if self._lookup is not None and relay.kept:

@@ -38,6 +38,8 @@ class Relay:
         self.tool_calls = False
         self.answering = False
         """The current model has sent part of the answer (not just empty chunks)."""
+        self.received = False
+        """The current model has sent a chunk, of any kind."""
         self.usage: UsageMetadata | None = None
         self.upstream: dict[str, Any] = {}
         self.kept: list[AIMessageChunk] | None = None
@@ -46,7 +48,7 @@ class Relay:
 
     def start_model(self) -> None:
         """A (new) model starts streaming: usage and backend metadata are its own."""
-        self.usage, self.upstream, self.answering = None, {}, False
+        self.usage, self.upstream, self.answering, self.received = None, {}, False, False
         if self.kept is not None:
             self.kept = []
 
@@ -62,6 +64,7 @@ class Relay:
         message = (
             chunk if isinstance(chunk, AIMessageChunk) else AIMessageChunk(content=chunk.content)
         )
+        self.received = True
         metadata = message.response_metadata
         if any(key in metadata for key in OWNED_KEYS):
             self.upstream.update({k: metadata[k] for k in OWNED_KEYS if k in metadata})
