@@ -23,8 +23,14 @@ What it measures
     concurrency the CPU our server spends per request is taken from the backend
     and the client: the throughput ratio shows that cost, not network latency.
 
+    With ``--litellm``, LiteLLM's proxy server (one worker, in front of the same
+    backend; see ``_litellm_proxy.py`` for its settings and venv) is a third target
+    in the same rounds, so the two gateways' overheads are measured side by side on
+    the same machine at the same moment.
+
 How to run
     python benchmarks/server.py                  # ~1 min on 2 cores
+    python benchmarks/server.py --litellm        # + LiteLLM's proxy (~2 min; its venv once)
     python benchmarks/server.py --repeats 9 --requests 384
 
 Needs the extras ``llmrouter[serve,testing]``.
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import socket
@@ -49,6 +56,7 @@ import httpx
 from llmrouter.testing import start_echo_server
 
 LEVELS = (1, 16, 64)
+KEY = "sk-bench-key-0000"
 
 
 def free_port() -> int:
@@ -105,10 +113,13 @@ async def measure(
     rows = []
     for level in LEVELS:
         n = max(requests // 3, 32) if level == 1 else requests
-        limits = httpx.Limits(max_connections=level, max_keepalive_connections=level)
+        # idle connections expire before the servers' 5 s keep-alive closes them (a
+        # request sent on one the server is closing fails with a ReadError)
+        limits = httpx.Limits(
+            max_connections=level, max_keepalive_connections=level, keepalive_expiry=3.0
+        )
         async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-            headers = {"Authorization": "Bearer bench-key-0000"}
-            client.headers.update(headers)
+            client.headers.update({"Authorization": f"Bearer {KEY}"})
             for url, body in targets.values():  # warm-up: connections, lazy imports
                 await round_(client, url, body, n, level)
             rps: dict[str, list[float]] = {name: [] for name in targets}
@@ -123,31 +134,49 @@ async def measure(
                     gc.enable()
                     rps[name].append(n / wall)
                     lat[name] += latencies
-        d, s = statistics.median(rps["direct"]), statistics.median(rps["served"])
-        rows.append(
-            {
-                "concurrency": level,
-                "direct_rps": d,
-                "served_rps": s,
-                "ratio": s / d,
-                "direct_p50_ms": pct(lat["direct"], 0.5) * 1000,
-                "served_p50_ms": pct(lat["served"], 0.5) * 1000,
-                "direct_p99_ms": pct(lat["direct"], 0.99) * 1000,
-                "served_p99_ms": pct(lat["served"], 0.99) * 1000,
-            }
-        )
+        row: dict[str, float] = {"concurrency": level}
+        for name in targets:
+            row[f"{name}_rps"] = statistics.median(rps[name])
+            row[f"{name}_p50_ms"] = pct(lat[name], 0.5) * 1000
+            row[f"{name}_p99_ms"] = pct(lat[name], 0.99) * 1000
+        rows.append(row)
         print(f"  concurrency {level}: done", file=sys.stderr)
     return rows
+
+
+def report(rows: list[dict[str, float]], name: str, title: str) -> tuple[float, float]:
+    """Print ``name`` against the backend straight; (ratio at 64, p50 overhead ms at 1)."""
+    print(f"\n{title} vs llm-katan direct")
+    print(
+        f"{'conc':>4}  {'direct rps':>10}  {'rps':>8}  {'ratio':>5}  {'p50 direct':>10}  "
+        f"{'p50':>8}  {'p50 +ms':>7}  {'p99 direct':>10}  {'p99':>8}"
+    )
+    for row in rows:
+        print(
+            f"{row['concurrency']:>4}  {row['direct_rps']:>10.1f}  {row[f'{name}_rps']:>8.1f}  "
+            f"{row[f'{name}_rps'] / row['direct_rps']:>5.2f}  {row['direct_p50_ms']:>10.2f}  "
+            f"{row[f'{name}_p50_ms']:>8.2f}  "
+            f"{row[f'{name}_p50_ms'] - row['direct_p50_ms']:>7.2f}  "
+            f"{row['direct_p99_ms']:>10.2f}  {row[f'{name}_p99_ms']:>8.2f}"
+        )
+    first, last = rows[0], rows[-1]
+    return last[f"{name}_rps"] / last["direct_rps"], first[f"{name}_p50_ms"] - first[
+        "direct_p50_ms"
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--requests", type=int, default=192)
+    parser.add_argument(
+        "--litellm", action="store_true", help="also LiteLLM's proxy (creates its venv once)"
+    )
     args = parser.parse_args()
     flags = ["--log-level", "warning", "--max-concurrent", "1024"]
-    with start_echo_server(flags) as katan, tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "router.yaml"
+    with contextlib.ExitStack() as stack:
+        katan = stack.enter_context(start_echo_server(flags))
+        config = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "router.yaml"
         config.write_text(
             f"""
 models:
@@ -159,48 +188,53 @@ models:
 routers:
   bench: {{type: cost, models: [echo]}}
 serve:
-  keys: [{{key: bench-key-0000, name: bench}}]
+  keys: [{{key: {KEY}, name: bench}}]
 """
         )
+        message = [{"role": "user", "content": "Summarise routing in one line."}]
+        targets: dict[str, tuple[str, dict[str, object]]] = {
+            "direct": (
+                f"{katan.base_url}/chat/completions",
+                {"model": katan.model, "messages": message},
+            ),
+        }
+        version = None
+        if args.litellm:
+            from _litellm_proxy import MODEL, ensure_venv, litellm_proxy
+
+            version = ensure_venv()
+            proxy = stack.enter_context(
+                litellm_proxy(katan.model, katan.base_url, katan.api_key, KEY)
+            )
+            targets["litellm"] = (
+                f"{proxy}/chat/completions",
+                {"model": MODEL, "messages": message},
+            )
         port = free_port()
         server = start_server(config, port)
-        try:
-            message = [{"role": "user", "content": "Summarise routing in one line."}]
-            targets: dict[str, tuple[str, dict[str, object]]] = {
-                "direct": (
-                    f"{katan.base_url}/chat/completions",
-                    {"model": katan.model, "messages": message},
-                ),
-                "served": (
-                    f"http://127.0.0.1:{port}/v1/chat/completions",
-                    {"model": "bench", "messages": message},
-                ),
-            }
-            rows = asyncio.run(measure(targets, args.repeats, args.requests))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    print(f"\nllmrouter serve vs llm-katan direct ({os.cpu_count()} CPUs, {args.repeats} repeats)")
-    head = (
-        f"{'conc':>4}  {'direct rps':>10}  {'served rps':>10}  {'ratio':>5}  "
-        f"{'p50 direct':>10}  {'p50 served':>10}  {'p50 +ms':>7}  "
-        f"{'p99 direct':>10}  {'p99 served':>10}"
-    )
-    print(head)
-    for row in rows:
-        print(
-            f"{row['concurrency']:>4}  {row['direct_rps']:>10.1f}  {row['served_rps']:>10.1f}  "
-            f"{row['ratio']:>5.2f}  {row['direct_p50_ms']:>10.2f}  {row['served_p50_ms']:>10.2f}  "
-            f"{row['served_p50_ms'] - row['direct_p50_ms']:>7.2f}  "
-            f"{row['direct_p99_ms']:>10.2f}  {row['served_p99_ms']:>10.2f}"
+        stack.callback(server.wait, timeout=30)
+        stack.callback(server.terminate)
+        targets["served"] = (
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            {"model": "bench", "messages": message},
         )
-    at64 = rows[-1]["ratio"]
-    overhead = rows[0]["served_p50_ms"] - rows[0]["direct_p50_ms"]
+        rows = asyncio.run(measure(targets, args.repeats, args.requests))
+    print(
+        f"\n{os.cpu_count()} CPUs, {args.repeats} repeats; client, backend and servers share them"
+    )
+    at64, overhead = report(rows, "served", "llmrouter serve")
     print(f"target >= 0.90x at 64: {at64:.2f}x ({'met' if at64 >= 0.9 else 'NOT met'})")
     print(
         f"target p50 overhead <= 2 ms at 1: {overhead:.2f} ms "
         f"({'met' if overhead <= 2 else 'NOT met'})"
     )
+    if version is not None:
+        their64, theirs = report(rows, "litellm", f"LiteLLM {version} proxy (1 worker)")
+        print(
+            f"side by side: p50 overhead at 1 llmrouter {overhead:.2f} ms, LiteLLM {theirs:.2f} ms "
+            f"(ratio {overhead / theirs:.2f}); throughput at 64 llmrouter {at64:.2f}x, "
+            f"LiteLLM {their64:.2f}x of the backend's"
+        )
 
 
 if __name__ == "__main__":
