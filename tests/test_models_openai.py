@@ -347,3 +347,26 @@ def test_a_misspelled_keyword_is_refused_with_the_closest_name() -> None:
         "m", "http://127.0.0.1:9/v1", api_key="EMPTY", max_tokens=5, extra_body={"a": 1}
     )
     assert spec.chat_model.max_tokens == 5
+
+
+def _connections(chat: Any) -> list[Any]:
+    """The sync client's pooled connections (httpcore's pool under our transport)."""
+    return list(chat.http_client._transport._pool._pool.connections)
+
+
+def test_idle_connections_expire_before_uvicorn_closes_them(
+    katan_server: KatanServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # uvicorn (llm-katan, vLLM) closes a connection after 5 s idle; the SDK kept them 5 s
+    from llmrouter.models import _openai
+
+    assert _openai.KEEPALIVE_EXPIRY < 5
+    monkeypatch.setattr(_openai, "KEEPALIVE_EXPIRY", 0.3)
+    chat = openai_compatible(katan_server.model, katan_server.base_url, api_key=SECRET).chat_model
+    chat.invoke("one")
+    first = _connections(chat)
+    chat.invoke("two")  # at once: the same connection
+    assert _connections(chat) == first and len(first) == 1
+    time.sleep(0.5)
+    chat.invoke("three")  # idle longer than the expiry: a new one
+    assert _connections(chat) and _connections(chat)[0] is not first[0]

@@ -42,6 +42,10 @@ DEFAULT_TIMEOUT = _httpx.Timeout(600.0, connect=5.0)
 hands the SDK ``timeout=None``, which means no timeout at all)."""
 DEADLINE_GRACE = 1.0
 """Seconds past the router's deadline an abandoned sync request may still read."""
+KEEPALIVE_EXPIRY = 4.0
+"""Seconds an idle connection is kept for reuse: under the 5 s after which uvicorn (vLLM,
+llm-katan, FastAPI servers) closes one. With the SDK's 5 s a request could be sent on a
+connection the server was closing at that moment, and fail."""
 
 
 @recorded
@@ -241,9 +245,7 @@ class _DeadlineTransport(_httpx.BaseTransport):
     """
 
     def __init__(self) -> None:
-        from openai._constants import DEFAULT_CONNECTION_LIMITS
-
-        self._pool = _httpx.HTTPTransport(limits=DEFAULT_CONNECTION_LIMITS)
+        self._pool = _httpx.HTTPTransport(limits=_limits())
 
     def handle_request(self, request: _httpx.Request) -> _httpx.Response:
         wait = patience()
@@ -258,6 +260,13 @@ class _DeadlineTransport(_httpx.BaseTransport):
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _limits() -> _httpx.Limits:
+    """The openai SDK's connection limits, with `KEEPALIVE_EXPIRY`."""
+    return _httpx.Limits(
+        max_connections=1000, max_keepalive_connections=100, keepalive_expiry=KEEPALIVE_EXPIRY
+    )
 
 
 def openai_async_http_client() -> _httpx.AsyncClient:
@@ -285,9 +294,7 @@ class _PerLoopTransport(_httpx.AsyncBaseTransport):
         if pool is None:
             for old in [old for old in list(self._pools) if old.is_closed()]:
                 self._pools.pop(old, None)
-            pool = self._pools[loop] = _httpx.AsyncHTTPTransport(
-                limits=_httpx.Limits(max_connections=1000, max_keepalive_connections=100)
-            )
+            pool = self._pools[loop] = _httpx.AsyncHTTPTransport(limits=_limits())
             await close_with_loop(pool.aclose)
         return pool
 
