@@ -91,6 +91,7 @@ def test_a_chat_shows_the_answer_its_route_and_the_session_cost(page: Any) -> No
     assert page.inner_text(".message.assistant") == "Routing picks the cheapest model that fits."
     route = page.inner_text("[data-testid=route]")
     assert "small-model" in route and "cheapest eligible model" in route
+    assert "tokens not reported by the model" in route  # the fake reports no usage
     cost = float(page.inner_text("#session-cost").lstrip("$"))
     assert cost > 0  # charged at the model's prices (the estimate: the fake reports no usage)
     assert page.inner_text("#session-requests") == "1"
