@@ -8,6 +8,7 @@ longer run.
 from __future__ import annotations
 
 import asyncio
+import copy
 import re
 from typing import Any
 
@@ -160,6 +161,14 @@ def test_a_client_passed_in_is_left_alone(katan_server: KatanServer) -> None:
     ).chat_model
     assert chat.client is own.chat.completions  # type: ignore[attr-defined]
     assert isinstance(chat.async_client, AsyncLeanCompletions)  # type: ignore[attr-defined]
+
+
+def test_the_lean_resource_copies(katan_server: KatanServer) -> None:
+    lean, _ = lean_and_plain(katan_server)
+    twin = copy.copy(lean.async_client)
+    assert isinstance(twin, AsyncLeanCompletions)
+    assert twin.parse == lean.async_client.parse  # still the SDK's, through the copy
+    assert not hasattr(AsyncLeanCompletions.__new__(AsyncLeanCompletions), "parse")
 
 
 def test_openai_itself_keeps_the_sdk_resource() -> None:

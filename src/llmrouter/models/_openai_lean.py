@@ -85,7 +85,11 @@ class _Lean:
         self._raw = raw
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._resource, name)
+        try:  # from __dict__: a copy being built has none yet (getattr would recurse)
+            resource = self.__dict__["_resource"]
+        except KeyError:
+            raise AttributeError(name) from None
+        return getattr(resource, name)
 
     def _post_kwargs(self, params: dict[str, Any], stream_cls: type) -> dict[str, Any] | None:
         """``post``'s keyword arguments, or None where the SDK's resource must answer."""
