@@ -14,6 +14,7 @@ from typing import Any
 
 import openai
 import pytest
+from _fixtures.fakes import joined
 from _fixtures.katan import KatanFactory, KatanServer
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_openai import ChatOpenAI
@@ -58,9 +59,7 @@ def summary(message: BaseMessage) -> tuple[Any, ...]:
 
 def merged(chunks: list[AIMessageChunk]) -> AIMessageChunk:
     assert len(chunks) > 2, "expected a real stream"
-    total = chunks[0]
-    for chunk in chunks[1:]:
-        total = total + chunk
+    total: AIMessageChunk = joined(chunks)
     return total
 
 
