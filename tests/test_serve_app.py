@@ -585,6 +585,13 @@ def test_the_keys_user_is_the_budget_user_whatever_the_request_says(tmp_path: Pa
     # a key without a user: the request's own user field is charged
     assert c.post(URL, json=body, headers=bearer(BOB)).status_code == 200
     assert router.budget_status(user="bob")[0].spent_usd == pytest.approx(0.003)
+    # /metrics: a gauge for the key's user; none for "bob", a user only requests named
+    gauges = {
+        dict(labels)["user"]: v
+        for (name, labels), v in samples(c).items()
+        if name == "llmrouter_budget_remaining_usd"
+    }
+    assert gauges == {"": 1.0, "alice": pytest.approx(0.997)}
 
 
 # ------------------------------------------------------------ router failures
