@@ -21,15 +21,13 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+from _servers import free_port, wait_ready
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-litellm-proxy"
@@ -86,12 +84,6 @@ def ensure_venv() -> str:
     return subprocess.run(check, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def litellm_proxy(
     backend_model: str, base_url: str, api_key: str, master_key: str
@@ -111,7 +103,7 @@ def litellm_proxy(
             )
         )
         log_config.write_text(json.dumps(_LOG_CONFIG))
-        port = _free_port()
+        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LITELLM_", "DATABASE_"))}
         env.update(
             LITELLM_LOCAL_MODEL_COST_MAP="True",
@@ -130,16 +122,8 @@ def litellm_proxy(
             )  # fmt: skip
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"litellm proxy exited: {log.read_text()[-2000:]}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError("litellm proxy did not answer /health/liveliness in 120 s")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/health/liveliness", timeout=1).status_code == 200:
-                        break
-                time.sleep(0.1)
+            health = f"{url}/health/liveliness"  # /health would call the model
+            wait_ready(proc, health, "litellm proxy", log.read_text, 120)
             yield f"{url}/v1"
         finally:
             with contextlib.suppress(ProcessLookupError):

@@ -38,7 +38,6 @@ import math
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+from _servers import free_port
 from langchain_core.messages import BaseMessage
 from langchain_openai import ChatOpenAI
 from rich.console import Console
@@ -88,15 +88,9 @@ class Server:
                 self.process.wait(timeout=wait)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_server(name: str, args: list[str], workdir: Path, timeout: float = 60.0) -> Server:
     """Start llm-katan (echo backend) on 127.0.0.1 and wait for ``/health``."""
-    port = _free_port()
+    port = free_port()
     log = (workdir / f"{name}.log").open("wb")
     process = subprocess.Popen(
         [

@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import gc
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _servers import free_port, wait_ready
 
 from llmrouter.testing import start_echo_server
 
@@ -59,27 +59,17 @@ LEVELS = (1, 16, 64)
 KEY = "sk-bench-key-0000"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(config: Path, port: int) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("llmrouter")
     cmd = [str(exe), "serve", str(config), "--port", str(port), "--no-log"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-        if proc.poll() is not None:
-            raise RuntimeError(f"llmrouter serve exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-    proc.kill()
-    raise RuntimeError("llmrouter serve did not answer /health within 60 s")
+    try:
+        url = f"http://127.0.0.1:{port}/health"
+        wait_ready(proc, url, "llmrouter serve", lambda: proc.stderr.read().decode(), 60)  # type: ignore[union-attr]
+    except RuntimeError:
+        proc.kill()
+        raise
+    return proc
 
 
 async def round_(
