@@ -76,7 +76,6 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +97,7 @@ from llmrouter.learn import (
     OutcomeData,
     PromptEncoder,
     QualityPredictor,
+    _onnx,
     default_cache_dir,
     evaluate,
     lambda_sweep,
@@ -378,8 +378,8 @@ def latency(
     # be cut off and the prompt found in the cache. New every run: never cached before.
     tag = secrets.token_hex(4)
     texts = [f"{prompts[j]} ({tag}-{i})" for i, j in enumerate(picks.tolist())]
-    own = predictor.encoder.runtime
-    both = find_spec("onnxruntime") is not None and find_spec("onnx") is not None
+    own, setting = predictor.encoder.runtime, predictor.encoder.backend
+    both = _onnx.available()
     backends = [own] + ([b for b in ("onnx", "torch") if b != own] if both else [])
     say(f"latency: {LATENCY_WARMUP} warm-up calls on {', '.join(backends)}")
     for backend in backends:
@@ -407,7 +407,7 @@ def latency(
                     ns[backend].append(time.perf_counter_ns() - t0)
     finally:
         gc.enable()
-        predictor.encoder.backend = "auto"
+        predictor.encoder.backend = setting
     for values in ns.values():
         values.sort()
     by_backend = {
