@@ -28,9 +28,15 @@ What it measures
     in the same rounds, so the two gateways' overheads are measured side by side on
     the same machine at the same moment.
 
+    With ``--floor``, a bare forwarder (``_floor_proxy.py``: Starlette under uvicorn
+    passing the body to the backend with one ``httpx.AsyncClient``, no parsing) is a
+    target too: its overhead is the extra HTTP hop alone, the part of ours that no
+    Python gateway on this machine avoids.
+
 How to run
     python benchmarks/server.py                  # ~1 min on 2 cores
     python benchmarks/server.py --litellm        # + LiteLLM's proxy (~2 min; its venv once)
+    python benchmarks/server.py --floor          # + a bare forwarder: the hop's own cost
     python benchmarks/server.py --repeats 9 --requests 384
 
 Needs the extras ``llmrouter[serve,testing]``.
@@ -48,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -59,17 +66,27 @@ LEVELS = (1, 16, 64)
 KEY = "sk-bench-key-0000"
 
 
-def start_server(config: Path, port: int) -> subprocess.Popen[bytes]:
-    exe = Path(sys.executable).with_name("llmrouter")
-    cmd = [str(exe), "serve", str(config), "--port", str(port), "--no-log"]
+def start(cmd: list[str], port: int, what: str) -> subprocess.Popen[bytes]:
+    """Run ``cmd`` (a server on 127.0.0.1:``port``) until its ``/health`` answers."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}/health"
-        wait_ready(proc, url, "llmrouter serve", lambda: proc.stderr.read().decode(), 60)  # type: ignore[union-attr]
+        wait_ready(proc, url, what, lambda: proc.stderr.read().decode(), 60)  # type: ignore[union-attr]
     except RuntimeError:
         proc.kill()
         raise
     return proc
+
+
+@contextlib.contextmanager
+def serving(cmd: list[str], port: int, what: str) -> Iterator[str]:
+    """``start`` ``cmd``; yield its base URL; stop it (SIGTERM, then wait) afterwards."""
+    proc = start(cmd, port, what)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 async def round_(
@@ -162,6 +179,11 @@ def main() -> None:
     parser.add_argument(
         "--litellm", action="store_true", help="also LiteLLM's proxy (creates its venv once)"
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also a bare forwarder (_floor_proxy.py): what the extra hop alone costs",
+    )
     args = parser.parse_args()
     flags = ["--log-level", "warning", "--max-concurrent", "1024"]
     with contextlib.ExitStack() as stack:
@@ -200,14 +222,20 @@ serve:
                 f"{proxy}/chat/completions",
                 {"model": MODEL, "messages": message},
             )
+        if args.floor:
+            port = free_port()
+            script = str(Path(__file__).with_name("_floor_proxy.py"))
+            cmd = [sys.executable, script, str(port), katan.base_url, katan.api_key]
+            floor = stack.enter_context(serving(cmd, port, "the floor forwarder"))
+            targets["floor"] = (
+                f"{floor}/chat/completions",
+                {"model": katan.model, "messages": message},
+            )
         port = free_port()
-        server = start_server(config, port)
-        stack.callback(server.wait, timeout=30)
-        stack.callback(server.terminate)
-        targets["served"] = (
-            f"http://127.0.0.1:{port}/v1/chat/completions",
-            {"model": "bench", "messages": message},
-        )
+        exe = str(Path(sys.executable).with_name("llmrouter"))
+        cmd = [exe, "serve", str(config), "--port", str(port), "--no-log"]
+        served = stack.enter_context(serving(cmd, port, "llmrouter serve"))
+        targets["served"] = (f"{served}/chat/completions", {"model": "bench", "messages": message})
         rows = asyncio.run(measure(targets, args.repeats, args.requests))
     print(
         f"\n{os.cpu_count()} CPUs, {args.repeats} repeats; client, backend and servers share them"
@@ -218,6 +246,13 @@ serve:
         f"target p50 overhead <= 2 ms at 1: {overhead:.2f} ms "
         f"({'met' if overhead <= 2 else 'NOT met'})"
     )
+    if args.floor:
+        floor64, floor = report(rows, "floor", "the floor (a bare Starlette + httpx forwarder)")
+        print(
+            f"beyond the bare hop: p50 at 1 llmrouter {overhead:.2f} ms, the floor {floor:.2f} ms "
+            f"(llmrouter adds {overhead - floor:.2f} ms); throughput at 64 llmrouter "
+            f"{at64:.2f}x, the floor {floor64:.2f}x of the backend's"
+        )
     if version is not None:
         their64, theirs = report(rows, "litellm", f"LiteLLM {version} proxy (1 worker)")
         print(
