@@ -33,10 +33,15 @@ What it measures
     target too: its overhead is the extra HTTP hop alone, the part of ours that no
     Python gateway on this machine avoids.
 
+    With ``--httpcore``, a second ``llmrouter serve`` whose openai clients cannot
+    import httpx-aiohttp (so they use httpcore's pool, as without the ``serve``
+    extra) is a target too: the share of the HTTP client library in our overhead.
+
 How to run
     python benchmarks/server.py                  # ~1 min on 2 cores
     python benchmarks/server.py --litellm        # + LiteLLM's proxy (~2 min; its venv once)
     python benchmarks/server.py --floor          # + a bare forwarder: the hop's own cost
+    python benchmarks/server.py --httpcore       # + our server with httpcore, not aiohttp
     python benchmarks/server.py --repeats 9 --requests 384
 
 Needs the extras ``llmrouter[serve,testing]``.
@@ -63,6 +68,14 @@ from _servers import free_port, wait_ready
 from llmrouter.testing import start_echo_server
 
 LEVELS = (1, 16, 64)
+HTTPCORE_SERVE = """
+import sys
+sys.modules["httpx_aiohttp"] = sys.modules["httpx_aiohttp.httpx2"] = None  # imports fail
+from llmrouter.cli import app
+sys.argv = ["llmrouter", "serve", *sys.argv[1:]]
+app()
+"""
+"""``llmrouter serve`` with httpx-aiohttp hidden: its openai clients fall back to httpcore."""
 KEY = "sk-bench-key-0000"
 
 
@@ -180,6 +193,11 @@ def main() -> None:
         "--litellm", action="store_true", help="also LiteLLM's proxy (creates its venv once)"
     )
     parser.add_argument(
+        "--httpcore",
+        action="store_true",
+        help="also a `llmrouter serve` whose openai clients use httpcore instead of aiohttp",
+    )
+    parser.add_argument(
         "--floor",
         action="store_true",
         help="also a bare forwarder (_floor_proxy.py): what the extra hop alone costs",
@@ -236,6 +254,22 @@ serve:
         cmd = [exe, "serve", str(config), "--port", str(port), "--no-log"]
         served = stack.enter_context(serving(cmd, port, "llmrouter serve"))
         targets["served"] = (f"{served}/chat/completions", {"model": "bench", "messages": message})
+        if args.httpcore:
+            port = free_port()
+            cmd = [
+                sys.executable,
+                "-c",
+                HTTPCORE_SERVE,
+                str(config),
+                "--port",
+                str(port),
+                "--no-log",
+            ]
+            plain = stack.enter_context(serving(cmd, port, "llmrouter serve on httpcore"))
+            targets["httpcore"] = (
+                f"{plain}/chat/completions",
+                {"model": "bench", "messages": message},
+            )
         rows = asyncio.run(measure(targets, args.repeats, args.requests))
     print(
         f"\n{os.cpu_count()} CPUs, {args.repeats} repeats; client, backend and servers share them"
@@ -246,6 +280,12 @@ serve:
         f"target p50 overhead <= 2 ms at 1: {overhead:.2f} ms "
         f"({'met' if overhead <= 2 else 'NOT met'})"
     )
+    if args.httpcore:
+        core64, core = report(rows, "httpcore", "llmrouter serve, openai clients on httpcore")
+        print(
+            f"the HTTP client's share: p50 overhead at 1 on aiohttp {overhead:.2f} ms, on "
+            f"httpcore {core:.2f} ms; throughput at 64 {at64:.2f}x against {core64:.2f}x"
+        )
     if args.floor:
         floor64, floor = report(rows, "floor", "the floor (a bare Starlette + httpx forwarder)")
         print(

@@ -358,10 +358,10 @@ def test_idle_connections_expire_before_uvicorn_closes_them(
     katan_server: KatanServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # uvicorn (llm-katan, vLLM) closes a connection after 5 s idle; the SDK kept them 5 s
-    from llmrouter.models import _openai
+    from llmrouter.models import _http
 
-    assert _openai.KEEPALIVE_EXPIRY < 5
-    monkeypatch.setattr(_openai, "KEEPALIVE_EXPIRY", 0.3)
+    assert _http.KEEPALIVE_EXPIRY < 5
+    monkeypatch.setattr(_http, "KEEPALIVE_EXPIRY", 0.3)
     chat = openai_compatible(katan_server.model, katan_server.base_url, api_key=SECRET).chat_model
     chat.invoke("one")
     first = _connections(chat)

@@ -29,7 +29,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from llmrouter.models._openai import openai_async_http_client
+from llmrouter.models._http import openai_async_http_client
 from llmrouter.testing import KatanServer
 
 ECHO_NO_JSON_SCHEMA = (

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from llmrouter.errors import ConfigurationError, reject_unknown_keywords
 from llmrouter.models._common import SPEC_FIELDS, make_spec, recorded, split_spec_kwargs
-from llmrouter.models._openai import close_with_loop
+from llmrouter.models._http import close_with_loop
 from llmrouter.spec import ModelSpec
 
 _CHAT_KEYWORDS = (set(ChatHuggingFace.model_fields) - {"llm"}) | {"stop_sequences"}

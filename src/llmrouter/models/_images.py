@@ -105,7 +105,7 @@ class ChatOpenAIImages(MediaChatModel):
         if self._async is None:
             import openai
 
-            from llmrouter.models._openai import openai_async_http_client
+            from llmrouter.models._http import openai_async_http_client
 
             self._async = openai.AsyncOpenAI(
                 **self._client_kwargs(), http_client=openai_async_http_client()

@@ -6,10 +6,8 @@ OpenAI itself, vLLM, TGI, llama.cpp server, Ollama, llm-katan, ... through
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -20,14 +18,10 @@ from typing_extensions import Self
 
 from llmrouter.errors import ConfigurationError, reject_unknown_keywords
 from llmrouter.models._common import keywords_of, make_spec, recorded, split_spec_kwargs
+from llmrouter.models._http import httpx as _httpx
+from llmrouter.models._http import openai_async_http_client, openai_http_client
 from llmrouter.models._openai_lean import AsyncLeanCompletions, LeanCompletions
-from llmrouter.resilience._timeouts import patience
 from llmrouter.spec import ModelSpec
-
-try:  # openai>=3 ships on httpx2; older releases on httpx (the same API)
-    import httpx2 as _httpx
-except ImportError:  # pragma: no cover - depends on the installed openai
-    import httpx as _httpx  # type: ignore[no-redef]
 
 # Aliases of the keywords we set ourselves; they would silently fight ours.
 _OWN_KEYWORDS = {
@@ -40,12 +34,6 @@ _CLIENT_KEYWORDS = {"client", "root_client", "openai_proxy"}
 DEFAULT_TIMEOUT = _httpx.Timeout(600.0, connect=5.0)
 """The client timeout when none is given: the openai SDK's own default (``ChatOpenAI``
 hands the SDK ``timeout=None``, which means no timeout at all)."""
-DEADLINE_GRACE = 1.0
-"""Seconds past the router's deadline an abandoned sync request may still read."""
-KEEPALIVE_EXPIRY = 4.0
-"""Seconds an idle connection is kept for reuse: under the 5 s after which uvicorn (vLLM,
-llm-katan, FastAPI servers) closes one. With the SDK's 5 s a request could be sent on a
-connection the server was closing at that moment, and fail."""
 
 
 @recorded
@@ -225,106 +213,3 @@ def _seconds(value: Any) -> bool:
         and value > 0
         and math.isfinite(value)
     )
-
-
-def openai_http_client() -> _httpx.Client:
-    """A sync HTTP client for the openai SDK whose requests end soon after the router
-    stopped waiting for them (see `_DeadlineTransport`)."""
-    import openai
-
-    return openai.DefaultHttpxClient(transport=_DeadlineTransport())
-
-
-class _DeadlineTransport(_httpx.BaseTransport):
-    """Caps each request's timeouts to the router's `patience` plus `DEADLINE_GRACE`.
-
-    A sync call past its deadline is abandoned in a helper thread (it cannot be
-    cancelled); without this cap it held its thread and connection until the
-    client's own timeout -- forever with ``ChatOpenAI``'s default -- against a
-    server that accepted the connection and never answered.
-    """
-
-    def __init__(self) -> None:
-        self._pool = _httpx.HTTPTransport(limits=_limits())
-
-    def handle_request(self, request: _httpx.Request) -> _httpx.Response:
-        wait = patience()
-        if wait is not None:
-            cap = wait + DEADLINE_GRACE
-            given = request.extensions.get("timeout") or {}
-            request.extensions["timeout"] = {
-                key: cap if given.get(key) is None else min(given[key], cap)
-                for key in ("connect", "read", "write", "pool")
-            }
-        return self._pool.handle_request(request)
-
-    def close(self) -> None:
-        self._pool.close()
-
-
-def _limits() -> _httpx.Limits:
-    """The openai SDK's connection limits, with `KEEPALIVE_EXPIRY`."""
-    return _httpx.Limits(
-        max_connections=1000, max_keepalive_connections=100, keepalive_expiry=KEEPALIVE_EXPIRY
-    )
-
-
-def openai_async_http_client() -> _httpx.AsyncClient:
-    """An async HTTP client for the openai SDK that works across event loops."""
-    import openai
-
-    return openai.DefaultAsyncHttpxClient(transport=_PerLoopTransport())
-
-
-class _PerLoopTransport(_httpx.AsyncBaseTransport):
-    """One connection pool per event loop.
-
-    A connection belongs to the loop that opened it, and langchain-openai shares
-    one async client per base URL process-wide: the second
-    ``asyncio.run(model.ainvoke(...))`` (or the next pytest-asyncio test) failed
-    with "Event loop is closed".
-    """
-
-    def __init__(self) -> None:
-        self._pools: dict[asyncio.AbstractEventLoop, _httpx.AsyncHTTPTransport] = {}
-
-    async def _pool(self) -> _httpx.AsyncHTTPTransport:
-        loop = asyncio.get_running_loop()
-        pool = self._pools.get(loop)
-        if pool is None:
-            for old in [old for old in list(self._pools) if old.is_closed()]:
-                self._pools.pop(old, None)
-            pool = self._pools[loop] = _httpx.AsyncHTTPTransport(limits=_limits())
-            await close_with_loop(pool.aclose)
-        return pool
-
-    async def handle_async_request(self, request: _httpx.Request) -> _httpx.Response:
-        return await (await self._pool()).handle_async_request(request)
-
-    async def aclose(self) -> None:
-        pool = self._pools.pop(asyncio.get_running_loop(), None)
-        if pool is not None:
-            await pool.aclose()
-
-
-_closers: set[AsyncIterator[None]] = set()
-
-
-async def close_with_loop(aclose: Callable[[], Awaitable[Any]]) -> None:
-    """Run ``aclose`` when the running event loop shuts down.
-
-    ``asyncio.run`` and ``asyncio.Runner`` close every live async generator of
-    their loop on exit (``loop.shutdown_asyncgens``); a suspended generator's
-    ``finally`` is the one portable "loop is ending" hook asyncio offers.
-    """
-
-    async def closer() -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            _closers.discard(gen)
-            await aclose()
-
-    gen = closer()
-    _closers.add(gen)  # a strong reference until the loop closes it
-    await gen.__anext__()
