@@ -75,8 +75,8 @@ def async_pool() -> httpx.AsyncBaseTransport:
     aiohttp parses HTTP in C; httpcore parses it in Python (h11) on anyio. The openai
     SDK offers the same transport (``openai[aiohttp]``) for the same reason. Measured
     side by side (``benchmarks/server.py --httpcore``, one ``llmrouter serve`` on each,
-    two runs): 0.3-0.7 ms less p50 overhead per call, and 0.89-0.95x instead of
-    0.73-0.75x the backend's throughput at 64 concurrent requests.
+    three runs): 0.3-1.3 ms less p50 overhead per call, and 0.89-0.97x instead of
+    0.73-0.85x the backend's throughput at 64 concurrent requests.
     """
     try:
         if httpx.__name__ == "httpx2":
