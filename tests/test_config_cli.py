@@ -154,3 +154,25 @@ def test_every_config_command_has_help(runner: CliRunner) -> None:
     for command in (["check"], ["schema"], ["run"], ["chat"], ["models", "list"]):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, command
+
+
+def test_serve_puts_the_model_calls_on_aiohttp(
+    runner: CliRunner, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    import uvicorn
+
+    from llmrouter.models import _http
+
+    seen: dict[str, object] = {}
+
+    def run(app: object, **options: object) -> None:  # instead of serving
+        seen.update(options, aiohttp=_http._aiohttp, app=app)
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's handler
+    monkeypatch.setattr(_http, "_aiohttp", False)
+    result = runner.invoke(app, ["serve", str(config), "--port", "8089", "--no-log"])
+    assert result.exit_code == 0, result.output
+    assert seen["aiohttp"] is True and seen["port"] == 8089 and seen["app"] is not None

@@ -1,16 +1,17 @@
-"""The openai SDK's async HTTP pools (`llmrouter.models._http`): aiohttp's where
-httpx-aiohttp is installed, one per event loop, errors as httpcore names them."""
+"""The openai SDK's async HTTP pools (`llmrouter.models._http`): httpcore's by default,
+aiohttp's after `use_aiohttp`, one per event loop, errors as httpcore names them."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from llmrouter.models import _http, openai_compatible
+from llmrouter.models import _http, openai_compatible, use_aiohttp
 from llmrouter.models._http import httpx
 from llmrouter.testing import KatanServer
 
@@ -32,18 +33,35 @@ def _request(url: str, read: float = 5.0) -> httpx.Request:
     return httpx.Request("POST", url, json={}, extensions={"timeout": timeout})
 
 
-def test_the_pool_is_aiohttps_when_httpx_aiohttp_is_installed() -> None:
+@pytest.fixture
+def on_aiohttp() -> Iterator[None]:
+    before = _http._aiohttp
+    assert use_aiohttp() is True
+    yield
+    use_aiohttp(before)
+
+
+def test_pools_are_httpcores_by_default() -> None:
+    assert _http._aiohttp is False
+    assert type(_http.async_pool()) is httpx.AsyncHTTPTransport
+
+
+@pytest.mark.usefixtures("on_aiohttp")
+def test_after_use_aiohttp_new_pools_are_aiohttps() -> None:
     from httpx_aiohttp.httpx2 import AiohttpTransport
 
     assert isinstance(_http.async_pool(), AiohttpTransport)
+    assert use_aiohttp(False) is False
+    assert type(_http.async_pool()) is httpx.AsyncHTTPTransport
 
 
-def test_without_httpx_aiohttp_the_pool_is_httpcores(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_httpx_aiohttp_it_stays_on_httpcore(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "httpx_aiohttp.httpx2", None)  # import fails
-    pool = _http.async_pool()
-    assert type(pool) is httpx.AsyncHTTPTransport
+    assert use_aiohttp() is False
+    assert type(_http.async_pool()) is httpx.AsyncHTTPTransport
 
 
+@pytest.mark.usefixtures("on_aiohttp")
 async def test_calls_reuse_one_aiohttp_connection_until_it_idles_out(
     katan_server: KatanServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -62,6 +80,7 @@ async def test_calls_reuse_one_aiohttp_connection_until_it_idles_out(
     assert len(_idle(pool)) == 1 and _idle(pool)[0] is not idle[0]
 
 
+@pytest.mark.usefixtures("on_aiohttp")
 async def test_streaming_goes_through_the_aiohttp_pool(katan_server: KatanServer) -> None:
     chat = openai_compatible(katan_server.model, katan_server.base_url, api_key=SECRET).chat_model
     chunks = [chunk async for chunk in chat.astream("stream me")]
@@ -70,6 +89,7 @@ async def test_streaming_goes_through_the_aiohttp_pool(katan_server: KatanServer
     assert type(_pool(chat)).__module__.startswith("httpx_aiohttp")
 
 
+@pytest.mark.usefixtures("on_aiohttp")
 async def test_a_refused_connection_is_a_connect_error_not_a_timeout() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -83,6 +103,7 @@ async def test_a_refused_connection_is_a_connect_error_not_a_timeout() -> None:
         await transport.aclose()
 
 
+@pytest.mark.usefixtures("on_aiohttp")
 async def test_a_server_that_hangs_up_is_a_protocol_error() -> None:
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(100)
@@ -99,6 +120,7 @@ async def test_a_server_that_hangs_up_is_a_protocol_error() -> None:
         await transport.aclose()
 
 
+@pytest.mark.usefixtures("on_aiohttp")
 async def test_a_server_that_never_answers_is_still_a_timeout() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(5)
@@ -116,6 +138,7 @@ async def test_a_server_that_never_answers_is_still_a_timeout() -> None:
         await transport.aclose()
 
 
+@pytest.mark.usefixtures("on_aiohttp")
 async def test_a_refused_model_call_says_connection_error(unused_tcp_port: int) -> None:
     chat = openai_compatible("m", f"http://127.0.0.1:{unused_tcp_port}/v1", api_key=SECRET)
     with pytest.raises(Exception, match="Connection error") as caught:

@@ -273,6 +273,7 @@ def serve_command(
     try:
         import uvicorn
 
+        from llmrouter.models import use_aiohttp
         from llmrouter.serve import create_app
     except ImportError as exc:
         message = f"{exc}; install the extra: pip install 'llmrouter[serve]'"
@@ -294,6 +295,7 @@ def serve_command(
         request_log = logging.getLogger("llmrouter.serve")
         request_log.addHandler(handler)
         request_log.setLevel(logging.INFO)
+    use_aiohttp()  # the server's process: C HTTP parsing for every model call
     app = create_app(built.routers, built.models, settings, state=built.state)
     console.print(
         f"serving {', '.join(built.routers)} on http://{settings.host}:{settings.port}/v1 "

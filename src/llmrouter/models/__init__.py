@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # what the lazy table below resolves to, for type checkers and docs
     from llmrouter.models._diffusion import text_to_image_pipeline
     from llmrouter.models._endpoint import huggingface_endpoint
+    from llmrouter.models._http import use_aiohttp
     from llmrouter.models._hub import verify_model
     from llmrouter.models._huggingface import huggingface_pipeline
     from llmrouter.models._images import openai_images
@@ -53,6 +54,7 @@ _HELPERS: dict[str, str] = {
     "unload_models": "_registry",
     "ModelLock": "_lock",
     "verify_model": "_hub",
+    "use_aiohttp": "_http",
 }
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "speech_to_text_pipeline",
     "text_to_image_pipeline",
     "unload_models",
+    "use_aiohttp",
     "verify_model",
 ]
 

@@ -23,6 +23,7 @@ __all__ = [
     "httpx",
     "openai_async_http_client",
     "openai_http_client",
+    "use_aiohttp",
 ]
 
 DEADLINE_GRACE = 1.0
@@ -68,24 +69,60 @@ class _DeadlineTransport(httpx.BaseTransport):
         self._pool.close()
 
 
-def async_pool() -> httpx.AsyncBaseTransport:
-    """A connection pool for one event loop: aiohttp's where ``httpx-aiohttp`` is
-    installed (the ``serve`` extra), else httpcore's.
+_aiohttp = False
+"""Whether new async pools are aiohttp's (`use_aiohttp`)."""
+
+
+def use_aiohttp(enabled: bool = True) -> bool:
+    """Put the async HTTP calls of `openai_compatible` models (and the other models on
+    these clients) on aiohttp's connection pool instead of httpcore's.
 
     aiohttp parses HTTP in C; httpcore parses it in Python (h11) on anyio. The openai
     SDK offers the same transport (``openai[aiohttp]``) for the same reason. Measured
     side by side (``benchmarks/server.py --httpcore``, one ``llmrouter serve`` on each,
     three runs): 0.3-1.3 ms less p50 overhead per call, and 0.89-0.97x instead of
     0.73-0.85x the backend's throughput at 64 concurrent requests.
+
+    ``llmrouter serve`` turns it on. It is off by default elsewhere, as in the openai
+    SDK: aiohttp reports "Unclosed client session" at exit for an event loop that was
+    never shut down (``loop.run_until_complete`` without ``asyncio.run``), and a remote
+    model's own latency dwarfs the saving. Pools are per event loop, so the setting
+    holds for loops that make their first call after it. Sync calls stay on httpcore.
+
+    Returns:
+        Whether new async pools will be aiohttp's: False where ``httpx-aiohttp`` (the
+        ``serve`` extra) is not installed.
+
+    Examples:
+        >>> from llmrouter.models import use_aiohttp
+        >>> use_aiohttp()        # where httpx-aiohttp is installed
+        True
+        >>> use_aiohttp(False)   # back to httpcore
+        False
     """
+    global _aiohttp
+    _aiohttp = enabled and _aiohttp_transport() is not None
+    return _aiohttp
+
+
+def _aiohttp_transport() -> type[httpx.AsyncBaseTransport] | None:
+    """httpx-aiohttp's transport class, or None where it is not installed."""
     try:
         if httpx.__name__ == "httpx2":
             from httpx_aiohttp.httpx2 import AiohttpTransport
         else:  # pragma: no cover - openai < 3
             from httpx_aiohttp import AiohttpTransport  # type: ignore[assignment]
     except ImportError:
+        return None
+    return AiohttpTransport
+
+
+def async_pool() -> httpx.AsyncBaseTransport:
+    """A connection pool for one event loop: aiohttp's after `use_aiohttp`, else httpcore's."""
+    transport = _aiohttp_transport() if _aiohttp else None
+    if transport is None:
         return httpx.AsyncHTTPTransport(limits=_limits())
-    return AiohttpTransport(limits=_limits())
+    return transport(limits=_limits())  # type: ignore[call-arg]
 
 
 def _unmasked(exc: httpx.ConnectTimeout, request: httpx.Request) -> httpx.TransportError:
