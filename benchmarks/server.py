@@ -275,7 +275,7 @@ serve:
         f"\n{os.cpu_count()} CPUs, {args.repeats} repeats; client, backend and servers share them"
     )
     at64, overhead = report(rows, "served", "llmrouter serve")
-    print(f"target >= 0.90x at 64: {at64:.2f}x ({'met' if at64 >= 0.9 else 'NOT met'})")
+    print(f"target >= 0.90x at 64: {at64:.3f}x ({'met' if at64 >= 0.9 else 'NOT met'})")
     print(
         f"target p50 overhead <= 2 ms at 1: {overhead:.2f} ms "
         f"({'met' if overhead <= 2 else 'NOT met'})"

@@ -80,7 +80,7 @@ def use_aiohttp(enabled: bool = True) -> bool:
     aiohttp parses HTTP in C; httpcore parses it in Python (h11) on anyio. The openai
     SDK offers the same transport (``openai[aiohttp]``) for the same reason. Measured
     side by side (``benchmarks/server.py --httpcore``, one ``llmrouter serve`` on each,
-    three runs): 0.3-1.3 ms less p50 overhead per call, and 0.89-0.97x instead of
+    four runs): 0.2-1.3 ms less p50 overhead per call, and 0.89-0.97x instead of
     0.73-0.85x the backend's throughput at 64 concurrent requests.
 
     ``llmrouter serve`` turns it on. It is off by default elsewhere, as in the openai
