@@ -44,6 +44,8 @@ def test_onnx_embeds_as_torch_does(exports: Path) -> None:
     assert np.allclose(alone, expected, atol=1e-5)  # padding in a batch changes nothing
     assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
     assert onnx._key(TEXTS[0]) == torch._key(TEXTS[0])  # one embedding cache serves both
+    weights = _features._load(onnx.model, None, "onnx")._model.parameters()
+    assert {p.device.type for p in weights} == {"meta"}  # only ONNX Runtime's copy is kept
 
 
 def test_the_export_is_kept_and_loaded_by_the_next_process(

@@ -186,6 +186,7 @@ def test_exposition_is_prometheus_text_with_labels() -> None:
     assert "# TYPE llmrouter_requests_total counter" in text
     assert 'llmrouter_requests_total{model="a",router="main",status="ok"} 1.0' in text
     assert "# TYPE llmrouter_breaker_state gauge" in text
+    assert "llmrouter_requests_total" in text and "_created" not in text  # no timestamp series
 
 
 def test_breaker_gauge_shows_each_models_state_at_scrape() -> None:

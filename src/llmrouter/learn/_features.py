@@ -311,11 +311,13 @@ def _load(
         model = _MODELS.get((name, quantize, runtime))
         if model is None:
             if runtime == "onnx":
+                weights = _load_model(name, device="cpu")
                 model = _onnx.OnnxEmbedder(
-                    _load_model(name, device="cpu"),
-                    exports or default_cache_dir() / "onnx",
-                    quantize=quantize,
+                    weights, exports or default_cache_dir() / "onnx", quantize=quantize
                 )
+                # ONNX Runtime holds its own copy; from here on only the tokenizer is
+                # used, so the torch weights (90 MB for MiniLM) are let go.
+                weights.to("meta")
             elif quantize is None:
                 model = _load_model(name)
             else:  # int8 kernels are CPU kernels

@@ -53,8 +53,9 @@ class OnnxEmbedder:
 
     Args:
         model: A loaded ``SentenceTransformer`` on the CPU. Its tokenizer is used;
-            its weights are exported (once per cache folder) and then not used.
-            The model's attention is switched to eager for the export.
+            its weights are exported (once per cache folder) and then not used, so
+            the caller may release them (``model.to("meta")``, as `PromptEncoder`
+            does). The model's attention is switched to eager for the export.
         folder: Where exported files are kept.
         quantize: ``"int8"``: ONNX Runtime's dynamic int8 quantization of the
             exported model (int8 weights, activations quantized per call), faster

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import ValidationError
 
@@ -121,8 +121,22 @@ class ServerMetrics:
             self.fallbacks.labels(router).inc()
 
     def exposition(self) -> bytes:
-        """The text format Prometheus scrapes."""
-        return generate_latest(self.registry)
+        """The text format Prometheus scrapes, without prometheus-client's ``_created``
+        series (one creation timestamp per counter and histogram child: a second series
+        for each, which no query here reads)."""
+        return generate_latest(_WithoutCreated(self.registry))
+
+
+class _WithoutCreated(Collector):
+    """``registry``'s metric families without their ``*_created`` samples."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():  # fresh objects on every scrape
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
 
 
 def _innermost(route: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
