@@ -24,7 +24,9 @@ def add(a: int, b: int) -> int:
 
 
 def test_router_drives_a_create_agent_tool_call(katan_server: Any, tiny_model_dir: Any) -> None:
+    models.unload_models(str(tiny_model_dir))  # another test module may have loaded it
     local = models.huggingface_pipeline(str(tiny_model_dir), name="local", tasks={"chat"})
+    assert not local.chat_model.is_loaded
     remote = models.openai_compatible(
         katan_server.model,
         base_url=katan_server.base_url,

@@ -18,6 +18,7 @@ from llmrouter.learn._decide import (
     pick_strong,
     share_curve,
 )
+from llmrouter.learn._embeddings import LocalEmbeddings
 from llmrouter.learn._estimators import (
     BlendEstimator,
     Estimator,
@@ -57,6 +58,7 @@ __all__ = [
     "Estimator",
     "KNNEstimator",
     "LambdaSweep",
+    "LocalEmbeddings",
     "LogisticEstimator",
     "OutcomeData",
     "PromptEncoder",

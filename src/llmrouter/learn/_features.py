@@ -289,9 +289,12 @@ class PromptEncoder:
             return "torch"
         return "onnx" if self.backend == "onnx" or _onnx.available() else "torch"
 
+    def _loaded(self) -> Any:
+        """The model that embeds (loaded once per process and setting; see `_load`)."""
+        return _load(self.model, self.quantize, self.runtime, self._exports / "onnx")
+
     def _embed(self, texts: list[str], *, progress: bool) -> list[NDArray[np.float32]]:
-        model = _load(self.model, self.quantize, self.runtime, self._exports / "onnx")
-        vectors = model.encode(
+        vectors = self._loaded().encode(
             texts,
             batch_size=self.batch_size,
             normalize_embeddings=True,

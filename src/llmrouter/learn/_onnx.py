@@ -91,6 +91,11 @@ class OnnxEmbedder:
                 for path in paths:  # a damaged file in the cache: make them again, once
                     path.unlink(missing_ok=True)
 
+    @property
+    def tokenizer(self) -> Any:
+        """The model's Hugging Face tokenizer (what `encode` tokenises with)."""
+        return self._model.tokenizer
+
     def encode(
         self,
         texts: Sequence[str],

@@ -448,8 +448,9 @@ class ChatEmbeddings(MediaChatModel, Embeddings):
         embeddings = self.embeddings
         if isinstance(embeddings, LazyEmbeddings):
             embeddings = embeddings.loaded
-        client = getattr(embeddings, "_client", None)  # sentence-transformers models
-        tokenizer = getattr(client, "tokenizer", None)
+        tokenizer = getattr(embeddings, "tokenizer", None)  # LocalEmbeddings
+        if tokenizer is None:  # HuggingFaceEmbeddings: its sentence-transformers model's
+            tokenizer = getattr(getattr(embeddings, "_client", None), "tokenizer", None)
         if tokenizer is None:
             return None
         try:
