@@ -2,7 +2,7 @@
 by ONNX Runtime where it is installed.
 
 `SemanticClassifier`, the semantic response cache and `MultiModalRouter`'s embeddings
-use it by default (`llmrouter.task.default_embeddings`). The model and the ONNX export
+use it by default (`llmrouter.classify.default_embeddings`). The model and the ONNX export
 are `PromptEncoder`'s, shared with learned routing in one process.
 """
 
