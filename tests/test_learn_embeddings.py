@@ -80,3 +80,15 @@ def test_the_default_embeddings_run_on_onnx_runtime() -> None:
 def test_the_tokenizer_is_the_models(onnx: LocalEmbeddings) -> None:
     ids = onnx.tokenizer("What is 2+2?", add_special_tokens=False)["input_ids"]
     assert len(ids) == 6 and onnx.tokenizer.model_max_length >= 256
+
+
+def test_a_progress_bar_only_when_asked_and_past_one_batch(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    texts = [f"document {i}" for i in range(5)]
+    LocalEmbeddings(batch_size=2).embed_documents(texts)
+    assert "Batches" not in capsys.readouterr().err
+    LocalEmbeddings(batch_size=2, show_progress=True).embed_documents(texts)
+    assert "Batches" in capsys.readouterr().err  # tqdm's bar: 3 batches of 2
+    LocalEmbeddings(batch_size=8, show_progress=True).embed_documents(texts)
+    assert "Batches" not in capsys.readouterr().err  # one batch: no bar

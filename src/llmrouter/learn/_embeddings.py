@@ -33,6 +33,8 @@ class LocalEmbeddings(Embeddings):
             seconds), and later processes load the file.
         batch_size: Texts per forward pass in `embed_documents`.
         cache_dir: Where the ONNX export is kept (`default_cache_dir`).
+        show_progress: A progress bar while `embed_documents` embeds more than one
+            batch (indexing many documents for a vector store).
 
     Examples:
         >>> from llmrouter.learn import LocalEmbeddings
@@ -49,7 +51,9 @@ class LocalEmbeddings(Embeddings):
         backend: Backend = "auto",
         batch_size: int = 32,
         cache_dir: str | None = None,
+        show_progress: bool = False,
     ) -> None:
+        self.show_progress = show_progress
         self._encoder = PromptEncoder(
             model,
             cache=False,
@@ -79,7 +83,8 @@ class LocalEmbeddings(Embeddings):
         """One vector per text, in their order."""
         if not texts:
             return []
-        return [v.tolist() for v in self._encoder._embed(list(texts), progress=False)]
+        vectors = self._encoder._embed(list(texts), progress=self.show_progress)
+        return [v.tolist() for v in vectors]
 
     def embed_query(self, text: str) -> list[float]:
         """The vector of one text."""
