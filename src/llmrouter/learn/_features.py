@@ -124,8 +124,8 @@ class PromptEncoder:
             they share the embedding cache and either serves a float32 predictor.
 
     Examples:
-        >>> encoder = PromptEncoder(cache=False)   # doctest: +SKIP
-        >>> encoder.encode(["What is 2+2?"]).shape  # doctest: +SKIP
+        >>> encoder = PromptEncoder(cache=False)
+        >>> encoder.encode(["What is 2+2?"]).shape
         (1, 384)
     """
 
